@@ -1,0 +1,1 @@
+//! Atlas Administration API simulator.

@@ -1,0 +1,3 @@
+//! atlas-encryption-operator: runs MongoDB Atlas Encryption at Rest with customer-managed AWS KMS keys
+//! from two Kubernetes resources, `ProjectEncryption` and `ClusterEncryption`.
+#![forbid(unsafe_code)]
