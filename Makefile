@@ -35,7 +35,12 @@ test-unit: ## hermetic unit tests (no control plane needed)
 	cargo test --workspace
 
 .PHONY: test
-test: ## everything: lint, generated-file check, unit, integration and e2e tests on the local control plane
+test: ## everything: lint, generated-file check, unit, simulator, integration and e2e tests on the local control plane
 	$(MAKE) lint
 	$(MAKE) check-generated
 	$(MAKE) test-unit
+	$(MAKE) test-sim
+	$(MAKE) test-integration
+
+# Concern-specific targets (test environment, simulator, chart, demo, bench) live in mk/.
+-include mk/*.mk
