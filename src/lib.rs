@@ -1,3 +1,5 @@
 //! atlas-encryption-operator: runs MongoDB Atlas Encryption at Rest with customer-managed AWS KMS keys
 //! from two Kubernetes resources, `ProjectEncryption` and `ClusterEncryption`.
 #![forbid(unsafe_code)]
+
+pub mod aws;
