@@ -1,0 +1,62 @@
+//! `crds/` must be exactly what `crdgen` writes from the Rust types, so the YAML users apply never
+//! drifts from what the operator expects. Fix a failure with `make generate`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[test]
+fn crds_directory_matches_the_rust_types() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let on_disk: BTreeMap<String, String> = std::fs::read_dir(&dir)
+        .expect("crds/ exists")
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&path).unwrap())
+        })
+        .collect();
+    let generated: BTreeMap<String, String> = atlas_encryption_operator::crd::all_crds_yaml()
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        on_disk.keys().collect::<Vec<_>>(),
+        generated.keys().collect::<Vec<_>>(),
+        "crds/ holds other files than crdgen writes: run `make generate`"
+    );
+    for (name, yaml) in &generated {
+        assert!(
+            on_disk[name] == *yaml,
+            "crds/{name} is out of date: run `make generate`"
+        );
+    }
+}
+
+#[test]
+fn conditions_merge_by_type_under_server_side_apply() {
+    use kube::CustomResourceExt;
+    for crd in [
+        atlas_encryption_operator::crd::ProjectEncryption::crd(),
+        atlas_encryption_operator::crd::ClusterEncryption::crd(),
+    ] {
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+        let conditions = &schema["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
+        assert_eq!(
+            conditions["x-kubernetes-list-type"], "map",
+            "{:?}",
+            crd.metadata.name
+        );
+        assert_eq!(
+            conditions["x-kubernetes-list-map-keys"],
+            serde_json::json!(["type"])
+        );
+        assert!(
+            crd.spec.versions[0]
+                .subresources
+                .as_ref()
+                .unwrap()
+                .status
+                .is_some()
+        );
+    }
+}
