@@ -62,7 +62,10 @@ pub struct Nonces {
 
 impl Nonces {
     pub fn new(lifetime: Duration) -> Self {
-        Nonces { map: Mutex::new(HashMap::new()), lifetime }
+        Nonces {
+            map: Mutex::new(HashMap::new()),
+            lifetime,
+        }
     }
 
     pub fn issue(&self) -> String {
@@ -73,7 +76,13 @@ impl Nonces {
             let life = self.lifetime;
             map.retain(|_, n| n.created.elapsed() < life);
         }
-        map.insert(nonce.clone(), NonceInfo { created: Instant::now(), seen: HashSet::new() });
+        map.insert(
+            nonce.clone(),
+            NonceInfo {
+                created: Instant::now(),
+                seen: HashSet::new(),
+            },
+        );
         nonce
     }
 
@@ -81,7 +90,9 @@ impl Nonces {
     /// fresh nonce (unknown nonce after a restart, expired nonce, or replayed nc).
     fn consume(&self, nonce: &str, nc: u32) -> Result<(), ()> {
         let mut map = self.map.lock();
-        let Some(info) = map.get_mut(nonce) else { return Err(()) };
+        let Some(info) = map.get_mut(nonce) else {
+            return Err(());
+        };
         if info.created.elapsed() >= self.lifetime {
             map.remove(nonce);
             return Err(());
@@ -113,7 +124,9 @@ pub fn challenge(nonces: &Nonces, stale: bool, sha256_too: bool) -> Vec<String> 
 
 /// Parses `Digest k=v, k="v", …` (quoted values may contain commas).
 pub fn parse_digest(header: &str) -> Option<HashMap<String, String>> {
-    let rest = header.strip_prefix("Digest ").or_else(|| header.strip_prefix("digest "))?;
+    let rest = header
+        .strip_prefix("Digest ")
+        .or_else(|| header.strip_prefix("digest "))?;
     let mut out = HashMap::new();
     let mut chars = rest.chars().peekable();
     loop {
@@ -177,7 +190,9 @@ pub fn verify_digest(
     state: &State,
     nonces: &Nonces,
 ) -> DigestOutcome {
-    let Some(p) = parse_digest(header) else { return DigestOutcome::Denied };
+    let Some(p) = parse_digest(header) else {
+        return DigestOutcome::Denied;
+    };
     let get = |k: &str| p.get(k).map(String::as_str);
     let (Some(user), Some(nonce), Some(uri), Some(response)) =
         (get("username"), get("nonce"), get("uri"), get("response"))
@@ -191,9 +206,15 @@ pub fn verify_digest(
     if get("realm") != Some(REALM) || get("qop") != Some("auth") || uri != request_uri {
         return DigestOutcome::Denied;
     }
-    let (Some(nc_s), Some(cnonce)) = (get("nc"), get("cnonce")) else { return DigestOutcome::Denied };
-    let Ok(nc) = u32::from_str_radix(nc_s, 16) else { return DigestOutcome::Denied };
-    let Some(cred) = state.api_keys.get(user) else { return DigestOutcome::Denied };
+    let (Some(nc_s), Some(cnonce)) = (get("nc"), get("cnonce")) else {
+        return DigestOutcome::Denied;
+    };
+    let Ok(nc) = u32::from_str_radix(nc_s, 16) else {
+        return DigestOutcome::Denied;
+    };
+    let Some(cred) = state.api_keys.get(user) else {
+        return DigestOutcome::Denied;
+    };
     let ha1 = hash(alg, &format!("{user}:{REALM}:{}", cred.secret));
     let ha2 = hash(alg, &format!("{method}:{uri}"));
     let expected = hash(alg, &format!("{ha1}:{nonce}:{nc_s}:{cnonce}:auth:{ha2}"));
@@ -227,7 +248,9 @@ pub enum BearerOutcome {
 }
 
 pub fn verify_bearer(token: &str, state: &mut State) -> BearerOutcome {
-    let Some(t) = state.tokens.get(token) else { return BearerOutcome::Unknown };
+    let Some(t) = state.tokens.get(token) else {
+        return BearerOutcome::Unknown;
+    };
     if t.expires_at <= Utc::now() {
         state.tokens.remove(token);
         return BearerOutcome::Expired;
@@ -241,8 +264,12 @@ pub fn verify_bearer(token: &str, state: &mut State) -> BearerOutcome {
 
 /// `Authorization: Basic base64(id:secret)` → (id, secret).
 pub fn parse_basic(header: &str) -> Option<(String, String)> {
-    let b64 = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic "))?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let b64 = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (id, secret) = s.split_once(':')?;
     Some((id.to_string(), secret.to_string()))
@@ -251,7 +278,11 @@ pub fn parse_basic(header: &str) -> Option<(String, String)> {
 pub fn check_client(state: &State, id: &str, secret: &str) -> Result<(), ApiError> {
     match state.service_accounts.get(id) {
         Some(c) if constant_time_eq(c.secret.as_bytes(), secret.as_bytes()) => Ok(()),
-        _ => Err(ApiError::new(401, "INVALID_CLIENT", "Invalid client credentials.")),
+        _ => Err(ApiError::new(
+            401,
+            "INVALID_CLIENT",
+            "Invalid client credentials.",
+        )),
     }
 }
 

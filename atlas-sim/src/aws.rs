@@ -58,9 +58,13 @@ impl AwsFailure {
             AwsFailure::NoPermission(why) => ApiError::new(
                 400,
                 "NO_PERMISSION_TO_ENCRYPT_DECRYPT",
-                format!("The provided credentials do not have permission to encrypt and decrypt using the AWS customer master key ({why})."),
+                format!(
+                    "The provided credentials do not have permission to encrypt and decrypt using the AWS customer master key ({why})."
+                ),
             ),
-            AwsFailure::Unreachable(_) => ApiError::unexpected("Unexpected error while validating the AWS KMS configuration."),
+            AwsFailure::Unreachable(_) => {
+                ApiError::unexpected("Unexpected error while validating the AWS KMS configuration.")
+            }
         }
     }
 }
@@ -103,18 +107,20 @@ fn is_uuid(s: &str) -> bool {
 /// Key ids Atlas accepts: a key UUID, a Multi-Region `mrk-` id, or a key ARN.
 pub fn key_id_well_formed(key: &str) -> bool {
     let id = if let Some(rest) = key.strip_prefix("arn:aws") {
-        let parts: Vec<&str> = rest.splitn(6, ':').collect();
-        if parts.len() != 6 || parts[1] != "kms" || parts[3].len() != 12 {
+        // ":kms:<region>:<account>:key/<id>"
+        let parts: Vec<&str> = rest.splitn(5, ':').collect();
+        if parts.len() != 5 || parts[1] != "kms" || parts[3].len() != 12 {
             return false;
         }
-        match parts[5].strip_prefix("key/") {
+        match parts[4].strip_prefix("key/") {
             Some(id) => id,
             None => return false,
         }
     } else {
         key
     };
-    is_uuid(id) || (id.starts_with("mrk-") && id.len() == 36 && id[4..].bytes().all(|b| b.is_ascii_hexdigit()))
+    is_uuid(id)
+        || (id.starts_with("mrk-") && id.len() == 36 && id[4..].bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn key_arn_region(key: &str) -> Option<&str> {
@@ -147,7 +153,10 @@ fn statements(policy: &Value) -> Vec<Value> {
 /// IAM-style wildcard match (`*` any run, `?` one char), case-insensitive as IAM actions are.
 pub fn glob(pattern: &str, value: &str, case_insensitive: bool) -> bool {
     let (p, v): (Vec<char>, Vec<char>) = if case_insensitive {
-        (pattern.to_lowercase().chars().collect(), value.to_lowercase().chars().collect())
+        (
+            pattern.to_lowercase().chars().collect(),
+            value.to_lowercase().chars().collect(),
+        )
     } else {
         (pattern.chars().collect(), value.chars().collect())
     };
@@ -185,7 +194,10 @@ pub fn trust_allows(doc: &Value, atlas_arn: &str, external_id: &str) -> bool {
         if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
             return false;
         }
-        if !as_list(st.get("Action")).iter().any(|a| glob(a, "sts:AssumeRole", true)) {
+        if !as_list(st.get("Action"))
+            .iter()
+            .any(|a| glob(a, "sts:AssumeRole", true))
+        {
             return false;
         }
         let principals = match st.get("Principal") {
@@ -194,7 +206,10 @@ pub fn trust_allows(doc: &Value, atlas_arn: &str, external_id: &str) -> bool {
             None => vec![],
         };
         let principal_ok = principals.iter().any(|p| {
-            p == "*" || p == atlas_arn || p == atlas_account || p == &format!("arn:aws:iam::{atlas_account}:root")
+            p == "*"
+                || p == atlas_arn
+                || p == atlas_account
+                || p == &format!("arn:aws:iam::{atlas_account}:root")
         });
         if !principal_ok {
             return false;
@@ -215,7 +230,9 @@ pub fn policies_allow(policies: &[Value], action: &str, resource: &str) -> bool 
         for st in statements(p) {
             let effect = st.get("Effect").and_then(Value::as_str).unwrap_or("");
             let action_hit = as_list(st.get("Action")).iter().any(|a| glob(a, action, true));
-            let resource_hit = as_list(st.get("Resource")).iter().any(|r| glob(r, resource, false));
+            let resource_hit = as_list(st.get("Resource"))
+                .iter()
+                .any(|r| glob(r, resource, false));
             if action_hit && resource_hit {
                 match effect {
                     "Deny" => return false,
@@ -245,13 +262,21 @@ impl AwsChecker {
     /// The authorize step: can Atlas assume `role_arn` with `external_id`?
     pub async fn check_trust(&self, role_arn: &str, external_id: &str) -> Result<(), AwsFailure> {
         let cannot = || AwsFailure::CannotAssumeRole(role_arn.to_string());
-        let Some(name) = role_name(role_arn) else { return Err(cannot()) };
-        let Some(endpoint) = &self.endpoint else { return Ok(()) };
+        let Some(name) = role_name(role_arn) else {
+            return Err(cannot());
+        };
+        let Some(endpoint) = &self.endpoint else {
+            return Ok(());
+        };
         let conf = self.sdk_config(endpoint, "us-east-1").await;
         let iam = aws_sdk_iam::Client::new(&conf);
         let role = iam.get_role().role_name(name).send().await.map_err(|e| {
             let se = e.into_service_error();
-            if se.is_no_such_entity_exception() { cannot() } else { AwsFailure::Unreachable(se.to_string()) }
+            if se.is_no_such_entity_exception() {
+                cannot()
+            } else {
+                AwsFailure::Unreachable(se.to_string())
+            }
         })?;
         let doc = role
             .role()
@@ -307,7 +332,9 @@ impl AwsChecker {
                 .send()
                 .await
                 .map_err(|e| unreachable(e.into_service_error().to_string()))?;
-            let Some(ver) = pol.policy().and_then(|p| p.default_version_id()) else { continue };
+            let Some(ver) = pol.policy().and_then(|p| p.default_version_id()) else {
+                continue;
+            };
             let pv = iam
                 .get_policy_version()
                 .policy_arn(arn)
@@ -315,7 +342,11 @@ impl AwsChecker {
                 .send()
                 .await
                 .map_err(|e| unreachable(e.into_service_error().to_string()))?;
-            if let Some(v) = pv.policy_version().and_then(|v| v.document()).and_then(parse_policy) {
+            if let Some(v) = pv
+                .policy_version()
+                .and_then(|v| v.document())
+                .and_then(parse_policy)
+            {
                 out.push(v);
             }
         }
@@ -337,11 +368,15 @@ impl AwsChecker {
             return Err(AwsFailure::KeyNotFound);
         }
         self.check_trust(&c.role_arn, &c.external_id).await?;
-        let Some(endpoint) = &self.endpoint else { return Ok(()) };
+        let Some(endpoint) = &self.endpoint else {
+            return Ok(());
+        };
 
         let conf = self.sdk_config(endpoint, "us-east-1").await;
         let iam = aws_sdk_iam::Client::new(&conf);
-        let policies = self.role_policies(&iam, role_name(&c.role_arn).unwrap_or_default()).await?;
+        let policies = self
+            .role_policies(&iam, role_name(&c.role_arn).unwrap_or_default())
+            .await?;
 
         let sts = aws_sdk_sts::Client::new(&conf);
         let assumed = sts
@@ -366,7 +401,9 @@ impl AwsChecker {
             .unwrap_or_else(Self::creds);
         let kconf = self.sdk_config(endpoint, &region).await;
         let kms = aws_sdk_kms::Client::from_conf(
-            aws_sdk_kms::config::Builder::from(&kconf).credentials_provider(creds).build(),
+            aws_sdk_kms::config::Builder::from(&kconf)
+                .credentials_provider(creds)
+                .build(),
         );
 
         let meta = kms.describe_key().key_id(&c.key_id).send().await.map_err(|e| {
@@ -377,7 +414,9 @@ impl AwsChecker {
                 AwsFailure::Unreachable(se.to_string())
             }
         })?;
-        let Some(meta) = meta.key_metadata() else { return Err(AwsFailure::KeyNotFound) };
+        let Some(meta) = meta.key_metadata() else {
+            return Err(AwsFailure::KeyNotFound);
+        };
         let key_arn = meta.arn().unwrap_or(&c.key_id).to_string();
         for action in ["kms:DescribeKey", "kms:Encrypt", "kms:Decrypt"] {
             if !policies_allow(&policies, action, &key_arn) {
@@ -393,8 +432,12 @@ impl AwsChecker {
             Some(KeyState::PendingImport) => return Err(AwsFailure::KeyPendingImport),
             _ => return Err(AwsFailure::KeyNotEnabled),
         }
-        if meta.key_spec() != Some(&KeySpec::SymmetricDefault) || meta.key_usage() != Some(&KeyUsageType::EncryptDecrypt) {
-            return Err(AwsFailure::NoPermission("the key is not a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key".into()));
+        if meta.key_spec() != Some(&KeySpec::SymmetricDefault)
+            || meta.key_usage() != Some(&KeyUsageType::EncryptDecrypt)
+        {
+            return Err(AwsFailure::NoPermission(
+                "the key is not a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key".into(),
+            ));
         }
         let probe = b"atlas-sim encryption at rest probe";
         let enc = kms
@@ -404,7 +447,10 @@ impl AwsChecker {
             .send()
             .await
             .map_err(|e| AwsFailure::NoPermission(format!("Encrypt failed: {}", e.into_service_error())))?;
-        let blob = enc.ciphertext_blob().cloned().ok_or_else(|| AwsFailure::NoPermission("Encrypt returned no ciphertext".into()))?;
+        let blob = enc
+            .ciphertext_blob()
+            .cloned()
+            .ok_or_else(|| AwsFailure::NoPermission("Encrypt returned no ciphertext".into()))?;
         let dec = kms
             .decrypt()
             .key_id(&c.key_id)
@@ -413,7 +459,9 @@ impl AwsChecker {
             .await
             .map_err(|e| AwsFailure::NoPermission(format!("Decrypt failed: {}", e.into_service_error())))?;
         if dec.plaintext().map(|b| b.as_ref()) != Some(&probe[..]) {
-            return Err(AwsFailure::NoPermission("Decrypt did not return the probe".into()));
+            return Err(AwsFailure::NoPermission(
+                "Decrypt did not return the probe".into(),
+            ));
         }
         Ok(())
     }
@@ -451,7 +499,9 @@ mod tests {
     #[test]
     fn key_ids() {
         assert!(key_id_well_formed("1234abcd-12ab-34cd-56ef-1234567890ab"));
-        assert!(key_id_well_formed("arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"));
+        assert!(key_id_well_formed(
+            "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+        ));
         assert!(key_id_well_formed("mrk-1234abcd12ab34cd56ef1234567890ab"));
         assert!(!key_id_well_formed("alias/foo"));
         assert!(!key_id_well_formed("nope"));

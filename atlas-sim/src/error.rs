@@ -58,7 +58,11 @@ impl ApiError {
 
     // Constructors for the codes used in more than one place.
     pub fn user_unauthorized() -> Self {
-        ApiError::new(401, "USER_UNAUTHORIZED", "You are not authorized for this resource.")
+        ApiError::new(
+            401,
+            "USER_UNAUTHORIZED",
+            "You are not authorized for this resource.",
+        )
     }
     pub fn not_in_group(group_id: &str) -> Self {
         ApiError::new(
@@ -69,12 +73,20 @@ impl ApiError {
         .params([group_id])
     }
     pub fn group_not_found(group_id: &str) -> Self {
-        ApiError::new(404, "GROUP_NOT_FOUND", format!("No group with ID {group_id} exists."))
-            .params([group_id])
+        ApiError::new(
+            404,
+            "GROUP_NOT_FOUND",
+            format!("No group with ID {group_id} exists."),
+        )
+        .params([group_id])
     }
     pub fn invalid_group_id(group_id: &str) -> Self {
-        ApiError::new(404, "INVALID_GROUP_ID", format!("The specified group ID {group_id} is invalid."))
-            .params([group_id])
+        ApiError::new(
+            404,
+            "INVALID_GROUP_ID",
+            format!("The specified group ID {group_id} is invalid."),
+        )
+        .params([group_id])
     }
     pub fn resource_not_found(what: &str) -> Self {
         ApiError::new(404, "RESOURCE_NOT_FOUND", format!("Cannot find resource {what}.")).params([what])
@@ -88,12 +100,20 @@ impl ApiError {
         .params([name, group_id])
     }
     pub fn invalid_attribute(attr: &str) -> Self {
-        ApiError::new(400, "INVALID_ATTRIBUTE", format!("Invalid attribute {attr} specified."))
-            .params([attr])
+        ApiError::new(
+            400,
+            "INVALID_ATTRIBUTE",
+            format!("Invalid attribute {attr} specified."),
+        )
+        .params([attr])
     }
     pub fn missing_attribute(attr: &str) -> Self {
-        ApiError::new(400, "MISSING_ATTRIBUTE", format!("The required attribute {attr} was not specified."))
-            .params([attr])
+        ApiError::new(
+            400,
+            "MISSING_ATTRIBUTE",
+            format!("The required attribute {attr} was not specified."),
+        )
+        .params([attr])
     }
     pub fn invalid_enum(value: &str, attr: &str) -> Self {
         ApiError::new(
@@ -107,7 +127,11 @@ impl ApiError {
         ApiError::new(400, "MALFORMED_JSON", "Received JSON is malformed.")
     }
     pub fn invalid_json() -> Self {
-        ApiError::new(400, "INVALID_JSON", "Received JSON does not match expected format.")
+        ApiError::new(
+            400,
+            "INVALID_JSON",
+            "Received JSON does not match expected format.",
+        )
     }
     pub fn invalid_path_parameter(name: &str, value: &str) -> Self {
         ApiError::new(

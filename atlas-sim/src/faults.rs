@@ -66,7 +66,8 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
             (None, None) => true,
             (Some(&"**"), _) => go(&p[1..], s) || (!s.is_empty() && go(p, &s[1..])),
             (Some(seg), Some(x)) => {
-                (*seg == "*" || (seg.starts_with('{') && seg.ends_with('}')) || seg == x) && go(&p[1..], &s[1..])
+                (*seg == "*" || (seg.starts_with('{') && seg.ends_with('}')) || seg == x)
+                    && go(&p[1..], &s[1..])
             }
             _ => false,
         }
@@ -92,7 +93,11 @@ pub struct FaultDecision {
 impl Faults {
     pub fn add(&mut self, spec: FaultSpec) -> Fault {
         self.next_id += 1;
-        let f = Fault { id: self.next_id, spec, hits: 0 };
+        let f = Fault {
+            id: self.next_id,
+            spec,
+            hits: 0,
+        };
         self.rules.push(f.clone());
         f
     }
@@ -172,7 +177,10 @@ pub struct RateLimiter {
 pub enum RateOutcome {
     /// Allowed; the tightest (limit, remaining) pair, if any bucket applied.
     Allowed(Option<(u64, u64)>),
-    Limited { cfg: BucketConfig, retry_after: u64 },
+    Limited {
+        cfg: BucketConfig,
+        retry_after: u64,
+    },
 }
 
 impl RateLimiter {
@@ -191,13 +199,16 @@ impl RateLimiter {
         let now = Instant::now();
         let mut applicable = vec![];
         for (cfg, key) in scopes {
-            let (Some(cfg), Some(key)) = (cfg, key) else { continue };
-            let b = self
-                .buckets
-                .entry(key.clone())
-                .or_insert(Bucket { tokens: cfg.capacity as f64, last: now });
+            let (Some(cfg), Some(key)) = (cfg, key) else {
+                continue;
+            };
+            let b = self.buckets.entry(key.clone()).or_insert(Bucket {
+                tokens: cfg.capacity as f64,
+                last: now,
+            });
             let per_sec = cfg.refill_rate as f64 / cfg.refill_seconds.max(1) as f64;
-            b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * per_sec).min(cfg.capacity as f64);
+            b.tokens =
+                (b.tokens + now.duration_since(b.last).as_secs_f64() * per_sec).min(cfg.capacity as f64);
             b.last = now;
             if b.tokens < 1.0 {
                 let retry_after = ((1.0 - b.tokens) / per_sec.max(1e-9)).ceil().max(1.0) as u64;
@@ -253,8 +264,14 @@ impl CallLog {
         r.seq = self.next_seq;
         *self.counters.entry("total".into()).or_default() += 1;
         let route = r.route.clone().unwrap_or_else(|| "(unmatched)".into());
-        *self.counters.entry(format!("{} {}", r.method, route)).or_default() += 1;
-        *self.counters.entry(format!("{} {} {}", r.method, route, r.status)).or_default() += 1;
+        *self
+            .counters
+            .entry(format!("{} {}", r.method, route))
+            .or_default() += 1;
+        *self
+            .counters
+            .entry(format!("{} {} {}", r.method, route, r.status))
+            .or_default() += 1;
         *self.counters.entry(format!("status {}", r.status)).or_default() += 1;
         if self.records.len() >= CALL_LOG_CAP {
             self.records.pop_front();
@@ -278,23 +295,48 @@ mod tests {
 
     #[test]
     fn patterns() {
-        assert!(path_matches("/api/atlas/v2/groups/*/encryptionAtRest", "/api/atlas/v2/groups/abc/encryptionAtRest"));
-        assert!(path_matches("/api/atlas/v2/groups/{groupId}/clusters/{clusterName}", "/api/atlas/v2/groups/a/clusters/b"));
-        assert!(path_matches("/api/atlas/v2/**", "/api/atlas/v2/groups/a/clusters/b"));
+        assert!(path_matches(
+            "/api/atlas/v2/groups/*/encryptionAtRest",
+            "/api/atlas/v2/groups/abc/encryptionAtRest"
+        ));
+        assert!(path_matches(
+            "/api/atlas/v2/groups/{groupId}/clusters/{clusterName}",
+            "/api/atlas/v2/groups/a/clusters/b"
+        ));
+        assert!(path_matches(
+            "/api/atlas/v2/**",
+            "/api/atlas/v2/groups/a/clusters/b"
+        ));
         assert!(path_matches("**", "/x"));
-        assert!(!path_matches("/api/atlas/v2/groups/*", "/api/atlas/v2/groups/a/clusters"));
+        assert!(!path_matches(
+            "/api/atlas/v2/groups/*",
+            "/api/atlas/v2/groups/a/clusters"
+        ));
     }
 
     #[test]
     fn bucket_refuses_when_empty() {
         let mut rl = RateLimiter::default();
         rl.set(RateLimitConfig {
-            project: Some(BucketConfig { capacity: 2, refill_rate: 1, refill_seconds: 60 }),
+            project: Some(BucketConfig {
+                capacity: 2,
+                refill_rate: 1,
+                refill_seconds: 60,
+            }),
             organization: None,
         });
-        assert!(matches!(rl.check(Some("p"), None), RateOutcome::Allowed(Some((2, 1)))));
-        assert!(matches!(rl.check(Some("p"), None), RateOutcome::Allowed(Some((2, 0)))));
-        assert!(matches!(rl.check(Some("p"), None), RateOutcome::Limited { retry_after: 60, .. }));
+        assert!(matches!(
+            rl.check(Some("p"), None),
+            RateOutcome::Allowed(Some((2, 1)))
+        ));
+        assert!(matches!(
+            rl.check(Some("p"), None),
+            RateOutcome::Allowed(Some((2, 0)))
+        ));
+        assert!(matches!(
+            rl.check(Some("p"), None),
+            RateOutcome::Limited { retry_after: 60, .. }
+        ));
         assert!(matches!(rl.check(Some("q"), None), RateOutcome::Allowed(_)));
     }
 }

@@ -133,7 +133,9 @@ impl Sim {
     }
 
     pub fn persist_now(&self) -> anyhow::Result<()> {
-        let Some(path) = &self.config.state_file else { return Ok(()) };
+        let Some(path) = &self.config.state_file else {
+            return Ok(());
+        };
         self.dirty.store(false, Ordering::Release);
         let text = serde_json::to_vec_pretty(&*self.state.lock())?;
         let tmp = path.with_extension("tmp");
@@ -205,5 +207,10 @@ pub async fn spawn(config: SimConfig) -> anyhow::Result<SimHandle> {
         tasks.push(tokio::spawn(server::persister(sim.clone(), rx)));
     }
     tracing::info!(%addr, "atlas-sim listening");
-    Ok(SimHandle { addr, sim, shutdown: tx, tasks })
+    Ok(SimHandle {
+        addr,
+        sim,
+        shutdown: tx,
+        tasks,
+    })
 }

@@ -9,7 +9,11 @@ use atlas_sim::{BucketConfig, RateLimitConfig, Seed, SimConfig};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "atlas-sim", version, about = "Simulator of the MongoDB Atlas Administration API v2 endpoints used by Encryption at Rest with AWS KMS")]
+#[command(
+    name = "atlas-sim",
+    version,
+    about = "Simulator of the MongoDB Atlas Administration API v2 endpoints used by Encryption at Rest with AWS KMS"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -17,8 +21,13 @@ struct Cli {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).unwrap_or((s, "s"));
-    let n: f64 = num.parse().map_err(|_| format!("not a duration: {s} (use e.g. 500ms, 3s, 1m)"))?;
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("not a duration: {s} (use e.g. 500ms, 3s, 1m)"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" | "" => n,
@@ -30,9 +39,17 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_bucket(s: &str) -> Result<BucketConfig, String> {
-    let parts: Vec<u64> = s.split(',').map(|x| x.trim().parse::<u64>()).collect::<Result<_, _>>().map_err(|_| "expected CAPACITY,REFILL_RATE,REFILL_SECONDS".to_string())?;
+    let parts: Vec<u64> = s
+        .split(',')
+        .map(|x| x.trim().parse::<u64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| "expected CAPACITY,REFILL_RATE,REFILL_SECONDS".to_string())?;
     match parts.as_slice() {
-        [c, r, d] if *c > 0 && *r > 0 && *d > 0 => Ok(BucketConfig { capacity: *c, refill_rate: *r, refill_seconds: *d }),
+        [c, r, d] if *c > 0 && *r > 0 && *d > 0 => Ok(BucketConfig {
+            capacity: *c,
+            refill_rate: *r,
+            refill_seconds: *d,
+        }),
         _ => Err("expected three positive numbers CAPACITY,REFILL_RATE,REFILL_SECONDS".into()),
     }
 }
@@ -87,7 +104,9 @@ enum Cmd {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let Cmd::Serve {
@@ -118,7 +137,10 @@ async fn main() -> anyhow::Result<()> {
         nonce_ttl,
         validity_ttl,
         digest_sha256_challenge,
-        rate_limit: RateLimitConfig { project: project_rate_limit, organization: org_rate_limit },
+        rate_limit: RateLimitConfig {
+            project: project_rate_limit,
+            organization: org_rate_limit,
+        },
     })
     .await?;
     println!("atlas-sim listening on {}", handle.base_url());

@@ -96,27 +96,48 @@ pub fn media_version(value: &str) -> Option<String> {
 
 fn negotiate(sim: &Sim, method: &Method, route: &str, req: &Request) -> Result<String, ApiError> {
     let table = routes::versions_for(method, route);
-    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let not_acceptable =
-        || ApiError::new(406, "INVALID_VERSION_DATE", "Invalid accept header or version date.");
-    let Some(version) = media_version(accept) else { return Err(not_acceptable()) };
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let not_acceptable = || {
+        ApiError::new(
+            406,
+            "INVALID_VERSION_DATE",
+            "Invalid accept header or version date.",
+        )
+    };
+    let Some(version) = media_version(accept) else {
+        return Err(not_acceptable());
+    };
     let Some((_, sunset)) = table.iter().find(|(v, _)| *v == version) else {
         return Err(not_acceptable());
     };
     if let Some(sunset) = sunset {
-        let today = sim.state.lock().today_override.unwrap_or_else(|| Utc::now().date_naive());
+        let today = sim
+            .state
+            .lock()
+            .today_override
+            .unwrap_or_else(|| Utc::now().date_naive());
         let sunset = chrono::NaiveDate::parse_from_str(sunset, "%Y-%m-%d").unwrap_or(chrono::NaiveDate::MAX);
         if today >= sunset {
             return Err(ApiError::new(
                 410,
                 "VERSION_GONE",
-                format!("The requested API version {version} is no longer supported; it was sunset on {sunset}."),
+                format!(
+                    "The requested API version {version} is no longer supported; it was sunset on {sunset}."
+                ),
             )
             .params([version.clone()]));
         }
     }
     if matches!(*method, Method::POST | Method::PATCH | Method::PUT) {
-        let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if media_version(ct).as_deref() != Some(version.as_str()) {
             return Err(ApiError::new(
                 415,
@@ -136,17 +157,30 @@ fn authenticate(sim: &Sim, req: &Request) -> Result<Principal, ApiError> {
         }
         e
     };
-    let Some(authz) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(authz) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return Err(challenge(false));
     };
-    if let Some(token) = authz.strip_prefix("Bearer ").or_else(|| authz.strip_prefix("bearer ")) {
+    if let Some(token) = authz
+        .strip_prefix("Bearer ")
+        .or_else(|| authz.strip_prefix("bearer "))
+    {
         let mut st = sim.state.lock();
         return match auth::verify_bearer(token.trim(), &mut st) {
             BearerOutcome::Ok(p) => Ok(p),
-            BearerOutcome::Expired => {
-                Err(ApiError::new(401, "USER_UNAUTHORIZED", "The access token has expired."))
-            }
-            BearerOutcome::Unknown => Err(ApiError::new(401, "USER_UNAUTHORIZED", "The access token is invalid.")),
+            BearerOutcome::Expired => Err(ApiError::new(
+                401,
+                "USER_UNAUTHORIZED",
+                "The access token has expired.",
+            )),
+            BearerOutcome::Unknown => Err(ApiError::new(
+                401,
+                "USER_UNAUTHORIZED",
+                "The access token is invalid.",
+            )),
         };
     }
     let uri = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -170,8 +204,15 @@ pub async fn atlas_layer(State(sim): State<Arc<Sim>>, mut req: Request, next: Ne
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(String::from);
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
-    let version = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).and_then(media_version);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let version = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(media_version);
     let kill = req.extensions().get::<ConnKill>().cloned();
     let mut principal_label = None;
 
@@ -295,6 +336,8 @@ pub async fn atlas_layer(State(sim): State<Arc<Sim>>, mut req: Request, next: Ne
     };
 
     let code = resp.extensions().get::<ErrorCode>().map(|c| c.0.to_string());
-    sim.calls.lock().push(record(resp.status().as_u16(), code, principal_label));
+    sim.calls
+        .lock()
+        .push(record(resp.status().as_u16(), code, principal_label));
     resp
 }

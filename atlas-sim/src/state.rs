@@ -22,7 +22,9 @@ pub fn new_id() -> String {
 }
 
 pub fn is_object_id(s: &str) -> bool {
-    s.len() == 24 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 24
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 pub fn ts(t: DateTime<Utc>) -> String {
@@ -150,7 +152,10 @@ impl Cluster {
         self.doc.get("paused").and_then(Value::as_bool).unwrap_or(false)
     }
     pub fn ear_provider(&self) -> &str {
-        self.doc.get("encryptionAtRestProvider").and_then(Value::as_str).unwrap_or("NONE")
+        self.doc
+            .get("encryptionAtRestProvider")
+            .and_then(Value::as_str)
+            .unwrap_or("NONE")
     }
     pub fn render(&self, now: DateTime<Utc>) -> Value {
         let mut doc = self.doc.clone();
@@ -223,8 +228,16 @@ impl State {
         if let Some(o) = self.orgs.iter().find(|o| o.id == key || o.name == key) {
             return o.id.clone();
         }
-        let id = if is_object_id(key) { key.to_string() } else { new_id() };
-        let name = if is_object_id(key) { format!("org-{key}") } else { key.to_string() };
+        let id = if is_object_id(key) {
+            key.to_string()
+        } else {
+            new_id()
+        };
+        let name = if is_object_id(key) {
+            format!("org-{key}")
+        } else {
+            key.to_string()
+        };
         self.orgs.push(Org { id: id.clone(), name });
         id
     }
@@ -234,7 +247,10 @@ impl State {
             let id = o.id.clone().unwrap_or_else(new_id);
             anyhow::ensure!(is_object_id(&id), "organization id {id} is not 24 hex characters");
             if !self.orgs.iter().any(|x| x.id == id) {
-                self.orgs.push(Org { id, name: o.name.clone() });
+                self.orgs.push(Org {
+                    id,
+                    name: o.name.clone(),
+                });
             }
         }
         for k in &seed.api_keys {
@@ -265,7 +281,10 @@ impl State {
 
     pub fn add_project(&mut self, p: &SeedProject) -> anyhow::Result<String> {
         let id = p.id.clone().unwrap_or_else(new_id);
-        anyhow::ensure!(is_object_id(&id), "project id {id} is not 24 lowercase hex characters");
+        anyhow::ensure!(
+            is_object_id(&id),
+            "project id {id} is not 24 lowercase hex characters"
+        );
         anyhow::ensure!(
             !p.name.is_empty() && p.name.chars().count() <= 64,
             "project name must have 1 to 64 characters"
@@ -325,8 +344,16 @@ pub fn build_cluster(group_id: &str, c: &SeedCluster) -> anyhow::Result<Cluster>
         json!({"providerName": provider, "regionName": c.region_name, "priority": 7,
                "electableSpecs": spec})
     } else {
-        let tenant_size = if TENANT_SIZES.contains(&size.as_str()) { size.clone() } else { "M5".into() };
-        let effective = if kind == ClusterKind::Tenant { tenant_size.clone() } else { "FLEX".into() };
+        let tenant_size = if TENANT_SIZES.contains(&size.as_str()) {
+            size.clone()
+        } else {
+            "M5".into()
+        };
+        let effective = if kind == ClusterKind::Tenant {
+            tenant_size.clone()
+        } else {
+            "FLEX".into()
+        };
         json!({"providerName": "TENANT", "backingProviderName": provider, "regionName": c.region_name,
                "priority": 7,
                "electableSpecs": {"instanceSize": tenant_size, "effectiveInstanceSize": effective}})
@@ -354,7 +381,7 @@ pub fn build_cluster(group_id: &str, c: &SeedCluster) -> anyhow::Result<Cluster>
         "redactClientLogData": false,
         "globalClusterSelfManagedSharding": false,
         "configServerManagementMode": "ATLAS_MANAGED",
-        "biConnector": {"enabled": false, "readPreference": "secondary"},
+        "biConnector": {"enabled": false, "readPreference": "SECONDARY"},
         "connectionStrings": {"standardSrv": format!("mongodb+srv://{host}")},
         "tags": [],
         "labels": [],

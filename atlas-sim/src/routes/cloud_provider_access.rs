@@ -20,11 +20,16 @@ use crate::state::{Project, Role, is_object_id, new_id, ts};
 fn in_use(p: &Project, r: &Role) -> bool {
     let matches = |v: &Option<Value>| {
         v.as_ref().is_some_and(|v| {
-            v.get("enabled") == Some(&json!(true)) && v.get("roleId").and_then(Value::as_str) == Some(&r.role_id)
+            v.get("enabled") == Some(&json!(true))
+                && v.get("roleId").and_then(Value::as_str) == Some(&r.role_id)
         })
     };
     match r.provider_name.as_str() {
-        "AWS" => p.ear.aws.as_ref().is_some_and(|a| a.enabled && a.role_id.as_deref() == Some(&r.role_id)),
+        "AWS" => p
+            .ear
+            .aws
+            .as_ref()
+            .is_some_and(|a| a.enabled && a.role_id.as_deref() == Some(&r.role_id)),
         "AZURE" => matches(&p.ear.azure),
         _ => matches(&p.ear.gcp),
     }
@@ -82,7 +87,11 @@ pub async fn list_roles(
     let st = sim.state.lock();
     let proj = project(&st, &p, &group_id)?;
     let of = |prov: &str| -> Vec<Value> {
-        proj.roles.iter().filter(|r| r.provider_name == prov).map(|r| render_role(proj, r)).collect()
+        proj.roles
+            .iter()
+            .filter(|r| r.provider_name == prov)
+            .map(|r| render_role(proj, r))
+            .collect()
     };
     Ok(wire.ok(json!({
         "awsIamRoles": of("AWS"),
@@ -130,7 +139,9 @@ pub async fn create_role(
             "GCP" => {
                 let mut rng = rand::rng();
                 let alnum = |n: usize, rng: &mut rand::rngs::ThreadRng| -> String {
-                    (0..n).map(|_| char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[rng.random_range(0..36)])).collect()
+                    (0..n)
+                        .map(|_| char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[rng.random_range(0..36)]))
+                        .collect()
                 };
                 let sa = format!(
                     "mongodb-atlas-{}@p-{}.iam.gserviceaccount.com",
@@ -168,7 +179,11 @@ pub async fn get_role(
 ) -> ApiResult<Response> {
     let st = sim.state.lock();
     let proj = project(&st, &p, &group_id)?;
-    let role = proj.roles.iter().find(|r| r.role_id == role_id).ok_or_else(|| ApiError::resource_not_found(&role_id))?;
+    let role = proj
+        .roles
+        .iter()
+        .find(|r| r.role_id == role_id)
+        .ok_or_else(|| ApiError::resource_not_found(&role_id))?;
     Ok(wire.ok(render_role(proj, role)))
 }
 
@@ -185,8 +200,11 @@ pub async fn authorize_role(
         if !is_object_id(&role_id) {
             return Err(ApiError::invalid_path_parameter("roleId", &role_id));
         }
-        let role =
-            proj.roles.iter().find(|r| r.role_id == role_id).ok_or_else(|| ApiError::resource_not_found(&role_id))?;
+        let role = proj
+            .roles
+            .iter()
+            .find(|r| r.role_id == role_id)
+            .ok_or_else(|| ApiError::resource_not_found(&role_id))?;
         let body = json_object(&body)?;
         let provider = provider_of(&body)?;
         if provider != role.provider_name {

@@ -42,7 +42,10 @@ fn refuse_kind(c: &Cluster) -> ApiResult<()> {
         ClusterKind::Serverless => Err(ApiError::new(
             400,
             "CANNOT_USE_SERVERLESS_INSTANCE_IN_CLUSTER_API",
-            format!("Serverless instance {} cannot be used in the Cluster API.", c.name),
+            format!(
+                "Serverless instance {} cannot be used in the Cluster API.",
+                c.name
+            ),
         )
         .params([c.name.as_str()])),
         _ => Ok(()),
@@ -50,7 +53,9 @@ fn refuse_kind(c: &Cluster) -> ApiResult<()> {
 }
 
 fn find<'a>(proj: &'a Project, name: &str) -> ApiResult<&'a Cluster> {
-    let c = proj.cluster(name).ok_or_else(|| ApiError::cluster_not_found(name, &proj.id))?;
+    let c = proj
+        .cluster(name)
+        .ok_or_else(|| ApiError::cluster_not_found(name, &proj.id))?;
     refuse_kind(c)?;
     Ok(c)
 }
@@ -125,13 +130,17 @@ fn merge(target: &mut Value, patch: &Value) {
 
 fn has_tenant(specs: &Value) -> bool {
     specs.as_array().into_iter().flatten().any(|s| {
-        s.get("regionConfigs").and_then(Value::as_array).into_iter().flatten().any(|rc| {
-            rc.get("providerName").and_then(Value::as_str) == Some("TENANT")
-                || matches!(
-                    rc.pointer("/electableSpecs/instanceSize").and_then(Value::as_str),
-                    Some("M0" | "M2" | "M5")
-                )
-        })
+        s.get("regionConfigs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|rc| {
+                rc.get("providerName").and_then(Value::as_str) == Some("TENANT")
+                    || matches!(
+                        rc.pointer("/electableSpecs/instanceSize").and_then(Value::as_str),
+                        Some("M0" | "M2" | "M5")
+                    )
+            })
     })
 }
 
@@ -161,12 +170,23 @@ fn plan(proj: &Project, c: &Cluster, body: &Map<String, Value>) -> ApiResult<Pla
     {
         return Err(ApiError::invalid_attribute("name"));
     }
-    for k in ["paused", "backupEnabled", "pitEnabled", "terminationProtectionEnabled", "redactClientLogData", "retainBackups"] {
+    for k in [
+        "paused",
+        "backupEnabled",
+        "pitEnabled",
+        "terminationProtectionEnabled",
+        "redactClientLogData",
+        "retainBackups",
+    ] {
         if body.get(k).is_some_and(|v| !v.is_boolean()) {
             return Err(ApiError::invalid_attribute(k));
         }
     }
-    enum_field(&body, "encryptionAtRestProvider", &["NONE", "AWS", "AZURE", "GCP"])?;
+    enum_field(
+        &body,
+        "encryptionAtRestProvider",
+        &["NONE", "AWS", "AZURE", "GCP"],
+    )?;
     enum_field(&body, "clusterType", &["REPLICASET", "SHARDED", "GEOSHARDED"])?;
     enum_field(&body, "versionReleaseSystem", &["LTS", "CONTINUOUS"])?;
     if body.get("replicationSpecs").is_some_and(|v| !v.is_array()) {
@@ -195,7 +215,10 @@ fn plan(proj: &Project, c: &Cluster, body: &Map<String, Value>) -> ApiResult<Pla
         return Err(ApiError::new(
             409,
             "CANNOT_UPDATE_AND_PAUSE_CLUSTER",
-            format!("Cannot update cluster {} and change its paused state in the same request.", c.name),
+            format!(
+                "Cannot update cluster {} and change its paused state in the same request.",
+                c.name
+            ),
         )
         .params([c.name.as_str()]));
     }
@@ -208,15 +231,21 @@ fn plan(proj: &Project, c: &Cluster, body: &Map<String, Value>) -> ApiResult<Pla
         .params([c.name.as_str()]));
     }
     if c.paused() && body.get("paused") == Some(&json!(true)) && !others {
-        return Err(ApiError::new(409, "CLUSTER_ALREADY_PAUSED", format!("Cluster {} is already paused.", c.name))
-            .params([c.name.as_str()]));
+        return Err(ApiError::new(
+            409,
+            "CLUSTER_ALREADY_PAUSED",
+            format!("Cluster {} is already paused.", c.name),
+        )
+        .params([c.name.as_str()]));
     }
 
     let mut needs_aws_valid = false;
     if let Some(new) = changes.get("encryptionAtRestProvider").and_then(Value::as_str)
         && new != "NONE"
     {
-        let specs = changes.get("replicationSpecs").unwrap_or(&c.doc["replicationSpecs"]);
+        let specs = changes
+            .get("replicationSpecs")
+            .unwrap_or(&c.doc["replicationSpecs"]);
         if c.kind == ClusterKind::Tenant || has_tenant(specs) {
             return Err(ApiError::new(
                 400,
@@ -240,8 +269,16 @@ fn plan(proj: &Project, c: &Cluster, body: &Map<String, Value>) -> ApiResult<Pla
         }
         let enabled = match new {
             "AWS" => proj.ear.aws.as_ref().is_some_and(|a| a.enabled),
-            "AZURE" => proj.ear.azure.as_ref().is_some_and(|v| v.get("enabled") == Some(&json!(true))),
-            _ => proj.ear.gcp.as_ref().is_some_and(|v| v.get("enabled") == Some(&json!(true))),
+            "AZURE" => proj
+                .ear
+                .azure
+                .as_ref()
+                .is_some_and(|v| v.get("enabled") == Some(&json!(true))),
+            _ => proj
+                .ear
+                .gcp
+                .as_ref()
+                .is_some_and(|v| v.get("enabled") == Some(&json!(true))),
         };
         if !enabled {
             return Err(ApiError::new(
@@ -254,7 +291,11 @@ fn plan(proj: &Project, c: &Cluster, body: &Map<String, Value>) -> ApiResult<Pla
         needs_aws_valid = new == "AWS";
     }
     let any_change = !changes.is_empty();
-    Ok(Plan { changes, any_change, needs_aws_valid })
+    Ok(Plan {
+        changes,
+        any_change,
+        needs_aws_valid,
+    })
 }
 
 pub async fn patch_cluster(
@@ -281,7 +322,10 @@ pub async fn patch_cluster(
         let body = json_object(&body)?;
         let plan = plan(proj, find(proj, &name)?, &body)?;
         if plan.needs_aws_valid {
-            let valid = proj.ear.valid_override.unwrap_or(proj.ear.aws.as_ref().is_some_and(|a| a.valid));
+            let valid = proj
+                .ear
+                .valid_override
+                .unwrap_or(proj.ear.aws.as_ref().is_some_and(|a| a.valid));
             if !valid {
                 return Err(ApiError::new(
                     400,
@@ -290,7 +334,9 @@ pub async fn patch_cluster(
                 ));
             }
         }
-        let c = proj.cluster_mut(&name).ok_or_else(|| ApiError::cluster_not_found(&name, &group_id))?;
+        let c = proj
+            .cluster_mut(&name)
+            .ok_or_else(|| ApiError::cluster_not_found(&name, &group_id))?;
         if plan.any_change {
             for (k, v) in plan.changes {
                 if k == "replicationSpecs" {

@@ -47,12 +47,21 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/__sim/projects", get(list_projects).post(add_project))
         .route("/__sim/projects/{groupId}/clusters", post(add_cluster))
         .route("/__sim/projects/{groupId}/clusters/{name}", patch(patch_cluster))
-        .route("/__sim/projects/{groupId}/clusters/{name}/snapshots", post(add_snapshot))
+        .route(
+            "/__sim/projects/{groupId}/clusters/{name}/snapshots",
+            post(add_snapshot),
+        )
         .route("/__sim/projects/{groupId}/keyHistory", get(key_history))
         .route("/__sim/projects/{groupId}/encryptionAtRest/valid", put(set_valid))
-        .route("/__sim/projects/{groupId}/privateEndpoints/{id}", patch(patch_endpoint))
+        .route(
+            "/__sim/projects/{groupId}/privateEndpoints/{id}",
+            patch(patch_endpoint),
+        )
         .route("/__sim/projects/{groupId}/alerts", post(add_alert))
-        .route("/__sim/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .route(
+            "/__sim/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
         .route("/__sim/faults/{id}", delete(delete_fault))
         .route("/__sim/rateLimits", get(get_rate).put(put_rate))
         .route("/__sim/calls", get(calls).delete(clear_calls))
@@ -72,7 +81,10 @@ async fn reset(State(sim): S, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return e,
     };
-    let mut world = World { cluster_update_delay_ms: sim.config.cluster_update_delay.as_millis() as u64, ..Default::default() };
+    let mut world = World {
+        cluster_update_delay_ms: sim.config.cluster_update_delay.as_millis() as u64,
+        ..Default::default()
+    };
     if !req.empty
         && let Some(s) = &sim.config.seed
         && let Err(e) = world.apply_seed(s)
@@ -84,14 +96,21 @@ async fn reset(State(sim): S, body: Bytes) -> Response {
     sim.rate.lock().set(sim.config.rate_limit.clone());
     sim.calls.lock().clear();
     sim.nonces.clear();
-    sim.latency_ms.store(sim.config.latency.as_millis() as u64, Ordering::Relaxed);
-    sim.token_ttl_secs.store(sim.config.token_ttl.as_secs().max(1), Ordering::Relaxed);
+    sim.latency_ms
+        .store(sim.config.latency.as_millis() as u64, Ordering::Relaxed);
+    sim.token_ttl_secs
+        .store(sim.config.token_ttl.as_secs().max(1), Ordering::Relaxed);
     sim.touch();
     StatusCode::NO_CONTENT.into_response()
 }
 
 fn project_ids(st: &World) -> Value {
-    json!(st.projects.values().map(|p| json!({"id": p.id, "name": p.name, "orgId": p.org_id})).collect::<Vec<_>>())
+    json!(
+        st.projects
+            .values()
+            .map(|p| json!({"id": p.id, "name": p.name, "orgId": p.org_id}))
+            .collect::<Vec<_>>()
+    )
 }
 
 async fn seed(State(sim): S, body: Bytes) -> Response {
@@ -161,7 +180,9 @@ async fn add_cluster(State(sim): S, Path(group_id): Path<String>, body: Bytes) -
         Err(e) => return e,
     };
     let mut st = sim.state.lock();
-    let Some(p) = st.projects.get_mut(&group_id) else { return err(StatusCode::NOT_FOUND, "no such project") };
+    let Some(p) = st.projects.get_mut(&group_id) else {
+        return err(StatusCode::NOT_FOUND, "no such project");
+    };
     match build_cluster(&group_id, &c) {
         Ok(cl) => {
             let out = cl.render(Utc::now());
@@ -176,7 +197,11 @@ async fn add_cluster(State(sim): S, Path(group_id): Path<String>, body: Bytes) -
 }
 
 /// Out-of-band cluster changes: what Atlas (or a human in the UI) might do behind the operator's back.
-async fn patch_cluster(State(sim): S, Path((group_id, name)): Path<(String, String)>, body: Bytes) -> Response {
+async fn patch_cluster(
+    State(sim): S,
+    Path((group_id, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     struct Req {
@@ -215,7 +240,10 @@ async fn patch_cluster(State(sim): S, Path((group_id, name)): Path<(String, Stri
         c.doc["backupEnabled"] = json!(b);
     }
     if let Some(size) = req.instance_size
-        && let Some(rcs) = c.doc.pointer_mut("/replicationSpecs/0/regionConfigs").and_then(Value::as_array_mut)
+        && let Some(rcs) = c
+            .doc
+            .pointer_mut("/replicationSpecs/0/regionConfigs")
+            .and_then(Value::as_array_mut)
     {
         for rc in rcs {
             rc["electableSpecs"]["instanceSize"] = json!(size);
@@ -224,7 +252,10 @@ async fn patch_cluster(State(sim): S, Path((group_id, name)): Path<(String, Stri
     match req.state_name.as_deref() {
         Some("IDLE") => c.updating_until = None,
         Some("UPDATING") => {
-            let d = req.updating_for_ms.map(|ms| chrono::Duration::milliseconds(ms as i64)).unwrap_or(delay);
+            let d = req
+                .updating_for_ms
+                .map(|ms| chrono::Duration::milliseconds(ms as i64))
+                .unwrap_or(delay);
             c.updating_until = Some(Utc::now() + d);
         }
         Some(other) => return bad(format!("stateName {other} is not IDLE or UPDATING")),
@@ -236,14 +267,22 @@ async fn patch_cluster(State(sim): S, Path((group_id, name)): Path<(String, Stri
     axum::Json(out).into_response()
 }
 
-async fn add_snapshot(State(sim): S, Path((group_id, name)): Path<(String, String)>, body: Bytes) -> Response {
+async fn add_snapshot(
+    State(sim): S,
+    Path((group_id, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     let req: SnapshotRequest = match parse(&body) {
         Ok(r) => r,
         Err(e) => return e,
     };
     let mut st = sim.state.lock();
-    let Some(p) = st.projects.get_mut(&group_id) else { return err(StatusCode::NOT_FOUND, "no such project") };
-    let Some(c) = p.cluster(&name) else { return err(StatusCode::NOT_FOUND, "no such cluster") };
+    let Some(p) = st.projects.get_mut(&group_id) else {
+        return err(StatusCode::NOT_FOUND, "no such project");
+    };
+    let Some(c) = p.cluster(&name) else {
+        return err(StatusCode::NOT_FOUND, "no such cluster");
+    };
     let snap = match super::snapshots::make_snapshot(p, c, &req) {
         Ok(s) => s,
         Err(e) => return bad(e),
@@ -275,14 +314,20 @@ async fn set_valid(State(sim): S, Path(group_id): Path<String>, body: Bytes) -> 
         Err(e) => return e,
     };
     let mut st = sim.state.lock();
-    let Some(p) = st.projects.get_mut(&group_id) else { return err(StatusCode::NOT_FOUND, "no such project") };
+    let Some(p) = st.projects.get_mut(&group_id) else {
+        return err(StatusCode::NOT_FOUND, "no such project");
+    };
     p.ear.valid_override = req.valid;
     drop(st);
     sim.touch();
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn patch_endpoint(State(sim): S, Path((group_id, id)): Path<(String, String)>, body: Bytes) -> Response {
+async fn patch_endpoint(
+    State(sim): S,
+    Path((group_id, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     struct Req {
@@ -293,14 +338,25 @@ async fn patch_endpoint(State(sim): S, Path((group_id, id)): Path<(String, Strin
         Ok(r) => r,
         Err(e) => return e,
     };
-    const STATUSES: [&str; 6] = ["INITIATING", "PENDING_ACCEPTANCE", "ACTIVE", "FAILED", "PENDING_RECREATION", "DELETING"];
+    const STATUSES: [&str; 6] = [
+        "INITIATING",
+        "PENDING_ACCEPTANCE",
+        "ACTIVE",
+        "FAILED",
+        "PENDING_RECREATION",
+        "DELETING",
+    ];
     if let Some(s) = &req.status
         && !STATUSES.contains(&s.as_str())
     {
         return bad(format!("status must be one of {STATUSES:?}"));
     }
     let mut st = sim.state.lock();
-    let Some(e) = st.projects.get_mut(&group_id).and_then(|p| p.private_endpoints.iter_mut().find(|e| e.id == id)) else {
+    let Some(e) = st
+        .projects
+        .get_mut(&group_id)
+        .and_then(|p| p.private_endpoints.iter_mut().find(|e| e.id == id))
+    else {
         return err(StatusCode::NOT_FOUND, "no such project or endpoint");
     };
     e.status_override = req.status;
@@ -323,7 +379,9 @@ async fn add_alert(State(sim): S, Path(group_id): Path<String>, body: Bytes) -> 
         Err(e) => return e,
     };
     let mut st = sim.state.lock();
-    let Some(p) = st.projects.get_mut(&group_id) else { return err(StatusCode::NOT_FOUND, "no such project") };
+    let Some(p) = st.projects.get_mut(&group_id) else {
+        return err(StatusCode::NOT_FOUND, "no such project");
+    };
     let now = ts(Utc::now());
     let alert = json!({
         "id": new_id(),
@@ -356,7 +414,11 @@ async fn add_fault(State(sim): S, body: Bytes) -> Response {
     {
         return bad("probability must be within 0..=1");
     }
-    (StatusCode::CREATED, axum::Json(json!(sim.faults.lock().add(spec)))).into_response()
+    (
+        StatusCode::CREATED,
+        axum::Json(json!(sim.faults.lock().add(spec))),
+    )
+        .into_response()
 }
 
 async fn clear_faults(State(sim): S) -> Response {
@@ -368,7 +430,11 @@ async fn delete_fault(State(sim): S, Path(id): Path<u64>) -> Response {
     let mut f = sim.faults.lock();
     let before = f.rules.len();
     f.rules.retain(|r| r.id != id);
-    if f.rules.len() == before { err(StatusCode::NOT_FOUND, "no such fault") } else { StatusCode::NO_CONTENT.into_response() }
+    if f.rules.len() == before {
+        err(StatusCode::NOT_FOUND, "no such fault")
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
 }
 
 async fn get_rate(State(sim): S) -> Response {

@@ -56,7 +56,10 @@ pub fn render(ear: &Ear) -> Value {
             if let Some(k) = &a.access_key_id {
                 m.insert("accessKeyID".into(), json!(k));
             }
-            m.insert("requirePrivateNetworking".into(), json!(a.require_private_networking.unwrap_or(false)));
+            m.insert(
+                "requirePrivateNetworking".into(),
+                json!(a.require_private_networking.unwrap_or(false)),
+            );
             m.insert("valid".into(), json!(ear.valid_override.unwrap_or(a.valid)));
             Value::Object(m)
         }
@@ -85,7 +88,10 @@ fn key_check_for(p: &Project) -> Option<Result<KeyCheck, ()>> {
         // Legacy access-key mode can't be verified against moto: trusted as configured.
         return Some(Err(()));
     };
-    let role = p.roles.iter().find(|r| &r.role_id == role_id && r.authorized_date.is_some());
+    let role = p
+        .roles
+        .iter()
+        .find(|r| &r.role_id == role_id && r.authorized_date.is_some());
     Some(match (role, &a.customer_master_key_id, &a.region) {
         (Some(r), Some(k), Some(reg)) => Ok(KeyCheck {
             role_arn: r.iam_assumed_role_arn.clone().unwrap_or_default(),
@@ -102,7 +108,9 @@ pub async fn refresh_validity(sim: &Sim, group_id: &str) {
     let ttl = chrono::Duration::from_std(sim.config.validity_ttl).unwrap_or_default();
     let check = {
         let st = sim.state.lock();
-        let Some(p) = st.projects.get(group_id) else { return };
+        let Some(p) = st.projects.get(group_id) else {
+            return;
+        };
         let fresh = p
             .ear
             .aws
@@ -233,8 +241,12 @@ fn plan_aws(cur: Option<&AwsKms>, m: &Map<String, Value>) -> ApiResult<Option<Aw
             if enabled.is_none() {
                 return Err(ApiError::missing_attribute("awsKms.enabled"));
             }
-            let Some(key) = key else { return Err(ApiError::missing_attribute("awsKms.customerMasterKeyID")) };
-            let Some(region) = region else { return Err(ApiError::missing_attribute("awsKms.region")) };
+            let Some(key) = key else {
+                return Err(ApiError::missing_attribute("awsKms.customerMasterKeyID"));
+            };
+            let Some(region) = region else {
+                return Err(ApiError::missing_attribute("awsKms.region"));
+            };
             if role_id.is_none() && (access_key.is_none() || secret.is_none()) {
                 return Err(ApiError::missing_attribute("awsKms.roleId"));
             }
@@ -249,11 +261,16 @@ fn plan_aws(cur: Option<&AwsKms>, m: &Map<String, Value>) -> ApiResult<Option<Aw
                 valid: false,
                 checked_at: None,
             };
-            Ok(Some(AwsPlan::Set { next, action: "enabled" }))
+            Ok(Some(AwsPlan::Set {
+                next,
+                action: "enabled",
+            }))
         }
         Some(c) => {
             let mut next = c.clone();
-            let rotated = key.as_ref().is_some_and(|k| Some(k) != c.customer_master_key_id.as_ref());
+            let rotated = key
+                .as_ref()
+                .is_some_and(|k| Some(k) != c.customer_master_key_id.as_ref());
             if let Some(k) = key {
                 next.customer_master_key_id = Some(k);
             }
@@ -291,7 +308,10 @@ fn plan_other(
     {
         return Err(ApiError::invalid_attribute(&format!("{attr}.enabled")));
     }
-    let enabled_now = cur.and_then(|c| c.get("enabled")).and_then(Value::as_bool).unwrap_or(false);
+    let enabled_now = cur
+        .and_then(|c| c.get("enabled"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let mut body = m.clone();
     body.remove("valid");
     if body.get("enabled") == Some(&json!(false)) {
@@ -304,7 +324,10 @@ fn plan_other(
             }
         }
         if !credential_keys.iter().any(|k| body.contains_key(*k)) {
-            return Err(ApiError::missing_attribute(&format!("{attr}.{}", credential_keys[0])));
+            return Err(ApiError::missing_attribute(&format!(
+                "{attr}.{}",
+                credential_keys[0]
+            )));
         }
         return Ok(Some(Some(Value::Object(body))));
     }
@@ -329,7 +352,14 @@ pub async fn patch_ear(
         let proj = project(&st, &p, &group_id)?;
         let body = json_object(&body)?;
         for k in body.keys() {
-            if !["awsKms", "azureKeyVault", "googleCloudKms", "enabledForSearchNodes"].contains(&k.as_str()) {
+            if ![
+                "awsKms",
+                "azureKeyVault",
+                "googleCloudKms",
+                "enabledForSearchNodes",
+            ]
+            .contains(&k.as_str())
+            {
                 return Err(ApiError::invalid_attribute(k));
             }
         }
@@ -340,9 +370,20 @@ pub async fn patch_ear(
                 Some(_) => Err(ApiError::invalid_attribute(k)),
             }
         };
-        let aws_plan = obj("awsKms")?.map(|m| plan_aws(proj.ear.aws.as_ref(), m)).transpose()?.flatten();
+        let aws_plan = obj("awsKms")?
+            .map(|m| plan_aws(proj.ear.aws.as_ref(), m))
+            .transpose()?
+            .flatten();
         let azure_plan = obj("azureKeyVault")?
-            .map(|m| plan_other(proj.ear.azure.as_ref(), m, &AZURE_REQUIRED, &["secret", "roleId"], "azureKeyVault"))
+            .map(|m| {
+                plan_other(
+                    proj.ear.azure.as_ref(),
+                    m,
+                    &AZURE_REQUIRED,
+                    &["secret", "roleId"],
+                    "azureKeyVault",
+                )
+            })
             .transpose()?
             .flatten();
         let gcp_plan = obj("googleCloudKms")?
@@ -411,12 +452,17 @@ pub async fn patch_ear(
     };
 
     if let Some(c) = &check {
-        sim.aws.check_key(c).await.map_err(|f| f.to_api_error(&group_id))?;
+        sim.aws
+            .check_key(c)
+            .await
+            .map_err(|f| f.to_api_error(&group_id))?;
     } else if let Some(AwsPlan::Set { next, .. }) = &aws_plan
         && crate::state::aws_region(next.region.as_deref().unwrap_or("")).is_none()
     {
-        return Err(crate::aws::AwsFailure::RegionNotSupported(next.region.clone().unwrap_or_default())
-            .to_api_error(&group_id));
+        return Err(
+            crate::aws::AwsFailure::RegionNotSupported(next.region.clone().unwrap_or_default())
+                .to_api_error(&group_id),
+        );
     }
 
     let out = {
@@ -500,7 +546,8 @@ pub fn endpoint_status(e: &PrivateEndpoint, delay: chrono::Duration) -> Option<&
 
 pub fn render_endpoint(e: &PrivateEndpoint, delay: chrono::Duration) -> Option<Value> {
     let status = endpoint_status(e, delay)?;
-    let mut v = json!({"cloudProvider": e.cloud_provider, "id": e.id, "regionName": e.region_name, "status": status});
+    let mut v =
+        json!({"cloudProvider": e.cloud_provider, "id": e.id, "regionName": e.region_name, "status": status});
     if let Some(m) = &e.error_message {
         v["errorMessage"] = json!(m);
     }
@@ -526,19 +573,72 @@ pub async fn list_endpoints(
         .filter(|e| e.cloud_provider == cp)
         .filter_map(|e| render_endpoint(e, delay))
         .collect();
-    Ok(wire.ok(wire.page(&format!("{}/groups/{group_id}/encryptionAtRest/{cp}/privateEndpoints", super::V), items)))
+    Ok(wire.ok(wire.page(
+        &format!(
+            "{}/groups/{group_id}/encryptionAtRest/{cp}/privateEndpoints",
+            super::V
+        ),
+        items,
+    )))
 }
 
 const AZURE_REGIONS: [&str; 56] = [
-    "US_CENTRAL", "US_EAST", "US_EAST_2", "US_NORTH_CENTRAL", "US_WEST", "US_SOUTH_CENTRAL", "EUROPE_NORTH",
-    "EUROPE_WEST", "US_WEST_CENTRAL", "US_WEST_2", "US_WEST_3", "CANADA_EAST", "CANADA_CENTRAL", "BRAZIL_SOUTH",
-    "BRAZIL_SOUTHEAST", "AUSTRALIA_CENTRAL", "AUSTRALIA_CENTRAL_2", "AUSTRALIA_EAST", "AUSTRALIA_SOUTH_EAST",
-    "GERMANY_WEST_CENTRAL", "GERMANY_NORTH", "SWEDEN_CENTRAL", "SWEDEN_SOUTH", "SWITZERLAND_NORTH",
-    "SWITZERLAND_WEST", "UK_SOUTH", "UK_WEST", "NORWAY_EAST", "NORWAY_WEST", "INDIA_CENTRAL", "INDIA_SOUTH",
-    "INDIA_WEST", "CHINA_EAST", "CHINA_NORTH", "ASIA_EAST", "JAPAN_EAST", "JAPAN_WEST", "ASIA_SOUTH_EAST",
-    "KOREA_CENTRAL", "KOREA_SOUTH", "FRANCE_CENTRAL", "FRANCE_SOUTH", "SOUTH_AFRICA_NORTH", "SOUTH_AFRICA_WEST",
-    "UAE_CENTRAL", "UAE_NORTH", "QATAR_CENTRAL", "POLAND_CENTRAL", "ISRAEL_CENTRAL", "ITALY_NORTH",
-    "SPAIN_CENTRAL", "MEXICO_CENTRAL", "NEW_ZEALAND_NORTH", "US_GOV_VIRGINIA", "US_GOV_ARIZONA", "US_GOV_TEXAS",
+    "US_CENTRAL",
+    "US_EAST",
+    "US_EAST_2",
+    "US_NORTH_CENTRAL",
+    "US_WEST",
+    "US_SOUTH_CENTRAL",
+    "EUROPE_NORTH",
+    "EUROPE_WEST",
+    "US_WEST_CENTRAL",
+    "US_WEST_2",
+    "US_WEST_3",
+    "CANADA_EAST",
+    "CANADA_CENTRAL",
+    "BRAZIL_SOUTH",
+    "BRAZIL_SOUTHEAST",
+    "AUSTRALIA_CENTRAL",
+    "AUSTRALIA_CENTRAL_2",
+    "AUSTRALIA_EAST",
+    "AUSTRALIA_SOUTH_EAST",
+    "GERMANY_WEST_CENTRAL",
+    "GERMANY_NORTH",
+    "SWEDEN_CENTRAL",
+    "SWEDEN_SOUTH",
+    "SWITZERLAND_NORTH",
+    "SWITZERLAND_WEST",
+    "UK_SOUTH",
+    "UK_WEST",
+    "NORWAY_EAST",
+    "NORWAY_WEST",
+    "INDIA_CENTRAL",
+    "INDIA_SOUTH",
+    "INDIA_WEST",
+    "CHINA_EAST",
+    "CHINA_NORTH",
+    "ASIA_EAST",
+    "JAPAN_EAST",
+    "JAPAN_WEST",
+    "ASIA_SOUTH_EAST",
+    "KOREA_CENTRAL",
+    "KOREA_SOUTH",
+    "FRANCE_CENTRAL",
+    "FRANCE_SOUTH",
+    "SOUTH_AFRICA_NORTH",
+    "SOUTH_AFRICA_WEST",
+    "UAE_CENTRAL",
+    "UAE_NORTH",
+    "QATAR_CENTRAL",
+    "POLAND_CENTRAL",
+    "ISRAEL_CENTRAL",
+    "ITALY_NORTH",
+    "SPAIN_CENTRAL",
+    "MEXICO_CENTRAL",
+    "NEW_ZEALAND_NORTH",
+    "US_GOV_VIRGINIA",
+    "US_GOV_ARIZONA",
+    "US_GOV_TEXAS",
 ];
 
 pub async fn create_endpoint(
@@ -559,7 +659,11 @@ pub async fn create_endpoint(
             Some(_) => return Err(ApiError::invalid_attribute("regionName")),
             None => return Err(ApiError::missing_attribute("regionName")),
         };
-        let known = if cp == "AWS" { AWS_REGIONS.contains(&region.as_str()) } else { AZURE_REGIONS.contains(&region.as_str()) };
+        let known = if cp == "AWS" {
+            AWS_REGIONS.contains(&region.as_str())
+        } else {
+            AZURE_REGIONS.contains(&region.as_str())
+        };
         if !known {
             return Err(ApiError::invalid_enum(&region, "regionName"));
         }
@@ -618,7 +722,8 @@ pub async fn delete_endpoint(
             e.deleting_since = Some(Utc::now());
         }
         // Forget endpoints whose deletion has finished.
-        proj.private_endpoints.retain(|e| endpoint_status(e, delay).is_some());
+        proj.private_endpoints
+            .retain(|e| endpoint_status(e, delay).is_some());
     }
     sim.touch();
     Ok(wire.no_content())

@@ -39,7 +39,12 @@ pub async fn get_group_by_name(
     let reachable: Vec<_> = all
         .iter()
         .filter(|proj| {
-            let org_name = st.orgs.iter().find(|o| o.id == proj.org_id).map(|o| o.name.as_str()).unwrap_or("");
+            let org_name = st
+                .orgs
+                .iter()
+                .find(|o| o.id == proj.org_id)
+                .map(|o| o.name.as_str())
+                .unwrap_or("");
             p.reaches(&proj.id, &proj.name, &proj.org_id, org_name)
         })
         .collect();
@@ -57,8 +62,12 @@ pub async fn get_group_by_name(
             format!("Current user is not in the group, or the group does not exist ({name})."),
         )
         .params([name.as_str()])),
-        _ => Err(ApiError::new(409, "MULTIPLE_GROUPS", format!("Multiple groups exist with the name {name}."))
-            .params([name.as_str()])),
+        _ => Err(ApiError::new(
+            409,
+            "MULTIPLE_GROUPS",
+            format!("Multiple groups exist with the name {name}."),
+        )
+        .params([name.as_str()])),
     }
 }
 
@@ -79,7 +88,11 @@ pub async fn list_alerts(
     let items: Vec<Value> = proj
         .alerts
         .iter()
-        .filter(|a| status.as_deref().is_none_or(|s| a.get("status").and_then(Value::as_str) == Some(s)))
+        .filter(|a| {
+            status
+                .as_deref()
+                .is_none_or(|s| a.get("status").and_then(Value::as_str) == Some(s))
+        })
         .cloned()
         .collect();
     Ok(wire.ok(wire.page(&format!("{}/groups/{group_id}/alerts", super::V), items)))
@@ -93,7 +106,10 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     )
         .into_response();
     if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, "Basic realm=\"MongoDB Atlas\"".parse().unwrap());
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            "Basic realm=\"MongoDB Atlas\"".parse().unwrap(),
+        );
     }
     r
 }
@@ -104,8 +120,11 @@ pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
         .filter(|x| !x.is_empty())
         .map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            let dec =
-                |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (dec(k), dec(v))
         })
         .collect()
@@ -123,9 +142,16 @@ fn client_creds(headers: &HeaderMap, form: &[(String, String)]) -> Option<(Strin
 pub async fn oauth_token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = parse_form(&body);
     let Some((id, secret)) = client_creds(&headers, &form) else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed.");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Client authentication failed.",
+        );
     };
-    let grant = form.iter().find(|(k, _)| k == "grant_type").map(|(_, v)| v.as_str());
+    let grant = form
+        .iter()
+        .find(|(k, _)| k == "grant_type")
+        .map(|(_, v)| v.as_str());
     if grant != Some("client_credentials") {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -137,14 +163,21 @@ pub async fn oauth_token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: 
     let token = {
         let mut st = sim.state.lock();
         if auth::check_client(&st, &id, &secret).is_err() {
-            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed.");
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "Client authentication failed.",
+            );
         }
         auth::mint_token(&mut st, &id, std::time::Duration::from_secs(ttl))
     };
     sim.touch();
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
         json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl}).to_string(),
     )
         .into_response()
@@ -154,11 +187,19 @@ pub async fn oauth_token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: 
 pub async fn oauth_revoke(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = parse_form(&body);
     let Some((id, secret)) = client_creds(&headers, &form) else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed.");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Client authentication failed.",
+        );
     };
     let mut st = sim.state.lock();
     if auth::check_client(&st, &id, &secret).is_err() {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed.");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Client authentication failed.",
+        );
     }
     if let Some(tok) = form.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone())
         && st.tokens.get(&tok).is_some_and(|t| t.client_id == id)

@@ -26,12 +26,45 @@ use crate::state::{Project, State, is_object_id};
 pub const V: &str = "/api/atlas/v2";
 
 pub const AWS_REGIONS: [&str; 39] = [
-    "US_GOV_WEST_1", "US_GOV_EAST_1", "US_EAST_1", "US_EAST_2", "US_WEST_1", "US_WEST_2", "CA_CENTRAL_1",
-    "EU_NORTH_1", "EU_WEST_1", "EU_WEST_2", "EU_WEST_3", "EU_CENTRAL_1", "EU_CENTRAL_2", "AP_EAST_1", "AP_EAST_2",
-    "AP_NORTHEAST_1", "AP_NORTHEAST_2", "AP_NORTHEAST_3", "AP_SOUTHEAST_1", "AP_SOUTHEAST_2", "AP_SOUTHEAST_3",
-    "AP_SOUTHEAST_4", "AP_SOUTHEAST_5", "AP_SOUTHEAST_6", "AP_SOUTHEAST_7", "AP_SOUTH_1", "AP_SOUTH_2",
-    "SA_EAST_1", "CN_NORTH_1", "CN_NORTHWEST_1", "ME_SOUTH_1", "ME_CENTRAL_1", "AF_SOUTH_1", "EU_SOUTH_1",
-    "EU_SOUTH_2", "IL_CENTRAL_1", "CA_WEST_1", "MX_CENTRAL_1", "GLOBAL",
+    "US_GOV_WEST_1",
+    "US_GOV_EAST_1",
+    "US_EAST_1",
+    "US_EAST_2",
+    "US_WEST_1",
+    "US_WEST_2",
+    "CA_CENTRAL_1",
+    "EU_NORTH_1",
+    "EU_WEST_1",
+    "EU_WEST_2",
+    "EU_WEST_3",
+    "EU_CENTRAL_1",
+    "EU_CENTRAL_2",
+    "AP_EAST_1",
+    "AP_EAST_2",
+    "AP_NORTHEAST_1",
+    "AP_NORTHEAST_2",
+    "AP_NORTHEAST_3",
+    "AP_SOUTHEAST_1",
+    "AP_SOUTHEAST_2",
+    "AP_SOUTHEAST_3",
+    "AP_SOUTHEAST_4",
+    "AP_SOUTHEAST_5",
+    "AP_SOUTHEAST_6",
+    "AP_SOUTHEAST_7",
+    "AP_SOUTH_1",
+    "AP_SOUTH_2",
+    "SA_EAST_1",
+    "CN_NORTH_1",
+    "CN_NORTHWEST_1",
+    "ME_SOUTH_1",
+    "ME_CENTRAL_1",
+    "AF_SOUTH_1",
+    "EU_SOUTH_1",
+    "EU_SOUTH_2",
+    "IL_CENTRAL_1",
+    "CA_WEST_1",
+    "MX_CENTRAL_1",
+    "GLOBAL",
 ];
 
 /// The negotiated version date, put into request extensions by the Atlas layer.
@@ -40,8 +73,11 @@ pub struct ApiVersion(pub String);
 
 type Versions = &'static [(&'static str, Option<&'static str>)];
 const V2023: Versions = &[("2023-01-01", None)];
-const CLUSTER_READ: Versions =
-    &[("2024-08-05", None), ("2023-02-01", Some("2027-07-01")), ("2023-01-01", Some("2027-07-01"))];
+const CLUSTER_READ: Versions = &[
+    ("2024-08-05", None),
+    ("2023-02-01", Some("2027-07-01")),
+    ("2023-01-01", Some("2027-07-01")),
+];
 const CLUSTER_PATCH: Versions = &[
     ("2024-10-23", None),
     ("2024-08-05", Some("2027-03-01")),
@@ -58,7 +94,11 @@ pub fn versions_for(method: &Method, route: &str) -> Versions {
     } else if route == format!("{V}/groups/{{groupId}}/clusters") {
         CLUSTER_READ
     } else if route == clusters_one {
-        if *method == Method::PATCH { CLUSTER_PATCH } else { CLUSTER_READ }
+        if *method == Method::PATCH {
+            CLUSTER_PATCH
+        } else {
+            CLUSTER_READ
+        }
     } else {
         V2023
     }
@@ -133,7 +173,9 @@ pub fn router(sim: Arc<Sim>) -> Router {
 
 async fn not_found(req: Request) -> Response {
     let path = req.uri().path().to_string();
-    ApiError::new(404, "RESOURCE_NOT_FOUND", format!("Cannot find resource {path}.")).params([path]).into_response()
+    ApiError::new(404, "RESOURCE_NOT_FOUND", format!("Cannot find resource {path}."))
+        .params([path])
+        .into_response()
 }
 
 async fn method_not_allowed(req: Request) -> Response {
@@ -181,7 +223,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Wire {
                     .map(|kv| {
                         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
                         let dec = |s: &str| {
-                            percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
+                            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                                .decode_utf8_lossy()
+                                .into_owned()
                         };
                         (dec(k), dec(v))
                     })
@@ -203,7 +247,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Wire {
                 "envelope" => w.envelope = parse_bool(k, v)?,
                 "includeCount" => w.include_count = parse_bool(k, v)?,
                 "pageNum" => {
-                    w.page_num = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| ApiError::invalid_query_parameter(k))?
+                    w.page_num = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| ApiError::invalid_query_parameter(k))?
                 }
                 "itemsPerPage" => {
                     w.items_per_page = v
@@ -222,7 +270,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Wire {
 
 impl Wire {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A success body under the negotiated vnd media type.
@@ -306,7 +357,12 @@ fn check_access(st: &State, p: &Principal, group_id: &str) -> ApiResult<()> {
     }
     match st.projects.get(group_id) {
         Some(proj) => {
-            let org_name = st.orgs.iter().find(|o| o.id == proj.org_id).map(|o| o.name.as_str()).unwrap_or("");
+            let org_name = st
+                .orgs
+                .iter()
+                .find(|o| o.id == proj.org_id)
+                .map(|o| o.name.as_str())
+                .unwrap_or("");
             if p.reaches(&proj.id, &proj.name, &proj.org_id, org_name) {
                 Ok(())
             } else {
@@ -322,14 +378,22 @@ fn check_access(st: &State, p: &Principal, group_id: &str) -> ApiResult<()> {
 /// every project, and 401 NOT_IN_GROUP otherwise (so existence isn't leaked), as Atlas documents.
 pub fn project<'a>(st: &'a State, p: &Principal, group_id: &str) -> ApiResult<&'a Project> {
     check_access(st, p, group_id)?;
-    st.projects.get(group_id).ok_or_else(|| ApiError::group_not_found(group_id))
+    st.projects
+        .get(group_id)
+        .ok_or_else(|| ApiError::group_not_found(group_id))
 }
 
 pub fn project_mut<'a>(st: &'a mut State, p: &Principal, group_id: &str) -> ApiResult<&'a mut Project> {
     check_access(st, p, group_id)?;
-    st.projects.get_mut(group_id).ok_or_else(|| ApiError::group_not_found(group_id))
+    st.projects
+        .get_mut(group_id)
+        .ok_or_else(|| ApiError::group_not_found(group_id))
 }
 
 pub fn check_object_id(name: &str, value: &str) -> ApiResult<()> {
-    if is_object_id(value) { Ok(()) } else { Err(ApiError::invalid_path_parameter(name, value)) }
+    if is_object_id(value) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_path_parameter(name, value))
+    }
 }

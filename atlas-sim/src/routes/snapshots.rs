@@ -17,7 +17,9 @@ use crate::seed::SnapshotRequest;
 use crate::state::{Cluster, ClusterKind, Project, is_object_id, key_uuid, new_id, ts};
 
 fn cluster<'a>(proj: &'a Project, name: &str) -> ApiResult<&'a Cluster> {
-    let c = proj.cluster(name).ok_or_else(|| ApiError::cluster_not_found(name, &proj.id))?;
+    let c = proj
+        .cluster(name)
+        .ok_or_else(|| ApiError::cluster_not_found(name, &proj.id))?;
     if c.kind == ClusterKind::Flex {
         return Err(ApiError::new(
             400,
@@ -30,18 +32,41 @@ fn cluster<'a>(proj: &'a Project, name: &str) -> ApiResult<&'a Cluster> {
 }
 
 fn of_type(c: &Cluster, t: &str) -> Vec<Value> {
-    c.snapshots.iter().filter(|s| s.get("type").and_then(Value::as_str) == Some(t)).cloned().collect()
+    c.snapshots
+        .iter()
+        .filter(|s| s.get("type").and_then(Value::as_str) == Some(t))
+        .cloned()
+        .collect()
 }
 
-async fn list(sim: Arc<Sim>, p: Principal, wire: Wire, group_id: String, name: String, t: &str, suffix: &str) -> ApiResult<Response> {
+async fn list(
+    sim: Arc<Sim>,
+    p: Principal,
+    wire: Wire,
+    group_id: String,
+    name: String,
+    t: &str,
+    suffix: &str,
+) -> ApiResult<Response> {
     let st = sim.state.lock();
     let proj = project(&st, &p, &group_id)?;
     let c = cluster(proj, &name)?;
-    let path = format!("{}/groups/{group_id}/clusters/{name}/backup/snapshots{suffix}", super::V);
+    let path = format!(
+        "{}/groups/{group_id}/clusters/{name}/backup/snapshots{suffix}",
+        super::V
+    );
     Ok(wire.ok(wire.page(&path, of_type(c, t))))
 }
 
-async fn one(sim: Arc<Sim>, p: Principal, wire: Wire, group_id: String, name: String, id: String, t: &str) -> ApiResult<Response> {
+async fn one(
+    sim: Arc<Sim>,
+    p: Principal,
+    wire: Wire,
+    group_id: String,
+    name: String,
+    id: String,
+    t: &str,
+) -> ApiResult<Response> {
     let st = sim.state.lock();
     let proj = project(&st, &p, &group_id)?;
     let c = cluster(proj, &name)?;
@@ -111,12 +136,21 @@ pub fn make_snapshot(proj: &Project, c: &Cluster, req: &SnapshotRequest) -> anyh
         provider
     };
     let key = req.master_key_uuid.clone().or_else(|| match c.ear_provider() {
-        "AWS" => proj.ear.aws.as_ref().filter(|a| a.enabled).and_then(|a| a.customer_master_key_id.as_deref()).map(key_uuid),
+        "AWS" => proj
+            .ear
+            .aws
+            .as_ref()
+            .filter(|a| a.enabled)
+            .and_then(|a| a.customer_master_key_id.as_deref())
+            .map(key_uuid),
         _ => None,
     });
     let snapshot_type = req.snapshot_type.clone().unwrap_or_else(|| "onDemand".into());
     let kind = req.r#type.clone().unwrap_or_else(|| "replicaSet".into());
-    anyhow::ensure!(kind == "replicaSet" || kind == "shardedCluster", "type must be replicaSet or shardedCluster");
+    anyhow::ensure!(
+        kind == "replicaSet" || kind == "shardedCluster",
+        "type must be replicaSet or shardedCluster"
+    );
     let rs_name = format!("atlas-{}-shard-0", &c.id[18..]);
     let mut v = json!({
         "id": id,
