@@ -2,5 +2,6 @@
 //! from two Kubernetes resources, `ProjectEncryption` and `ClusterEncryption`.
 #![forbid(unsafe_code)]
 
+pub mod atlas;
 pub mod aws;
 pub mod crd;

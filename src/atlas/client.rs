@@ -1,0 +1,832 @@
+//! The Atlas Administration API v2 client: one connection pool, per-endpoint versioned media types,
+//! authentication, pacing, retries and metrics. Every public method takes the [`Credentials`] first,
+//! because one operator serves many projects, each with its own organization's key.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::auth::{
+    CachedToken, Credentials, DigestChallenge, NonceCache, TokenCache, TokenResponse, new_cnonce,
+};
+use super::error::{AtlasError, Result, bounded};
+use super::model::*;
+use super::retry::{Backoff, RateLimiter, parse_retry_after};
+use crate::aws::RoleArn;
+
+/// Telemetry hook. `endpoint` is the path template (`/groups/{groupId}/clusters/{clusterName}`), never
+/// the raw path, so label cardinality stays bounded. Called once per HTTP exchange, including Digest
+/// challenges and retries; `status` is `None` when no answer arrived.
+pub trait AtlasMetrics: Send + Sync {
+    fn on_call(&self, endpoint: &'static str, method: &'static str, status: Option<u16>, duration: Duration);
+
+    /// The client-side rate limiter (or a 429's Retry-After) held a call back.
+    fn on_rate_limit_wait(&self, _endpoint: &'static str, _waited: Duration) {}
+
+    /// A call is about to be retried; `reason` is `rate_limited`, `server_error` or `transport`.
+    fn on_retry(&self, _endpoint: &'static str, _method: &'static str, _reason: &'static str) {}
+}
+
+#[derive(Clone)]
+pub struct AtlasClientConfig {
+    /// `https://cloud.mongodb.com`; the `/api/atlas/v2` prefix is added per call.
+    pub base_url: String,
+    /// Per HTTP exchange.
+    pub timeout: Duration,
+    /// Client-side pacing per organization (credential identity).
+    pub rate_per_second: f64,
+    pub burst: u32,
+    /// Retries after the first attempt (so `max_retries + 1` attempts at most).
+    pub max_retries: u32,
+    /// Total time a call may spend waiting between attempts; a longer Retry-After is returned to the
+    /// caller as [`AtlasError::RateLimited`] to requeue instead of blocking a reconcile.
+    pub max_retry_wait: Duration,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// `itemsPerPage` of list calls (Atlas allows 1–500).
+    pub page_size: u32,
+    pub user_agent: String,
+    pub metrics: Option<Arc<dyn AtlasMetrics>>,
+}
+
+impl Default for AtlasClientConfig {
+    fn default() -> Self {
+        AtlasClientConfig {
+            base_url: "https://cloud.mongodb.com".to_string(),
+            timeout: Duration::from_secs(30),
+            rate_per_second: 5.0,
+            burst: 20,
+            max_retries: 3,
+            max_retry_wait: Duration::from_secs(60),
+            backoff_base: Duration::from_millis(500),
+            backoff_cap: Duration::from_secs(10),
+            page_size: 500,
+            user_agent: concat!("atlas-encryption-operator/", env!("CARGO_PKG_VERSION")).to_string(),
+            metrics: None,
+        }
+    }
+}
+
+impl fmt::Debug for AtlasClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AtlasClientConfig")
+            .field("base_url", &self.base_url)
+            .field("timeout", &self.timeout)
+            .field("rate_per_second", &self.rate_per_second)
+            .field("burst", &self.burst)
+            .field("max_retries", &self.max_retries)
+            .field("max_retry_wait", &self.max_retry_wait)
+            .field("page_size", &self.page_size)
+            .field("metrics", &self.metrics.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One endpoint: method, path template (the metric label) and media-type version (reference §2, §13).
+#[derive(Clone, Copy, Debug)]
+struct Endpoint {
+    method: &'static str,
+    template: &'static str,
+    version: &'static str,
+}
+
+impl Endpoint {
+    const fn new(method: &'static str, template: &'static str, version: &'static str) -> Self {
+        Endpoint {
+            method,
+            template,
+            version,
+        }
+    }
+
+    /// Only reads are retried on 5xx and broken connections: a write may have been applied already.
+    fn idempotent(&self) -> bool {
+        self.method == "GET"
+    }
+
+    fn http_method(&self) -> reqwest::Method {
+        match self.method {
+            "POST" => reqwest::Method::POST,
+            "PATCH" => reqwest::Method::PATCH,
+            "DELETE" => reqwest::Method::DELETE,
+            _ => reqwest::Method::GET,
+        }
+    }
+}
+
+const V2023: &str = "2023-01-01";
+const GET_GROUP: Endpoint = Endpoint::new("GET", "/groups/{groupId}", V2023);
+const GET_GROUP_BY_NAME: Endpoint = Endpoint::new("GET", "/groups/byName/{groupName}", V2023);
+const GET_EAR: Endpoint = Endpoint::new("GET", "/groups/{groupId}/encryptionAtRest", V2023);
+const PATCH_EAR: Endpoint = Endpoint::new("PATCH", "/groups/{groupId}/encryptionAtRest", V2023);
+const LIST_ROLES: Endpoint = Endpoint::new("GET", "/groups/{groupId}/cloudProviderAccess", V2023);
+const CREATE_ROLE: Endpoint = Endpoint::new("POST", "/groups/{groupId}/cloudProviderAccess", V2023);
+const GET_ROLE: Endpoint = Endpoint::new("GET", "/groups/{groupId}/cloudProviderAccess/{roleId}", V2023);
+const AUTHORIZE_ROLE: Endpoint =
+    Endpoint::new("PATCH", "/groups/{groupId}/cloudProviderAccess/{roleId}", V2023);
+const DEAUTHORIZE_ROLE: Endpoint = Endpoint::new(
+    "DELETE",
+    "/groups/{groupId}/cloudProviderAccess/{cloudProvider}/{roleId}",
+    V2023,
+);
+const LIST_CLUSTERS: Endpoint = Endpoint::new("GET", "/groups/{groupId}/clusters", "2024-08-05");
+const GET_CLUSTER: Endpoint = Endpoint::new("GET", "/groups/{groupId}/clusters/{clusterName}", "2024-08-05");
+const PATCH_CLUSTER: Endpoint =
+    Endpoint::new("PATCH", "/groups/{groupId}/clusters/{clusterName}", "2024-10-23");
+const LIST_SNAPSHOTS: Endpoint = Endpoint::new(
+    "GET",
+    "/groups/{groupId}/clusters/{clusterName}/backup/snapshots",
+    V2023,
+);
+const CONTROL_PLANE_IPS: Endpoint = Endpoint::new("GET", "/unauth/controlPlaneIPAddresses", "2023-11-15");
+const OAUTH_TOKEN: Endpoint = Endpoint::new("POST", "/api/oauth/token", "");
+
+/// The limiter key of unauthenticated calls.
+const ANONYMOUS: &str = "<unauthenticated>";
+
+/// Clone freely: clones share the connection pool, rate limiter and auth caches.
+#[derive(Clone)]
+pub struct AtlasClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    config: AtlasClientConfig,
+    backoff: Backoff,
+    limiter: RateLimiter,
+    nonces: NonceCache,
+    tokens: TokenCache,
+}
+
+impl fmt::Debug for AtlasClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AtlasClient")
+            .field("base_url", &self.inner.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+struct RawResponse {
+    status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl AtlasClient {
+    pub fn new(config: AtlasClientConfig) -> Result<AtlasClient> {
+        let base = Url::parse(&config.base_url)
+            .map_err(|e| AtlasError::Config(format!("base_url {:?}: {e}", config.base_url)))?;
+        if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
+            return Err(AtlasError::Config(format!(
+                "base_url {:?} is not an http(s) URL",
+                config.base_url
+            )));
+        }
+        if !(1..=500).contains(&config.page_size) {
+            return Err(AtlasError::Config("page_size must be within 1..=500".to_string()));
+        }
+        if !(config.rate_per_second > 0.0) {
+            return Err(AtlasError::Config("rate_per_second must be positive".to_string()));
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| AtlasError::Config(format!("HTTP client: {e}")))?;
+        Ok(AtlasClient {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                backoff: Backoff {
+                    base: config.backoff_base,
+                    cap: config.backoff_cap,
+                },
+                limiter: RateLimiter::new(config.rate_per_second, config.burst),
+                nonces: NonceCache::default(),
+                tokens: TokenCache::default(),
+                config,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &AtlasClientConfig {
+        &self.inner.config
+    }
+
+    // ----- projects -----
+
+    pub async fn get_project(&self, creds: &Credentials, group_id: &str) -> Result<Group> {
+        self.get(creds, &GET_GROUP, &["groups", group_id]).await
+    }
+
+    pub async fn get_project_by_name(&self, creds: &Credentials, name: &str) -> Result<Group> {
+        self.get(creds, &GET_GROUP_BY_NAME, &["groups", "byName", name])
+            .await
+    }
+
+    // ----- encryption at rest -----
+
+    pub async fn get_encryption_at_rest(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+    ) -> Result<EncryptionAtRest> {
+        self.get(creds, &GET_EAR, &["groups", group_id, "encryptionAtRest"])
+            .await
+    }
+
+    /// Sends `{"awsKms": <patch>}` with only the patch's set fields.
+    pub async fn update_encryption_at_rest(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        patch: &AwsKmsPatch,
+    ) -> Result<EncryptionAtRest> {
+        let body = EncryptionAtRestPatch { aws_kms: patch };
+        self.send_json(
+            creds,
+            &PATCH_EAR,
+            &["groups", group_id, "encryptionAtRest"],
+            &body,
+        )
+        .await
+    }
+
+    // ----- cloud provider access -----
+
+    /// The project's AWS IAM roles (Azure and GCP entries are dropped).
+    pub async fn list_aws_roles(&self, creds: &Credentials, group_id: &str) -> Result<Vec<AwsIamRole>> {
+        let roles: CloudProviderAccessRoles = self
+            .get(creds, &LIST_ROLES, &["groups", group_id, "cloudProviderAccess"])
+            .await?;
+        Ok(roles.aws_iam_roles)
+    }
+
+    /// Creates an AWS role; the answer carries `atlasAWSAccountArn` and `atlasAssumedRoleExternalId`
+    /// for the customer's trust policy.
+    pub async fn create_aws_role(&self, creds: &Credentials, group_id: &str) -> Result<AwsIamRole> {
+        let body = CreateRoleRequest { provider_name: "AWS" };
+        self.send_json(
+            creds,
+            &CREATE_ROLE,
+            &["groups", group_id, "cloudProviderAccess"],
+            &body,
+        )
+        .await
+    }
+
+    pub async fn get_aws_role(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        role_id: &str,
+    ) -> Result<AwsIamRole> {
+        self.get(
+            creds,
+            &GET_ROLE,
+            &["groups", group_id, "cloudProviderAccess", role_id],
+        )
+        .await
+    }
+
+    /// Expect `CANNOT_ASSUME_ROLE` for a while after the IAM trust policy changes; the caller retries.
+    pub async fn authorize_aws_role(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        role_id: &str,
+        role_arn: &RoleArn,
+    ) -> Result<AwsIamRole> {
+        let arn = role_arn.to_string();
+        let body = AuthorizeRoleRequest {
+            provider_name: "AWS",
+            iam_assumed_role_arn: &arn,
+        };
+        self.send_json(
+            creds,
+            &AUTHORIZE_ROLE,
+            &["groups", group_id, "cloudProviderAccess", role_id],
+            &body,
+        )
+        .await
+    }
+
+    pub async fn deauthorize_aws_role(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        role_id: &str,
+    ) -> Result<()> {
+        let url = self.url(&["groups", group_id, "cloudProviderAccess", "AWS", role_id], &[]);
+        self.execute(Some(creds), &DEAUTHORIZE_ROLE, &url, None)
+            .await
+            .map(drop)
+    }
+
+    // ----- clusters -----
+
+    pub async fn list_clusters(&self, creds: &Credentials, group_id: &str) -> Result<Vec<Cluster>> {
+        self.get_all(creds, &LIST_CLUSTERS, &["groups", group_id, "clusters"])
+            .await
+    }
+
+    pub async fn get_cluster(&self, creds: &Credentials, group_id: &str, name: &str) -> Result<Cluster> {
+        self.get(creds, &GET_CLUSTER, &["groups", group_id, "clusters", name])
+            .await
+    }
+
+    /// PATCHes only `{"encryptionAtRestProvider": ...}`; pass `Aws` or `None`.
+    pub async fn set_cluster_encryption_provider(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        name: &str,
+        provider: EncryptionProvider,
+    ) -> Result<Cluster> {
+        if provider == EncryptionProvider::Unknown {
+            return Err(AtlasError::Config(
+                "cannot set an unknown encryption provider".to_string(),
+            ));
+        }
+        let body = ClusterProviderPatch {
+            encryption_at_rest_provider: provider,
+        };
+        self.send_json(
+            creds,
+            &PATCH_CLUSTER,
+            &["groups", group_id, "clusters", name],
+            &body,
+        )
+        .await
+    }
+
+    /// Every replica-set snapshot of the cluster, all pages.
+    pub async fn list_snapshots(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        cluster: &str,
+    ) -> Result<Vec<Snapshot>> {
+        self.get_all(
+            creds,
+            &LIST_SNAPSHOTS,
+            &["groups", group_id, "clusters", cluster, "backup", "snapshots"],
+        )
+        .await
+    }
+
+    // ----- unauthenticated -----
+
+    pub async fn control_plane_ip_addresses(&self) -> Result<ControlPlaneIpAddresses> {
+        let url = self.url(&["unauth", "controlPlaneIPAddresses"], &[]);
+        let body = self.execute(None, &CONTROL_PLANE_IPS, &url, None).await?;
+        decode(&CONTROL_PLANE_IPS, &body)
+    }
+
+    // ----- plumbing -----
+
+    fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
+        let mut url = self.inner.base.clone();
+        {
+            // safe unwrap: `new` refused bases that cannot carry a path.
+            let mut path = url.path_segments_mut().expect("base URL carries a path");
+            path.pop_if_empty()
+                .extend(["api", "atlas", "v2"])
+                .extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        url
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        creds: &Credentials,
+        ep: &Endpoint,
+        segments: &[&str],
+    ) -> Result<T> {
+        let url = self.url(segments, &[]);
+        let body = self.execute(Some(creds), ep, &url, None).await?;
+        decode(ep, &body)
+    }
+
+    async fn send_json<T: DeserializeOwned, B: Serialize>(
+        &self,
+        creds: &Credentials,
+        ep: &Endpoint,
+        segments: &[&str],
+        body: &B,
+    ) -> Result<T> {
+        let url = self.url(segments, &[]);
+        let payload = serde_json::to_vec(body)
+            .map_err(|e| AtlasError::Config(format!("cannot encode the request body: {e}")))?;
+        let answer = self.execute(Some(creds), ep, &url, Some(&payload)).await?;
+        decode(ep, &answer)
+    }
+
+    /// Follows Atlas pagination until the last page (reference §1).
+    async fn get_all<T: DeserializeOwned>(
+        &self,
+        creds: &Credentials,
+        ep: &Endpoint,
+        segments: &[&str],
+    ) -> Result<Vec<T>> {
+        // A bound on pages guards against a server whose `next` link never ends.
+        const MAX_PAGES: u32 = 1000;
+        let per_page = self.inner.config.page_size;
+        let mut out = Vec::new();
+        for page_num in 1..=MAX_PAGES {
+            let query = [
+                ("pageNum", page_num.to_string()),
+                ("itemsPerPage", per_page.to_string()),
+                ("includeCount", "true".to_string()),
+            ];
+            let url = self.url(segments, &query);
+            let body = self.execute(Some(creds), ep, &url, None).await?;
+            let page: Page<T> = decode(ep, &body)?;
+            let n = page.results.len();
+            out.extend(page.results);
+            let has_next = page.links.iter().any(|l| l.rel == "next");
+            let more = n > 0
+                && (has_next
+                    || page.total_count.is_some_and(|t| (out.len() as u64) < t)
+                    || (page.links.is_empty() && page.total_count.is_none() && n == per_page as usize));
+            if !more {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// One logical call: pacing, authentication, retries. Returns the success body.
+    async fn execute(
+        &self,
+        creds: Option<&Credentials>,
+        ep: &Endpoint,
+        url: &Url,
+        body: Option<&[u8]>,
+    ) -> Result<Vec<u8>> {
+        let cfg = &self.inner.config;
+        let key = creds.map_or(ANONYMOUS, Credentials::identity);
+        let mut waited = Duration::ZERO;
+        let mut attempt = 0u32;
+        loop {
+            self.pace(key, ep).await;
+            let (err, retry_in, reason) = match self.send_authenticated(creds, ep, url, body).await {
+                Ok(resp) if (200..300).contains(&resp.status) => return Ok(resp.body),
+                Ok(resp) => {
+                    let retry_after = resp
+                        .headers
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_retry_after);
+                    if resp.status == 429
+                        && let Some(ra) = retry_after
+                    {
+                        self.inner.limiter.block(key, ra);
+                    }
+                    let err = AtlasError::from_response(
+                        ep.method,
+                        ep.template,
+                        resp.status,
+                        &resp.body,
+                        retry_after,
+                    );
+                    // A 429 was not processed, so even writes may go again; a 5xx write may have been.
+                    let (retryable, reason) = match resp.status {
+                        429 => (true, "rate_limited"),
+                        500..=599 => (ep.idempotent() && resp.status != 501, "server_error"),
+                        _ => (false, ""),
+                    };
+                    let wait = match retry_after {
+                        Some(ra) => ra + self.inner.backoff.delay(0) / 4,
+                        None => self.inner.backoff.delay(attempt),
+                    };
+                    (err, retryable.then_some(wait), reason)
+                }
+                Err(err) => {
+                    let retryable = match &err {
+                        AtlasError::Transport { connect, .. } => *connect || ep.idempotent(),
+                        AtlasError::Timeout { .. } => ep.idempotent(),
+                        _ => false,
+                    };
+                    (
+                        err,
+                        retryable.then(|| self.inner.backoff.delay(attempt)),
+                        "transport",
+                    )
+                }
+            };
+            match retry_in {
+                Some(wait) if attempt < cfg.max_retries && waited + wait <= cfg.max_retry_wait => {
+                    if let Some(m) = &cfg.metrics {
+                        m.on_retry(ep.template, ep.method, reason);
+                        if reason == "rate_limited" {
+                            m.on_rate_limit_wait(ep.template, wait);
+                        }
+                    }
+                    tracing::debug!(
+                        endpoint = ep.template,
+                        method = ep.method,
+                        attempt,
+                        ?wait,
+                        reason,
+                        "retrying Atlas call"
+                    );
+                    tokio::time::sleep(wait).await;
+                    waited += wait;
+                    attempt += 1;
+                }
+                _ => return Err(err),
+            }
+        }
+    }
+
+    async fn pace(&self, key: &str, ep: &Endpoint) {
+        let wait = self.inner.limiter.reserve(key);
+        if !wait.is_zero() {
+            if let Some(m) = &self.inner.config.metrics {
+                m.on_rate_limit_wait(ep.template, wait);
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Sends with the right credentials, handling the Digest challenge round trip (and one stale nonce)
+    /// or the bearer token (and one refresh after a 401).
+    async fn send_authenticated(
+        &self,
+        creds: Option<&Credentials>,
+        ep: &Endpoint,
+        url: &Url,
+        body: Option<&[u8]>,
+    ) -> Result<RawResponse> {
+        match creds {
+            None => self.send_once(ep, url, body, None).await,
+            Some(Credentials::ApiKey {
+                public_key,
+                private_key,
+            }) => {
+                let uri = &url[url::Position::BeforePath..];
+                let sign = |challenge: &DigestChallenge, nc: u32| {
+                    challenge.authorization(public_key, private_key, ep.method, uri, nc, &new_cnonce())
+                };
+                #[derive(PartialEq)]
+                enum Sent {
+                    Bare,
+                    CachedNonce,
+                    FreshNonce,
+                }
+                let (mut header, mut sent) = match self.inner.nonces.next(public_key) {
+                    Some((challenge, nc)) => (Some(sign(&challenge, nc)), Sent::CachedNonce),
+                    None => (None, Sent::Bare),
+                };
+                let mut stale_retried = false;
+                loop {
+                    let resp = self.send_once(ep, url, body, header.as_deref()).await?;
+                    if resp.status != 401 {
+                        return Ok(resp);
+                    }
+                    let offered = resp
+                        .headers
+                        .get_all(WWW_AUTHENTICATE)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok());
+                    let Some(challenge) = DigestChallenge::select(offered) else {
+                        return Ok(resp);
+                    };
+                    let again = match sent {
+                        Sent::Bare | Sent::CachedNonce => true,
+                        Sent::FreshNonce if challenge.stale && !stale_retried => {
+                            stale_retried = true;
+                            true
+                        }
+                        Sent::FreshNonce => false,
+                    };
+                    if !again {
+                        self.inner.nonces.forget(public_key);
+                        return Ok(resp);
+                    }
+                    let nc = self.inner.nonces.store(public_key, challenge.clone());
+                    header = Some(sign(&challenge, nc));
+                    sent = Sent::FreshNonce;
+                }
+            }
+            Some(sa @ Credentials::ServiceAccount { .. }) => {
+                let (token, from_cache) = self.token(sa, false).await?;
+                let resp = self
+                    .send_once(ep, url, body, Some(&format!("Bearer {token}")))
+                    .await?;
+                if resp.status != 401 || !from_cache {
+                    return Ok(resp);
+                }
+                // The cached token was revoked or expired early: mint a new one, once.
+                let (token, _) = self.token(sa, true).await?;
+                self.send_once(ep, url, body, Some(&format!("Bearer {token}")))
+                    .await
+            }
+        }
+    }
+
+    /// A bearer token for the service account, and whether it came from the cache.
+    async fn token(&self, creds: &Credentials, force_refresh: bool) -> Result<(String, bool)> {
+        let Credentials::ServiceAccount {
+            client_id,
+            client_secret,
+        } = creds
+        else {
+            return Err(AtlasError::Config(
+                "a token needs service-account credentials".to_string(),
+            ));
+        };
+        let slot = self.inner.tokens.slot(client_id);
+        let mut cached = slot.lock().await;
+        if !force_refresh
+            && let Some(t) = cached.as_ref()
+            && t.is_fresh(creds)
+        {
+            return Ok((t.token.clone(), true));
+        }
+        *cached = None;
+        let ep = &OAUTH_TOKEN;
+        let mut url = self.inner.base.clone();
+        url.set_path("/api/oauth/token");
+        let start = Instant::now();
+        let sent = self
+            .inner
+            .http
+            .post(url)
+            .basic_auth(client_id, Some(client_secret))
+            .header(ACCEPT, "application/json")
+            .form(&[("grant_type", "client_credentials")])
+            .timeout(self.inner.config.timeout)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                self.record(ep, None, start);
+                // The API call itself was never sent, so retrying it is safe whatever its method.
+                return Err(match transport_error(ep, e, self.inner.config.timeout) {
+                    AtlasError::Transport {
+                        method,
+                        endpoint,
+                        message,
+                        ..
+                    } => AtlasError::Transport {
+                        method,
+                        endpoint,
+                        message,
+                        connect: true,
+                    },
+                    other => other,
+                });
+            }
+        };
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+        self.record(ep, Some(status), start);
+        if status != 200 {
+            #[derive(serde::Deserialize, Default)]
+            #[serde(default)]
+            struct OAuthError {
+                error: Option<String>,
+                error_description: Option<String>,
+            }
+            let oauth: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
+            let error_code = oauth.error.unwrap_or_else(|| "UNKNOWN".to_string());
+            let detail = bounded(
+                &oauth
+                    .error_description
+                    .unwrap_or_else(|| format!("HTTP {status}")),
+            );
+            return Err(if matches!(status, 400 | 401 | 403) {
+                AtlasError::Unauthorized {
+                    method: ep.method,
+                    endpoint: ep.template,
+                    status,
+                    error_code,
+                    detail,
+                }
+            } else {
+                AtlasError::Api {
+                    method: ep.method,
+                    endpoint: ep.template,
+                    status,
+                    error_code,
+                    detail,
+                    parameters: vec![],
+                }
+            });
+        }
+        let token: TokenResponse = decode(ep, &body)?;
+        let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3600));
+        let fresh = CachedToken::new(token.access_token, lifetime, creds);
+        let out = fresh.token.clone();
+        *cached = Some(fresh);
+        Ok((out, false))
+    }
+
+    async fn send_once(
+        &self,
+        ep: &Endpoint,
+        url: &Url,
+        body: Option<&[u8]>,
+        authorization: Option<&str>,
+    ) -> Result<RawResponse> {
+        let media = format!("application/vnd.atlas.{}+json", ep.version);
+        let timeout = self.inner.config.timeout;
+        let mut req = self
+            .inner
+            .http
+            .request(ep.http_method(), url.clone())
+            .header(ACCEPT, &media)
+            .timeout(timeout);
+        if let Some(b) = body {
+            req = req.header(CONTENT_TYPE, &media).body(b.to_vec());
+        }
+        if let Some(a) = authorization {
+            let mut value = HeaderValue::from_str(a).map_err(|_| {
+                AtlasError::Config("credentials contain characters HTTP headers cannot carry".into())
+            })?;
+            value.set_sensitive(true);
+            req = req.header(AUTHORIZATION, value);
+        }
+        let start = Instant::now();
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.record(ep, None, start);
+                return Err(transport_error(ep, e, timeout));
+            }
+        };
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = match resp.bytes().await {
+            Ok(b) => b.to_vec(),
+            Err(e) => {
+                self.record(ep, None, start);
+                return Err(transport_error(ep, e, timeout));
+            }
+        };
+        self.record(ep, Some(status), start);
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn record(&self, ep: &Endpoint, status: Option<u16>, start: Instant) {
+        if let Some(m) = &self.inner.config.metrics {
+            m.on_call(ep.template, ep.method, status, start.elapsed());
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(ep: &Endpoint, body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| AtlasError::Decode {
+        method: ep.method,
+        endpoint: ep.template,
+        status: 200,
+        message: e.to_string(),
+    })
+}
+
+/// reqwest's message plus its causes, without the URL (it adds nothing the endpoint label lacks).
+fn transport_error(ep: &Endpoint, e: reqwest::Error, timeout: Duration) -> AtlasError {
+    if e.is_timeout() {
+        return AtlasError::Timeout {
+            method: ep.method,
+            endpoint: ep.template,
+            timeout,
+        };
+    }
+    let connect = e.is_connect();
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    AtlasError::Transport {
+        method: ep.method,
+        endpoint: ep.template,
+        message: bounded(&message),
+        connect,
+    }
+}

@@ -1,0 +1,20 @@
+//! MongoDB Atlas Administration API v2 client, limited to the endpoints Encryption at Rest with AWS KMS
+//! needs. See [`AtlasClient`] for the call surface and `shared/reference/atlas-admin-api.md` for the
+//! wire facts it relies on.
+//!
+//! Design: every call takes the project's [`Credentials`] first (one operator, many organizations);
+//! connection pool, rate limiter, Digest nonces and OAuth tokens are shared by all clones of a client.
+
+pub mod auth;
+mod client;
+pub mod error;
+pub mod model;
+pub mod retry;
+
+pub use auth::Credentials;
+pub use client::{AtlasClient, AtlasClientConfig, AtlasMetrics};
+pub use error::{AtlasError, ErrorEnvelope};
+pub use model::{
+    AwsIamRole, AwsKmsConfig, AwsKmsPatch, Cluster, ControlPlaneIpAddresses, EncryptionAtRest,
+    EncryptionProvider, FeatureUsage, Group, HardwareSpec, RegionConfig, ReplicationSpec, Snapshot,
+};
