@@ -1,0 +1,128 @@
+//! Support for integration tests that run against the local test ground started by
+//! `scripts/testenv.sh`: a real kube-apiserver (with etcd and kube-controller-manager) and moto.
+//!
+//! Use it from a test file with `mod common;`. Each test binary uses only part of it, hence the
+//! `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod aws;
+pub mod k8s;
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{Context as _, Result, bail};
+
+// Not every test binary uses every helper.
+#[allow(unused_imports)]
+pub use self::aws::{aws_sdk_config, moto_endpoint};
+#[allow(unused_imports)]
+pub use self::k8s::{TestNamespace, client, install_crds};
+
+/// Field manager for everything the tests themselves write with server-side apply.
+pub const FIELD_MANAGER: &str = "atlas-eo-tests";
+
+/// The running test ground, as described by the env file `scripts/testenv.sh up` writes.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub moto_endpoint: String,
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `$TESTENV_DIR`, else `<repo>/.testenv`: the same rule as `scripts/testenv.sh`.
+pub fn testenv_dir() -> PathBuf {
+    match std::env::var_os("TESTENV_DIR") {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                repo_root().join(dir)
+            }
+        }
+        _ => repo_root().join(".testenv"),
+    }
+}
+
+/// Makes sure the test ground is up, once per test binary, and describes it.
+///
+/// The ambient `KUBECONFIG` is deliberately not used on its own: a developer's shell may point it
+/// at a real cluster, and these tests create and delete namespaces.
+pub fn testenv() -> &'static TestEnv {
+    static ENV: OnceLock<TestEnv> = OnceLock::new();
+    ENV.get_or_init(|| match bring_up() {
+        Ok(env) => env,
+        Err(e) => panic!("test environment unavailable: {e:#}"),
+    })
+}
+
+fn bring_up() -> Result<TestEnv> {
+    let dir = testenv_dir();
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Test binaries run in parallel (cargo nextest, several developers' cargo runs): only one may
+    // start the control plane; the others wait here and then find it healthy. `up` is idempotent,
+    // and when already healthy it costs a couple of HTTP probes.
+    let lock_path = dir.join(".up.lock");
+    let lock = File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
+    let out = Command::new(repo_root().join("scripts/testenv.sh"))
+        .arg("up")
+        .env("TESTENV_DIR", &dir)
+        .output()
+        .context("running scripts/testenv.sh up")?;
+    drop(lock);
+    if !out.status.success() {
+        bail!(
+            "scripts/testenv.sh up failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    read_env_file(&dir)
+}
+
+fn read_env_file(dir: &Path) -> Result<TestEnv> {
+    let path = dir.join("env");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let vars: HashMap<&str, &str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let get = |k: &str| {
+        vars.get(k)
+            .map(|v| v.to_string())
+            .with_context(|| format!("{} has no {k}", path.display()))
+    };
+    Ok(TestEnv {
+        dir: dir.to_path_buf(),
+        kubeconfig: PathBuf::from(get("KUBECONFIG")?),
+        moto_endpoint: get("MOTO_ENDPOINT")?,
+    })
+}
+
+/// A name no other test (or earlier run) uses, valid as a DNS-1123 label.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let prefix: String = prefix
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(40)
+        .collect();
+    let prefix = prefix.trim_matches('-');
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let salt: u16 = rand::random();
+    format!("{prefix}-{:x}-{n}-{salt:04x}", std::process::id())
+}
