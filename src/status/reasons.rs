@@ -1,0 +1,57 @@
+//! Every condition type and reason the operator writes, in one place. Reasons are CamelCase and stable:
+//! alerts, Argo CD health checks and runbooks match on them.
+
+// kstatus conditions: abnormal-true `Reconciling` and `Stalled`, plus `Ready`.
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+// Domain conditions of ProjectEncryption.
+pub const ROLE_AUTHORIZED: &str = "RoleAuthorized";
+pub const KEY_VALID: &str = "KeyValid";
+pub const KEY_ROTATION_DUE: &str = "KeyRotationDue";
+pub const DEGRADED: &str = "Degraded";
+pub const MULTI_REGION_KEY: &str = "MultiRegionKey";
+
+// Domain conditions of ClusterEncryption.
+pub const PROJECT_READY: &str = "ProjectReady";
+
+// Reasons.
+pub const RECONCILED: &str = "Reconciled";
+pub const PROGRESSING: &str = "Progressing";
+pub const ENCRYPTION_DISABLED: &str = "EncryptionDisabled";
+pub const CREDENTIALS_INVALID: &str = "CredentialsInvalid";
+pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
+pub const PROJECT_NOT_FOUND: &str = "ProjectNotFound";
+pub const DUPLICATE_PROJECT: &str = "DuplicateProject";
+pub const ROLE_CREATED: &str = "RoleCreated";
+pub const AWAITING_TRUST_POLICY: &str = "AwaitingTrustPolicy";
+pub const AUTHORIZED: &str = "Authorized";
+pub const ROLE_NOT_FOUND: &str = "RoleNotFound";
+pub const ROLE_NOT_AUTHORIZED: &str = "RoleNotAuthorized";
+pub const KEY_ASSIGNED: &str = "KeyAssigned";
+pub const KEY_INVALID: &str = "KeyInvalid";
+pub const KEY_REJECTED: &str = "KeyRejected";
+pub const AWAITING_VALIDATION: &str = "AwaitingValidation";
+pub const ROTATION_DUE: &str = "RotationDue";
+pub const WITHIN_MAX_AGE: &str = "WithinMaxAge";
+pub const SINGLE_REGION_KEY: &str = "SingleRegionKey";
+pub const IS_MULTI_REGION_KEY: &str = "MultiRegion";
+pub const ROLE_SWITCH_NOT_ACKNOWLEDGED: &str = "RoleSwitchNotAcknowledged";
+pub const DISABLE_BLOCKED_BY_CLUSTERS: &str = "DisableBlockedByClusters";
+pub const ATLAS_UNAVAILABLE: &str = "AtlasUnavailable";
+pub const ATLAS_REFUSED: &str = "AtlasRefused";
+pub const DELETING: &str = "Deleting";
+pub const WAITING_FOR_PROJECT: &str = "WaitingForProject";
+pub const PROJECT_ENCRYPTION_NOT_FOUND: &str = "ProjectEncryptionNotFound";
+pub const CLUSTER_NOT_FOUND: &str = "ClusterNotFound";
+pub const UNSUPPORTED_TIER: &str = "UnsupportedTier";
+pub const LEGACY_BACKUP: &str = "LegacyBackup";
+pub const CLUSTER_PAUSED: &str = "ClusterPaused";
+pub const CLUSTER_UPDATING: &str = "ClusterUpdating";
+pub const PROJECT_DISABLING: &str = "ProjectDisabling";
+
+// Event reasons that are not condition reasons.
+pub const KEY_ROTATED: &str = "KeyRotated";
+pub const DRIFT_CORRECTED: &str = "DriftCorrected";
+pub const ROLE_ASSIGNED_TRUST_POLICY: &str = "TrustPolicyRequired";
