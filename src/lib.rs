@@ -5,3 +5,4 @@
 pub mod atlas;
 pub mod aws;
 pub mod crd;
+pub mod kms;
