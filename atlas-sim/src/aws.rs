@@ -432,8 +432,9 @@ impl AwsChecker {
             Some(KeyState::PendingImport) => return Err(AwsFailure::KeyPendingImport),
             _ => return Err(AwsFailure::KeyNotEnabled),
         }
-        if meta.key_spec() != Some(&KeySpec::SymmetricDefault)
-            || meta.key_usage() != Some(&KeyUsageType::EncryptDecrypt)
+        // moto omits KeyUsage; AWS's default (and the only usage a symmetric default key can have) is ENCRYPT_DECRYPT.
+        if meta.key_spec().is_some_and(|k| *k != KeySpec::SymmetricDefault)
+            || meta.key_usage().is_some_and(|u| *u != KeyUsageType::EncryptDecrypt)
         {
             return Err(AwsFailure::NoPermission(
                 "the key is not a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key".into(),
