@@ -4,5 +4,7 @@
 
 pub mod atlas;
 pub mod aws;
+pub mod controller;
 pub mod crd;
 pub mod kms;
+pub mod status;

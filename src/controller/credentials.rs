@@ -1,0 +1,161 @@
+//! Credentials come from Secrets, read when used (never cached, never watched), so replacing a Secret's
+//! content takes effect on the next reconcile and the operator holds no Secret beyond one call.
+//! Errors name the Secret and the keys, never a value.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+
+use crate::atlas::Credentials;
+use crate::kms::StaticAwsCredentials;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialsError {
+    #[error(
+        "Secret {0:?} not found in this namespace: create it with publicKey and privateKey (API key) or clientId and clientSecret (service account)"
+    )]
+    NotFound(String),
+    #[error("Secret {secret:?} is unusable: {problem}")]
+    Malformed { secret: String, problem: String },
+    #[error("reading Secret {secret:?} failed: {reason}")]
+    Unreadable { secret: String, reason: String },
+}
+
+impl CredentialsError {
+    /// Unreadable may pass (apiserver hiccup); the others need the user.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CredentialsError::Unreadable { .. })
+    }
+}
+
+async fn read_secret(api: &Api<Secret>, name: &str) -> Result<Secret, CredentialsError> {
+    match api.get_opt(name).await {
+        Ok(Some(secret)) => Ok(secret),
+        Ok(None) => Err(CredentialsError::NotFound(name.to_string())),
+        Err(kube::Error::Api(e)) if e.code == 403 => Err(CredentialsError::Malformed {
+            secret: name.to_string(),
+            problem: "the operator may not read it (RBAC)".into(),
+        }),
+        Err(e) => Err(CredentialsError::Unreadable {
+            secret: name.to_string(),
+            // Status reason only: an error body could in principle echo request data.
+            reason: match e {
+                kube::Error::Api(status) => format!("HTTP {}", status.code),
+                _ => "the Kubernetes API did not answer".into(),
+            },
+        }),
+    }
+}
+
+/// The value of `key`, trimmed: a trailing newline from `echo` or a file is the commonest mistake.
+fn value(secret: &Secret, key: &str) -> Option<String> {
+    let data = secret.data.as_ref()?.get(key)?;
+    let text = String::from_utf8(data.0.clone()).ok()?;
+    let text = text.trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+fn has_key(secret: &Secret, key: &str) -> bool {
+    secret.data.as_ref().is_some_and(|d| d.contains_key(key))
+}
+
+/// Atlas credentials from a Secret with `publicKey`/`privateKey` or `clientId`/`clientSecret`.
+pub async fn atlas_credentials(api: &Api<Secret>, name: &str) -> Result<Credentials, CredentialsError> {
+    let secret = read_secret(api, name).await?;
+    atlas_credentials_from(&secret, name)
+}
+
+fn atlas_credentials_from(secret: &Secret, name: &str) -> Result<Credentials, CredentialsError> {
+    let malformed = |problem: &str| CredentialsError::Malformed {
+        secret: name.to_string(),
+        problem: problem.to_string(),
+    };
+    let api_key = has_key(secret, "publicKey") || has_key(secret, "privateKey");
+    let service_account = has_key(secret, "clientId") || has_key(secret, "clientSecret");
+    match (api_key, service_account) {
+        (true, true) => Err(malformed(
+            "it holds both an API key (publicKey/privateKey) and a service account (clientId/clientSecret); keep one",
+        )),
+        (true, false) => match (value(secret, "publicKey"), value(secret, "privateKey")) {
+            (Some(public), Some(private)) => Ok(Credentials::api_key(public, private)),
+            _ => Err(malformed(
+                "publicKey and privateKey must both be set and non-empty",
+            )),
+        },
+        (false, true) => match (value(secret, "clientId"), value(secret, "clientSecret")) {
+            (Some(id), Some(secret)) => Ok(Credentials::service_account(id, secret)),
+            _ => Err(malformed(
+                "clientId and clientSecret must both be set and non-empty",
+            )),
+        },
+        (false, false) => Err(malformed(
+            "it has none of the keys publicKey/privateKey (API key) or clientId/clientSecret (service account)",
+        )),
+    }
+}
+
+/// AWS credentials for the KMS preflight from a Secret with `accessKeyId`/`secretAccessKey`.
+pub async fn aws_credentials(
+    api: &Api<Secret>,
+    name: &str,
+) -> Result<StaticAwsCredentials, CredentialsError> {
+    let secret = read_secret(api, name).await?;
+    match (value(&secret, "accessKeyId"), value(&secret, "secretAccessKey")) {
+        (Some(access_key_id), Some(secret_access_key)) => Ok(StaticAwsCredentials {
+            access_key_id,
+            secret_access_key,
+            session_token: value(&secret, "sessionToken"),
+        }),
+        _ => Err(CredentialsError::Malformed {
+            secret: name.to_string(),
+            problem: "accessKeyId and secretAccessKey must both be set and non-empty".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+    use std::collections::BTreeMap;
+
+    fn secret(pairs: &[(&str, &str)]) -> Secret {
+        Secret {
+            data: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn api_keys_and_service_accounts_are_read_and_trimmed() {
+        let creds =
+            atlas_credentials_from(&secret(&[("publicKey", "pub\n"), ("privateKey", "priv")]), "s").unwrap();
+        assert_eq!(creds, Credentials::api_key("pub", "priv"));
+        let creds = atlas_credentials_from(
+            &secret(&[("clientId", "mdb_sa_id_1"), ("clientSecret", "x")]),
+            "s",
+        )
+        .unwrap();
+        assert_eq!(creds, Credentials::service_account("mdb_sa_id_1", "x"));
+    }
+
+    #[test]
+    fn malformed_secrets_say_what_is_wrong_without_values() {
+        let cases = [
+            secret(&[("user", "a"), ("password", "TOPSECRET")]),
+            secret(&[("publicKey", "a"), ("privateKey", "  ")]),
+            secret(&[("publicKey", "a"), ("clientSecret", "TOPSECRET")]),
+            secret(&[("clientId", "a")]),
+        ];
+        for case in cases {
+            let err = atlas_credentials_from(&case, "atlas").unwrap_err();
+            assert!(matches!(err, CredentialsError::Malformed { .. }), "{err}");
+            assert!(!err.to_string().contains("TOPSECRET"));
+            assert!(err.to_string().contains("\"atlas\""));
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! The two controllers and what they share: the Kubernetes client, the Atlas client, the KMS
+//! preflight, the Event recorder and per-object backoff.
+
+pub mod cluster;
+mod credentials;
+pub mod plan;
+pub mod project;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::atlas::{AtlasClient, AtlasError};
+use crate::crd::{ClusterEncryption, FIELD_MANAGER, ProjectEncryption};
+use crate::kms::KmsPreflight;
+
+pub use credentials::CredentialsError;
+
+/// Settings the controllers run with.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// How often a converged object is re-read from Atlas to find out-of-band changes.
+    pub resync_period: Duration,
+    /// Reconciles of one kind running at once.
+    pub concurrency: u16,
+    /// Namespaces to watch; empty watches all.
+    pub namespaces: Vec<String>,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            resync_period: Duration::from_secs(600),
+            concurrency: 8,
+            namespaces: Vec::new(),
+        }
+    }
+}
+
+/// State shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub atlas: AtlasClient,
+    pub kms: KmsPreflight,
+    pub recorder: Recorder,
+    pub config: ControllerConfig,
+    /// Every ProjectEncryption the controller sees, to find two objects claiming one Atlas project and
+    /// the project of a ClusterEncryption without extra API calls.
+    pub projects: Store<ProjectEncryption>,
+    pub clusters: Store<ClusterEncryption>,
+    backoff: Mutex<HashMap<String, u32>>,
+    now: fn() -> Timestamp,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        atlas: AtlasClient,
+        kms: KmsPreflight,
+        config: ControllerConfig,
+        projects: Store<ProjectEncryption>,
+        clusters: Store<ClusterEncryption>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Context {
+            client,
+            atlas,
+            kms,
+            recorder,
+            config,
+            projects,
+            clusters,
+            backoff: Mutex::new(HashMap::new()),
+            now: Timestamp::now,
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        (self.now)()
+    }
+
+    /// Publishes an Event. Failing to record one must never fail a reconcile: the status carries the
+    /// same information.
+    pub async fn event<K>(&self, object: &K, type_: EventType, reason: &str, action: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(truncate_note(note)),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+
+    /// Next delay for an object whose reconcile failed: 5 s doubling to 5 min.
+    fn next_backoff(&self, key: &str) -> Duration {
+        let mut map = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        let attempts = map.entry(key.to_string()).or_insert(0);
+        *attempts = attempts.saturating_add(1);
+        let seconds = 5u64.saturating_mul(1 << (*attempts - 1).min(6));
+        Duration::from_secs(seconds.min(300))
+    }
+
+    fn reset_backoff(&self, key: &str) {
+        self.backoff.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+/// Event notes are capped at 1 KiB by the API.
+fn truncate_note(note: String) -> String {
+    match note.char_indices().nth(1000) {
+        Some((at, _)) => format!("{}…", &note[..at]),
+        None => note,
+    }
+}
+
+/// Failures of a reconcile that are not a condition of the object itself: these requeue with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Atlas(#[from] AtlasError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error("object has no namespace or name")]
+    InvalidObject,
+}
+
+impl Error {
+    /// A static label for metrics and Event reasons; never the error's text.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubernetesError",
+            Error::Atlas(e) => e.category(),
+            Error::Credentials(_) => "CredentialsUnreadable",
+            Error::InvalidObject => "InvalidObject",
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Atlas(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+fn error_policy<K>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    let key = object_key(object.as_ref());
+    let delay = ctx
+        .next_backoff(&key)
+        .max(error.retry_after().unwrap_or_default());
+    tracing::warn!(object = %key, category = error.category(), error = %error, ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Writes `status` through the status subresource with server-side apply, only when it differs from
+/// what the object already has: a status write triggers a watch event, so writing unchanged status
+/// would loop.
+pub async fn apply_status<K, S>(api: &Api<K>, object: &K, old: Option<&S>, new: &S) -> Result<bool>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
+    if old == Some(new) {
+        return Ok(false);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": new,
+    });
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Adds the cleanup finalizer with a JSON patch guarded by the resourceVersion, so it never clobbers a
+/// concurrent change. Returns false when it was already there.
+pub async fn ensure_finalizer<K>(api: &Api<K>, object: &K) -> Result<bool>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    if object.finalizers().iter().any(|f| f == crate::crd::FINALIZER) {
+        return Ok(false);
+    }
+    let mut finalizers = object.finalizers().to_vec();
+    finalizers.push(crate::crd::FINALIZER.to_string());
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()},
+    });
+    api.patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(true)
+}
+
+pub async fn remove_finalizer<K>(api: &Api<K>, object: &K) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let finalizers: Vec<&String> = object
+        .finalizers()
+        .iter()
+        .filter(|f| *f != crate::crd::FINALIZER)
+        .collect();
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()},
+    });
+    match api
+        .patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Already gone: the finalizer's work is done.
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn watcher_config() -> watcher::Config {
+    watcher::Config::default().any_semantic()
+}
+
+fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs both controllers until `shutdown` resolves. Watches only the operator's own kinds: Secrets are
+/// read on demand, so memory does not grow with unrelated objects in the cluster.
+pub async fn run(
+    client: Client,
+    atlas: AtlasClient,
+    kms: KmsPreflight,
+    config: ControllerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    // One namespace or all: a list of several would need one controller per namespace, which
+    // `namespace` below does not attempt yet.
+    let namespace = match config.namespaces.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    };
+    let projects_api: Api<ProjectEncryption> = scoped_api(&client, namespace.as_deref());
+    let clusters_api: Api<ClusterEncryption> = scoped_api(&client, namespace.as_deref());
+
+    let project_controller = Controller::new(projects_api.clone(), watcher_config());
+    let cluster_controller = Controller::new(clusters_api, watcher_config());
+    let ctx = Arc::new(Context::new(
+        client,
+        atlas,
+        kms,
+        config.clone(),
+        project_controller.store(),
+        cluster_controller.store(),
+    ));
+    let controller_config = kube::runtime::controller::Config::default().concurrency(config.concurrency);
+
+    let projects = project_controller
+        .with_config(controller_config.clone())
+        .graceful_shutdown_on(shutdown.clone())
+        .run(project::reconcile, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "project reconcile");
+            }
+        });
+
+    // A ClusterEncryption follows its ProjectEncryption: any change to the project requeues the
+    // clusters that reference it, so nothing waits for a resync.
+    let cluster_store = ctx.clusters.clone();
+    let clusters = cluster_controller
+        .with_config(controller_config)
+        .watches(
+            projects_api,
+            watcher_config(),
+            move |project: ProjectEncryption| {
+                let namespace = project.namespace();
+                let name = project.name_any();
+                cluster_store
+                    .state()
+                    .into_iter()
+                    .filter(|c| c.namespace() == namespace && c.spec.project_encryption_ref.name == name)
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(cluster::reconcile, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "cluster reconcile");
+            }
+        });
+
+    futures::join!(projects, clusters);
+}
+
+/// A reconcile that finished: forget its backoff and requeue after `after`.
+fn done<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K, after: Duration) -> Action {
+    ctx.reset_backoff(&object_key(object));
+    Action::requeue(after)
+}
+
+/// How long to wait before looking again at something that is on its way (a trust policy being
+/// created, a cluster updating): a quarter of the time already waited, between 5 s and 5 min. It grows
+/// without any counter to lose on restart, since it derives from the condition's transition time.
+pub fn patient_delay(waiting_since: Option<Timestamp>, now: Timestamp) -> Duration {
+    let waited = waiting_since
+        .map(|since| now.duration_since(since).as_secs().max(0) as u64)
+        .unwrap_or(0);
+    Duration::from_secs((waited / 4).clamp(5, 300))
+}
+
+pub(crate) const WARNING: EventType = EventType::Warning;
+pub(crate) const NORMAL: EventType = EventType::Normal;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patient_delay_grows_with_the_wait_and_is_bounded() {
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let ago = |s: i64| Some(Timestamp::from_second(1_700_000_000 - s).unwrap());
+        assert_eq!(patient_delay(None, now), Duration::from_secs(5));
+        assert_eq!(patient_delay(ago(10), now), Duration::from_secs(5));
+        assert_eq!(patient_delay(ago(400), now), Duration::from_secs(100));
+        assert_eq!(patient_delay(ago(100_000), now), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn notes_are_capped() {
+        assert!(truncate_note("x".repeat(5000)).chars().count() <= 1001);
+    }
+}

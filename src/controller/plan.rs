@@ -1,0 +1,376 @@
+//! Pure decisions of the ProjectEncryption reconciler: given the desired spec and what Atlas reports,
+//! which single next step to take. No I/O here, so every branch is unit-tested; the driver in
+//! `project.rs` only fetches, calls these, and carries out the answer.
+
+use crate::atlas::{AwsIamRole, AwsKmsConfig, AwsKmsPatch};
+use crate::aws::{KeyRef, Region, RoleArn};
+
+/// What to do about the Atlas cloud-provider-access role.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RoleStep {
+    /// This role is authorized for the IAM role we want: use it.
+    Use(AwsIamRole),
+    /// Authorize this role with the IAM role ARN (the trust policy may not be in place yet).
+    Authorize { role: AwsIamRole, role_arn: RoleArn },
+    /// No usable role exists: create one.
+    Create,
+    /// The user named an Atlas role that does not exist.
+    NamedRoleMissing { role_id: String },
+    /// The user named an Atlas role that is not authorized, and gave no IAM role to authorize it with.
+    NamedRoleUnauthorized { role_id: String },
+}
+
+/// Chooses the role, preferring in order: the role the user named, the one recorded in status (so a
+/// restart never creates a second), one already authorized for `roleArn`, and an unauthorized unused
+/// role (left behind when the operator stopped between creating a role and recording it).
+pub fn role_step(
+    atlas_role_id: Option<&str>,
+    role_arn: Option<&RoleArn>,
+    recorded_role_id: Option<&str>,
+    roles: &[AwsIamRole],
+) -> RoleStep {
+    let find = |id: &str| roles.iter().find(|r| r.role_id == id).cloned();
+    let wanted = |role: AwsIamRole| match role_arn {
+        Some(arn) if role.role_arn().as_ref() != Some(arn) => RoleStep::Authorize {
+            role,
+            role_arn: arn.clone(),
+        },
+        _ if role.is_authorized() => RoleStep::Use(role),
+        _ => RoleStep::NamedRoleUnauthorized {
+            role_id: role.role_id.clone(),
+        },
+    };
+
+    if let Some(id) = atlas_role_id {
+        return match find(id) {
+            Some(role) => wanted(role),
+            None => RoleStep::NamedRoleMissing {
+                role_id: id.to_string(),
+            },
+        };
+    }
+    let Some(arn) = role_arn else {
+        // Admission requires roleArn or atlasRoleId whenever a role is needed.
+        return RoleStep::Create;
+    };
+    if let Some(role) = recorded_role_id.and_then(find) {
+        return wanted(role);
+    }
+    if let Some(role) = roles
+        .iter()
+        .find(|r| r.is_authorized() && r.role_arn().as_ref() == Some(arn))
+    {
+        return RoleStep::Use(role.clone());
+    }
+    let orphan = roles
+        .iter()
+        .filter(|r| !r.is_authorized() && r.feature_usages.is_empty())
+        .max_by_key(|r| r.created_date);
+    match orphan {
+        Some(role) => RoleStep::Authorize {
+            role: role.clone(),
+            role_arn: arn.clone(),
+        },
+        None => RoleStep::Create,
+    }
+}
+
+/// What the desired key assignment needs from Atlas.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyStep {
+    /// Atlas already has it.
+    InPlace,
+    /// Send this PATCH. `rotation` is set when it replaces a key that was in force.
+    Patch { patch: AwsKmsPatch, rotation: bool },
+}
+
+/// Compares the desired key with Atlas's `awsKms`. `roleId` is write-only in Atlas, so whether the role
+/// changed is judged against the role the operator last assigned (`assigned_role_id`).
+pub fn key_step(
+    key: &KeyRef,
+    region: Region,
+    role_id: &str,
+    require_private_networking: bool,
+    atlas: Option<&AwsKmsConfig>,
+    assigned_role_id: Option<&str>,
+) -> KeyStep {
+    let Some(current) = atlas.filter(|c| c.is_enabled()) else {
+        return KeyStep::Patch {
+            patch: AwsKmsPatch::enable(key, region, role_id, require_private_networking),
+            rotation: false,
+        };
+    };
+    let mut patch = AwsKmsPatch::default();
+    let current_key = current.key();
+    let key_changed = !current_key.as_ref().is_some_and(|k| k.same_key(key));
+    if key_changed {
+        patch.customer_master_key_id = Some(key.to_string());
+    }
+    if current.region() != Some(region) {
+        patch.region = Some(region);
+    }
+    if assigned_role_id.is_some_and(|assigned| assigned != role_id) {
+        patch.role_id = Some(role_id.to_string());
+    }
+    if current.require_private_networking.unwrap_or(false) != require_private_networking {
+        patch.require_private_networking = Some(require_private_networking);
+    }
+    if patch.is_empty() {
+        return KeyStep::InPlace;
+    }
+    // A key change alone is a rotation; when the region changes too, Atlas needs the role with it.
+    if patch.region.is_some() && patch.role_id.is_none() {
+        patch.role_id = Some(role_id.to_string());
+    }
+    KeyStep::Patch {
+        patch,
+        rotation: key_changed && current_key.is_some(),
+    }
+}
+
+/// The trust policy the customer's IAM role needs so Atlas can assume it.
+pub fn trust_policy(atlas_aws_account_arn: &str, external_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": atlas_aws_account_arn},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+        }],
+    })
+}
+
+/// The permissions the customer's IAM role needs on the key.
+pub fn permission_policy(key_arn: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:Encrypt", "kms:DescribeKey"],
+            "Resource": [key_arn],
+        }],
+    })
+}
+
+/// Go-style durations as the CRD admits them (`2160h`, `720h30m`, `90m`, `1.5h`).
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let mut total = 0f64;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let value: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += value * seconds;
+        rest = &rest[unit_len..];
+    }
+    Some(std::time::Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    const ARN: &str = "arn:aws:iam::123456789012:role/atlas-kms";
+    const KEY: &str = "arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    fn role(id: &str, authorized_for: Option<&str>, created: i64) -> AwsIamRole {
+        AwsIamRole {
+            role_id: id.to_string(),
+            iam_assumed_role_arn: authorized_for.map(str::to_string),
+            authorized_date: authorized_for.map(|_| Utc.timestamp_opt(created + 10, 0).unwrap()),
+            created_date: Some(Utc.timestamp_opt(created, 0).unwrap()),
+            ..Default::default()
+        }
+    }
+
+    fn arn() -> RoleArn {
+        RoleArn::parse(ARN).unwrap()
+    }
+
+    #[test]
+    fn creates_a_role_only_when_none_is_usable() {
+        assert_eq!(role_step(None, Some(&arn()), None, &[]), RoleStep::Create);
+        let in_use = AwsIamRole {
+            feature_usages: vec![crate::atlas::FeatureUsage {
+                feature_type: "EXPORT_SNAPSHOT".into(),
+                feature_id: None,
+            }],
+            ..role("a", None, 1)
+        };
+        assert_eq!(role_step(None, Some(&arn()), None, &[in_use]), RoleStep::Create);
+    }
+
+    #[test]
+    fn the_recorded_role_wins_so_a_restart_never_creates_a_second() {
+        let roles = [role("old", None, 1), role("mine", None, 2)];
+        match role_step(None, Some(&arn()), Some("old"), &roles) {
+            RoleStep::Authorize { role, .. } => assert_eq!(role.role_id, "old"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_orphaned_unauthorized_role_is_reused_instead_of_creating_another() {
+        let roles = [role("first", None, 1), role("latest", None, 5)];
+        match role_step(None, Some(&arn()), None, &roles) {
+            RoleStep::Authorize { role, role_arn } => {
+                assert_eq!(role.role_id, "latest");
+                assert_eq!(role_arn, arn());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_role_authorized_for_the_wanted_arn_is_used_without_a_write() {
+        let roles = [
+            role("other", Some("arn:aws:iam::123456789012:role/other"), 1),
+            role("r", Some(ARN), 2),
+        ];
+        assert!(matches!(role_step(None, Some(&arn()), None, &roles), RoleStep::Use(r) if r.role_id == "r"));
+        assert!(matches!(
+            role_step(None, Some(&arn()), Some("r"), &roles),
+            RoleStep::Use(_)
+        ));
+    }
+
+    #[test]
+    fn a_named_role_is_adopted_as_is() {
+        let roles = [role("named", Some("arn:aws:iam::123456789012:role/other"), 1)];
+        assert!(matches!(
+            role_step(Some("named"), None, None, &roles),
+            RoleStep::Use(_)
+        ));
+        assert_eq!(
+            role_step(Some("gone"), None, None, &roles),
+            RoleStep::NamedRoleMissing {
+                role_id: "gone".into()
+            }
+        );
+        let unauthorized = [role("named", None, 1)];
+        assert_eq!(
+            role_step(Some("named"), None, None, &unauthorized),
+            RoleStep::NamedRoleUnauthorized {
+                role_id: "named".into()
+            }
+        );
+        assert!(matches!(
+            role_step(Some("named"), Some(&arn()), None, &unauthorized),
+            RoleStep::Authorize { .. }
+        ));
+    }
+
+    fn atlas(key: &str, region: &str) -> AwsKmsConfig {
+        AwsKmsConfig {
+            enabled: Some(true),
+            customer_master_key_id: Some(key.into()),
+            region: Some(region.into()),
+            valid: Some(true),
+            ..Default::default()
+        }
+    }
+
+    fn key(text: &str) -> KeyRef {
+        KeyRef::parse(text).unwrap()
+    }
+
+    fn region() -> Region {
+        Region::parse("eu-west-2").unwrap()
+    }
+
+    #[test]
+    fn first_enable_sends_the_whole_object() {
+        let step = key_step(&key(KEY), region(), "r1", false, None, None);
+        let KeyStep::Patch { patch, rotation } = step else {
+            panic!()
+        };
+        assert!(!rotation);
+        assert_eq!(patch, AwsKmsPatch::enable(&key(KEY), region(), "r1", false));
+        let disabled = AwsKmsConfig {
+            enabled: Some(false),
+            ..Default::default()
+        };
+        assert!(matches!(
+            key_step(&key(KEY), region(), "r1", false, Some(&disabled), None),
+            KeyStep::Patch { .. }
+        ));
+    }
+
+    #[test]
+    fn equal_state_in_other_spellings_needs_no_write() {
+        // Atlas echoes the Atlas region enum and may hold the bare key id: neither is a difference.
+        let current = atlas("1234ABCD-12ab-34cd-56ef-1234567890ab", "EU_WEST_2");
+        assert_eq!(
+            key_step(&key(KEY), region(), "r1", false, Some(&current), Some("r1")),
+            KeyStep::InPlace
+        );
+    }
+
+    #[test]
+    fn a_new_key_is_a_rotation_sending_only_the_key() {
+        let current = atlas(KEY, "EU_WEST_2");
+        let new_key = key("arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ff");
+        let KeyStep::Patch { patch, rotation } =
+            key_step(&new_key, region(), "r1", false, Some(&current), Some("r1"))
+        else {
+            panic!()
+        };
+        assert!(rotation);
+        assert_eq!(patch, AwsKmsPatch::rotate_key(&new_key));
+    }
+
+    #[test]
+    fn role_and_networking_changes_are_patched_alone() {
+        let current = atlas(KEY, "EU_WEST_2");
+        let KeyStep::Patch { patch, rotation } =
+            key_step(&key(KEY), region(), "r2", true, Some(&current), Some("r1"))
+        else {
+            panic!()
+        };
+        assert!(!rotation);
+        assert_eq!(patch.role_id.as_deref(), Some("r2"));
+        assert_eq!(patch.require_private_networking, Some(true));
+        assert!(patch.customer_master_key_id.is_none());
+    }
+
+    #[test]
+    fn policies_name_the_principal_external_id_and_key() {
+        let trust = trust_policy("arn:aws:iam::536727724300:root", "ext-1");
+        assert_eq!(
+            trust["Statement"][0]["Principal"]["AWS"],
+            "arn:aws:iam::536727724300:root"
+        );
+        assert_eq!(
+            trust["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"],
+            "ext-1"
+        );
+        let perms = permission_policy(KEY);
+        assert_eq!(perms["Statement"][0]["Resource"][0], KEY);
+        assert_eq!(perms["Statement"][0]["Action"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn durations_parse_like_the_admission_rule_admits() {
+        assert_eq!(parse_duration("2160h").unwrap().as_secs(), 2160 * 3600);
+        assert_eq!(parse_duration("720h30m").unwrap().as_secs(), 720 * 3600 + 1800);
+        assert_eq!(parse_duration("1.5h").unwrap().as_secs(), 5400);
+        for bad in ["", "90 days", "h", "10x"] {
+            assert!(parse_duration(bad).is_none(), "{bad}");
+        }
+    }
+}

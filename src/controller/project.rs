@@ -1,0 +1,1043 @@
+//! ProjectEncryption driver: finalizer → credentials → project → role handshake → KMS preflight → key
+//! assignment → validity and rotation → status.
+//!
+//! Each step observes Atlas first and writes only what `plan` says differs, so a converged object costs
+//! reads only. Waiting (for a trust policy, for clusters to turn off) is an `Ok` with a condition and a
+//! growing requeue; an `Err` is a failure that backs off.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+
+use super::plan::{self, KeyStep, RoleStep};
+use super::{Context, Error, NORMAL, Result, WARNING, credentials, done, patient_delay};
+use crate::atlas::{AtlasError, AwsIamRole, AwsKmsPatch, Credentials, EncryptionProvider, Group};
+use crate::aws::{KeyRef, Region, RoleArn};
+use crate::crd::{
+    AtlasRoleStatus, DeletionPolicy, KeyStatus, PreviousKeyStatus, ProjectEncryption, ProjectEncryptionStatus,
+};
+use crate::status::{self, Outcome, reasons};
+
+/// How a reconcile ended when it did not fail.
+struct Step {
+    outcome: Outcome,
+    requeue: Duration,
+}
+
+impl Step {
+    fn new(outcome: Outcome, requeue: Duration) -> Self {
+        Step { outcome, requeue }
+    }
+}
+
+/// Requeue for conditions only a person can fix: often enough to notice the fix (Secrets and IAM are
+/// not watched), rarely enough to cost nothing.
+const USER_ACTION_REQUEUE: Duration = Duration::from_secs(60);
+
+pub async fn reconcile(pe: Arc<ProjectEncryption>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = pe.namespace().ok_or(Error::InvalidObject)?;
+    let api: Api<ProjectEncryption> = Api::namespaced(ctx.client.clone(), &namespace);
+    let span = tracing::info_span!("reconcile", kind = "ProjectEncryption", object = %format!("{namespace}/{}", pe.name_any()));
+    let _enter = span.enter();
+
+    if pe.meta().deletion_timestamp.is_some() {
+        return cleanup(&pe, &ctx, &api, &namespace).await;
+    }
+    if super::ensure_finalizer(&api, pe.as_ref()).await? {
+        // The finalizer patch is itself a change the watch delivers.
+        return Ok(Action::await_change());
+    }
+
+    let now = ctx.now();
+    let mut status = pe.status.clone().unwrap_or_default();
+    let result = drive(&pe, &ctx, &namespace, &mut status, now).await;
+    finish(&pe, &ctx, &api, status, result, now).await
+}
+
+/// Writes the status of a finished reconcile and turns it into the controller's answer.
+async fn finish(
+    pe: &ProjectEncryption,
+    ctx: &Context,
+    api: &Api<ProjectEncryption>,
+    mut status: ProjectEncryptionStatus,
+    result: Result<Step>,
+    now: Timestamp,
+) -> Result<Action> {
+    let generation = pe.metadata.generation;
+    match result {
+        Ok(step) => {
+            step.outcome.apply(&mut status.conditions, generation, now);
+            status.observed_generation = generation;
+            super::apply_status(api, pe, pe.status.as_ref(), &status).await?;
+            Ok(done(ctx, pe, step.requeue))
+        }
+        Err(error) => {
+            // Say what failed without claiming this generation was processed.
+            let message = format!("retrying after an error: {error}");
+            Outcome::progressing(reasons::ATLAS_UNAVAILABLE, message).apply(
+                &mut status.conditions,
+                generation,
+                now,
+            );
+            super::apply_status(api, pe, pe.status.as_ref(), &status).await?;
+            Err(error)
+        }
+    }
+}
+
+async fn drive(
+    pe: &ProjectEncryption,
+    ctx: &Context,
+    namespace: &str,
+    status: &mut ProjectEncryptionStatus,
+    now: Timestamp,
+) -> Result<Step> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let creds = match credentials::atlas_credentials(&secrets, &pe.spec.credentials_ref.name).await {
+        Ok(creds) => creds,
+        Err(e) if e.is_transient() => return Err(Error::Credentials(e)),
+        Err(e) => {
+            return Ok(Step::new(
+                Outcome::stalled(reasons::CREDENTIALS_INVALID, e.to_string()),
+                USER_ACTION_REQUEUE,
+            ));
+        }
+    };
+
+    let group = match resolve_project(pe, ctx, &creds, status).await {
+        Ok(group) => group,
+        Err(e) => return stalled_on_access(e),
+    };
+    status.project_id = Some(group.id.clone());
+    status.project_name = Some(group.name.clone());
+
+    if let Some(owner) = claimed_by_other(pe, ctx, &group) {
+        return Ok(Step::new(
+            Outcome::stalled(
+                reasons::DUPLICATE_PROJECT,
+                format!(
+                    "Atlas project {} ({}) is already managed by ProjectEncryption {owner}; delete this one or point it at another project",
+                    group.name, group.id
+                ),
+            ),
+            USER_ACTION_REQUEUE,
+        ));
+    }
+
+    if !pe.spec.aws_kms.enabled {
+        return disable(pe, ctx, &creds, &group, status, now).await;
+    }
+    enable(pe, ctx, &secrets, &creds, &group, status, now)
+        .await
+        .or_else(stalled_on_atlas_refusal)
+}
+
+/// Atlas refusals that a person must act on become Stalled; everything else stays an error to retry.
+fn stalled_on_access(error: Error) -> Result<Step> {
+    match &error {
+        Error::Atlas(AtlasError::Unauthorized { .. }) => Ok(Step::new(
+            Outcome::stalled(
+                reasons::CREDENTIALS_REJECTED,
+                format!(
+                    "Atlas refused the credentials: {error}. Check the Secret holds a valid key with Project Owner on this project"
+                ),
+            ),
+            USER_ACTION_REQUEUE,
+        )),
+        Error::Atlas(e) if e.status() == Some(403) => Ok(Step::new(
+            Outcome::stalled(
+                reasons::CREDENTIALS_REJECTED,
+                format!(
+                    "the Atlas credentials have no access to this project: {error}. Grant the key Project Owner on it"
+                ),
+            ),
+            USER_ACTION_REQUEUE,
+        )),
+        Error::Atlas(e) if e.is_not_found() => Ok(Step::new(
+            Outcome::stalled(
+                reasons::PROJECT_NOT_FOUND,
+                format!("the Atlas project was not found or the key cannot see it: {error}"),
+            ),
+            USER_ACTION_REQUEUE,
+        )),
+        _ => Err(error),
+    }
+}
+
+fn stalled_on_atlas_refusal(error: Error) -> Result<Step> {
+    match &error {
+        Error::Atlas(e) if matches!(e.status(), Some(400 | 409)) => Ok(Step::new(
+            Outcome::stalled(reasons::ATLAS_REFUSED, format!("{error}")),
+            USER_ACTION_REQUEUE,
+        )),
+        _ => stalled_on_access(error),
+    }
+}
+
+/// The Atlas project, read once and then taken from status while the spec still names the same one.
+async fn resolve_project(
+    pe: &ProjectEncryption,
+    ctx: &Context,
+    creds: &Credentials,
+    status: &ProjectEncryptionStatus,
+) -> Result<Group> {
+    let cached = match (&status.project_id, &status.project_name) {
+        (Some(id), Some(name)) => Some(Group {
+            id: id.clone(),
+            name: name.clone(),
+            ..Default::default()
+        }),
+        _ => None,
+    };
+    if let Some(group) = cached {
+        let same = match (&pe.spec.project_id, &pe.spec.project_name) {
+            (Some(id), _) => *id == group.id,
+            (None, Some(name)) => *name == group.name,
+            (None, None) => false,
+        };
+        if same {
+            return Ok(group);
+        }
+    }
+    let group = match (&pe.spec.project_id, &pe.spec.project_name) {
+        (Some(id), _) => ctx.atlas.get_project(creds, id).await?,
+        (None, Some(name)) => ctx.atlas.get_project_by_name(creds, name).await?,
+        (None, None) => return Err(Error::InvalidObject),
+    };
+    Ok(group)
+}
+
+/// Another ProjectEncryption that manages the same Atlas project and came first (by creation time,
+/// then namespace/name), so two objects never fight over one project.
+fn claimed_by_other(pe: &ProjectEncryption, ctx: &Context, group: &Group) -> Option<String> {
+    let me = (
+        pe.metadata.creation_timestamp.clone(),
+        pe.namespace(),
+        pe.name_any(),
+    );
+    ctx.projects
+        .state()
+        .into_iter()
+        .filter(|other| other.uid() != pe.uid() && other.meta().deletion_timestamp.is_none())
+        .filter(|other| {
+            let status = other.status.as_ref();
+            other.spec.project_id.as_deref() == Some(&group.id)
+                || status.and_then(|s| s.project_id.as_deref()) == Some(&group.id)
+                || (other.spec.project_name.as_deref() == Some(&group.name)
+                    && other.namespace() == pe.namespace())
+        })
+        .filter(|other| {
+            (
+                other.metadata.creation_timestamp.clone(),
+                other.namespace(),
+                other.name_any(),
+            ) < me
+        })
+        .map(|other| format!("{}/{}", other.namespace().unwrap_or_default(), other.name_any()))
+        .next()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn enable(
+    pe: &ProjectEncryption,
+    ctx: &Context,
+    secrets: &Api<Secret>,
+    creds: &Credentials,
+    group: &Group,
+    status: &mut ProjectEncryptionStatus,
+    now: Timestamp,
+) -> Result<Step> {
+    let generation = pe.metadata.generation;
+    let spec = &pe.spec.aws_kms;
+    let (Some(key), Ok(region)) = (
+        spec.customer_master_key_id
+            .as_deref()
+            .and_then(|k| KeyRef::parse(k).ok()),
+        Region::parse(&spec.region),
+    ) else {
+        // Admission refuses these; an object stored before the rules existed lands here.
+        return Ok(Step::new(
+            Outcome::stalled(
+                reasons::KEY_REJECTED,
+                "spec.awsKms.customerMasterKeyId or region is not valid",
+            ),
+            USER_ACTION_REQUEUE,
+        ));
+    };
+    let role_arn = spec.role_arn.as_deref().and_then(|a| RoleArn::parse(a).ok());
+
+    let ear = ctx.atlas.get_encryption_at_rest(creds, &group.id).await?;
+    let current = ear.aws_kms.as_ref();
+    if current.is_some_and(|c| c.is_enabled() && c.access_key_id.is_some())
+        && !spec.acknowledge_irreversible_switch_to_role
+    {
+        return Ok(Step::new(
+            Outcome::stalled(
+                reasons::ROLE_SWITCH_NOT_ACKNOWLEDGED,
+                "the project uses deprecated access-key credentials for AWS KMS; switching it to a role cannot be undone in Atlas. Set spec.awsKms.acknowledgeIrreversibleSwitchToRole: true to proceed",
+            ),
+            USER_ACTION_REQUEUE,
+        ));
+    }
+
+    // Role handshake.
+    let roles = ctx.atlas.list_aws_roles(creds, &group.id).await?;
+    let recorded = status.role.as_ref().map(|r| r.role_id.clone());
+    let assigned_role_id = status.key.as_ref().and(recorded.clone());
+    let role = match plan::role_step(
+        spec.atlas_role_id.as_deref(),
+        role_arn.as_ref(),
+        recorded.as_deref(),
+        &roles,
+    ) {
+        RoleStep::Use(role) => Some(role),
+        RoleStep::NamedRoleMissing { role_id } => {
+            return Ok(role_stalled(
+                status,
+                generation,
+                now,
+                reasons::ROLE_NOT_FOUND,
+                format!(
+                    "Atlas has no cloud provider access role {role_id} in this project: fix spec.awsKms.atlasRoleId or use roleArn to let the operator create one"
+                ),
+            ));
+        }
+        RoleStep::NamedRoleUnauthorized { role_id } => {
+            return Ok(role_stalled(
+                status,
+                generation,
+                now,
+                reasons::ROLE_NOT_AUTHORIZED,
+                format!(
+                    "Atlas role {role_id} is not authorized: set spec.awsKms.roleArn to the IAM role it should assume"
+                ),
+            ));
+        }
+        RoleStep::Create => {
+            let role = ctx.atlas.create_aws_role(creds, &group.id).await?;
+            record_role(status, &role);
+            // Persist the new role before anything else can fail, so a restart finds it.
+            let api: Api<ProjectEncryption> =
+                Api::namespaced(ctx.client.clone(), &pe.namespace().unwrap_or_default());
+            super::apply_status(&api, pe, pe.status.as_ref(), &*status).await?;
+            ctx.event(pe, NORMAL, reasons::ROLE_CREATED, "CreateRole", format!(
+                "created Atlas cloud provider access role {}; its IAM role must trust {} with external ID {}",
+                role.role_id,
+                role.atlas_aws_account_arn.as_deref().unwrap_or("?"),
+                role.atlas_assumed_role_external_id.as_deref().unwrap_or("?"),
+            ))
+            .await;
+            match role_arn {
+                Some(arn) => authorize(pe, ctx, creds, group, status, role, arn, &key, now).await?,
+                None => return Err(Error::InvalidObject),
+            }
+        }
+        RoleStep::Authorize { role, role_arn } => {
+            authorize(pe, ctx, creds, group, status, role, role_arn, &key, now).await?
+        }
+    };
+    let Some(role) = role else {
+        return Ok(awaiting_trust(status, now));
+    };
+    record_role(status, &role);
+    status::set_condition(
+        &mut status.conditions,
+        reasons::ROLE_AUTHORIZED,
+        true,
+        reasons::AUTHORIZED,
+        &format!(
+            "Atlas assumes {}",
+            role.iam_assumed_role_arn.as_deref().unwrap_or("the IAM role")
+        ),
+        generation,
+        now,
+    );
+
+    // KMS preflight.
+    let report = if pe.spec.kms_preflight.enabled {
+        let aws_creds = match &pe.spec.kms_preflight.credentials_ref {
+            Some(reference) => match credentials::aws_credentials(secrets, &reference.name).await {
+                Ok(c) => Some(c),
+                Err(e) if e.is_transient() => return Err(Error::Credentials(e)),
+                Err(e) => {
+                    return Ok(Step::new(
+                        Outcome::stalled(reasons::CREDENTIALS_INVALID, e.to_string()),
+                        USER_ACTION_REQUEUE,
+                    ));
+                }
+            },
+            None => None,
+        };
+        match ctx.kms.check(&key, &region, aws_creds.as_ref()).await {
+            Ok(report) => Some(report),
+            Err(failure) => {
+                status::set_condition(
+                    &mut status.conditions,
+                    reasons::KEY_VALID,
+                    false,
+                    failure.reason(),
+                    &failure.message(),
+                    generation,
+                    now,
+                );
+                let outcome = if failure.is_transient() {
+                    Step::new(
+                        Outcome::progressing(failure.reason(), failure.message()),
+                        Duration::from_secs(30),
+                    )
+                } else {
+                    Step::new(
+                        Outcome::stalled(failure.reason(), failure.message()),
+                        USER_ACTION_REQUEUE,
+                    )
+                };
+                return Ok(outcome);
+            }
+        }
+    } else {
+        None
+    };
+    let multi_region = report
+        .as_ref()
+        .map(|r| r.multi_region)
+        .unwrap_or(key.is_multi_region());
+    let (mr_reason, mr_message) = if multi_region {
+        (
+            reasons::IS_MULTI_REGION_KEY,
+            "the key is a multi-Region key".to_string(),
+        )
+    } else {
+        (reasons::SINGLE_REGION_KEY, "the key is a single-Region key; a multi-Region key keeps data readable through a regional AWS outage".to_string())
+    };
+    status::set_condition(
+        &mut status.conditions,
+        reasons::MULTI_REGION_KEY,
+        multi_region,
+        mr_reason,
+        &mr_message,
+        generation,
+        now,
+    );
+
+    // Key assignment.
+    let step = plan::key_step(
+        &key,
+        region,
+        &role.role_id,
+        spec.require_private_networking,
+        current,
+        assigned_role_id.as_deref(),
+    );
+    let ear = match step {
+        KeyStep::InPlace => ear,
+        KeyStep::Patch { patch, rotation } => {
+            let drift =
+                status.key.as_ref().is_some_and(|k| {
+                    KeyRef::parse(&k.customer_master_key_id).is_ok_and(|k| k.same_key(&key))
+                }) && current.is_some();
+            match ctx
+                .atlas
+                .update_encryption_at_rest(creds, &group.id, &patch)
+                .await
+            {
+                Ok(updated) => {
+                    if drift {
+                        ctx.event(pe, NORMAL, reasons::DRIFT_CORRECTED, "AssignKey", format!(
+                            "Atlas's AWS KMS settings differed from the spec (changed outside the operator); restored {}", describe_patch(&patch)
+                        )).await;
+                    }
+                    if rotation && !drift {
+                        ctx.event(pe, NORMAL, reasons::KEY_ROTATED, "RotateKey", format!(
+                            "customer master key rotated to {key}; the previous key must stay usable while snapshots still use it"
+                        )).await;
+                    }
+                    updated
+                }
+                Err(e) if e.error_code().is_some_and(is_iam_propagation) => {
+                    return Ok(awaiting_trust(status, now));
+                }
+                Err(e) if matches!(e.status(), Some(400 | 404 | 409)) => {
+                    let message = format!("Atlas refused the key: {e}");
+                    status::set_condition(
+                        &mut status.conditions,
+                        reasons::KEY_VALID,
+                        false,
+                        reasons::KEY_REJECTED,
+                        &message,
+                        generation,
+                        now,
+                    );
+                    return Ok(Step::new(
+                        Outcome::stalled(reasons::KEY_REJECTED, message),
+                        USER_ACTION_REQUEUE,
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    record_key(status, &key, region, multi_region, now);
+    let valid = ear.aws_kms.as_ref().and_then(|k| k.valid);
+    if let Some(k) = status.key.as_mut() {
+        k.valid = valid;
+    }
+
+    // Clusters and the snapshots still holding previous keys.
+    let clusters = ctx.atlas.list_clusters(creds, &group.id).await?;
+    status.clusters_using_key = clusters
+        .iter()
+        .filter(|c| c.provider() == EncryptionProvider::Aws)
+        .map(|c| c.name.clone())
+        .collect();
+    count_snapshots_on_previous_keys(ctx, creds, &group.id, &clusters, status).await?;
+
+    let rotation_due = rotation_due(pe, status, now);
+    if rotation_due {
+        if !status::is_true(&status.conditions, reasons::KEY_ROTATION_DUE) {
+            ctx.event(pe, WARNING, reasons::KEY_ROTATION_DUE, "CheckKeyAge", format!(
+                "key {key} is older than rotation.maxKeyAge ({}): create a new KMS key and set spec.awsKms.customerMasterKeyId", pe.spec.rotation.max_key_age
+            )).await;
+        }
+        status::set_condition(
+            &mut status.conditions,
+            reasons::KEY_ROTATION_DUE,
+            true,
+            reasons::ROTATION_DUE,
+            &format!(
+                "the key is older than {}: rotate it by setting a new customerMasterKeyId",
+                pe.spec.rotation.max_key_age
+            ),
+            generation,
+            now,
+        );
+    } else {
+        status::set_condition(
+            &mut status.conditions,
+            reasons::KEY_ROTATION_DUE,
+            false,
+            reasons::WITHIN_MAX_AGE,
+            "",
+            generation,
+            now,
+        );
+    }
+
+    match valid {
+        Some(true) => {
+            status::set_condition(
+                &mut status.conditions,
+                reasons::KEY_VALID,
+                true,
+                reasons::KEY_ASSIGNED,
+                "Atlas can encrypt and decrypt with the key",
+                generation,
+                now,
+            );
+            status::set_condition(
+                &mut status.conditions,
+                reasons::DEGRADED,
+                false,
+                reasons::RECONCILED,
+                "",
+                generation,
+                now,
+            );
+            let clusters = status.clusters_using_key.len();
+            Ok(Step::new(
+                Outcome::ready(
+                    reasons::RECONCILED,
+                    format!("Encryption at Rest uses key {key}; {clusters} cluster(s) use it"),
+                ),
+                ctx.config.resync_period,
+            ))
+        }
+        Some(false) => {
+            let message = format!(
+                "Atlas reports key {key} invalid: check the key is enabled and not pending deletion, the IAM role {} still allows kms:Encrypt, kms:Decrypt and kms:DescribeKey, and any aws:SourceIp condition allows Atlas's control-plane IPs",
+                role.iam_assumed_role_arn.as_deref().unwrap_or("?")
+            );
+            if status::is_true(&status.conditions, reasons::KEY_VALID)
+                || !status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == reasons::DEGRADED && c.status == "True")
+            {
+                ctx.event(pe, WARNING, reasons::KEY_INVALID, "CheckKey", message.clone())
+                    .await;
+            }
+            status::set_condition(
+                &mut status.conditions,
+                reasons::KEY_VALID,
+                false,
+                reasons::KEY_INVALID,
+                &message,
+                generation,
+                now,
+            );
+            status::set_condition(
+                &mut status.conditions,
+                reasons::DEGRADED,
+                true,
+                reasons::KEY_INVALID,
+                &message,
+                generation,
+                now,
+            );
+            Ok(Step::new(
+                Outcome::stalled(reasons::KEY_INVALID, message),
+                USER_ACTION_REQUEUE,
+            ))
+        }
+        None => {
+            status::set_condition(
+                &mut status.conditions,
+                reasons::KEY_VALID,
+                false,
+                reasons::AWAITING_VALIDATION,
+                "Atlas has not reported the key valid yet",
+                generation,
+                now,
+            );
+            Ok(Step::new(
+                Outcome::progressing(
+                    reasons::AWAITING_VALIDATION,
+                    "waiting for Atlas to validate the key",
+                ),
+                Duration::from_secs(15),
+            ))
+        }
+    }
+}
+
+/// Atlas says the IAM side is not ready yet: expected for a while after the trust policy is created.
+fn is_iam_propagation(code: &str) -> bool {
+    matches!(
+        code,
+        "CANNOT_ASSUME_ROLE" | "CLOUD_PROVIDER_ACCESS_ROLE_NOT_AUTHORIZED" | "INVALID_AWS_CREDENTIALS"
+    )
+}
+
+fn describe_patch(patch: &AwsKmsPatch) -> String {
+    serde_json::to_string(patch).unwrap_or_default()
+}
+
+/// Tries to authorize `role` for `role_arn`. `Ok(None)` means Atlas cannot assume the IAM role yet.
+#[allow(clippy::too_many_arguments)]
+async fn authorize(
+    pe: &ProjectEncryption,
+    ctx: &Context,
+    creds: &Credentials,
+    group: &Group,
+    status: &mut ProjectEncryptionStatus,
+    role: AwsIamRole,
+    role_arn: RoleArn,
+    key: &KeyRef,
+    now: Timestamp,
+) -> Result<Option<AwsIamRole>> {
+    record_role(status, &role);
+    match ctx
+        .atlas
+        .authorize_aws_role(creds, &group.id, &role.role_id, &role_arn)
+        .await
+    {
+        Ok(authorized) => {
+            ctx.event(
+                pe,
+                NORMAL,
+                reasons::AUTHORIZED,
+                "AuthorizeRole",
+                format!(
+                    "Atlas role {} is authorized to assume {role_arn}",
+                    authorized.role_id
+                ),
+            )
+            .await;
+            Ok(Some(authorized))
+        }
+        Err(e) if e.error_code().is_some_and(is_iam_propagation) || e.status() == Some(400) => {
+            let first_time = status::find(&status.conditions, reasons::ROLE_AUTHORIZED)
+                .is_none_or(|c| c.reason != reasons::AWAITING_TRUST_POLICY);
+            let instructions = trust_instructions(&role, &role_arn, key);
+            if first_time {
+                ctx.event(
+                    pe,
+                    WARNING,
+                    reasons::ROLE_ASSIGNED_TRUST_POLICY,
+                    "AuthorizeRole",
+                    instructions.clone(),
+                )
+                .await;
+            }
+            status::set_condition(
+                &mut status.conditions,
+                reasons::ROLE_AUTHORIZED,
+                false,
+                reasons::AWAITING_TRUST_POLICY,
+                &instructions,
+                pe.metadata.generation,
+                now,
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What the user must put on their IAM role, in the words `kubectl describe` shows.
+fn trust_instructions(role: &AwsIamRole, role_arn: &RoleArn, key: &KeyRef) -> String {
+    let principal = role
+        .atlas_aws_account_arn
+        .as_deref()
+        .unwrap_or("<Atlas AWS account ARN>");
+    let external_id = role
+        .atlas_assumed_role_external_id
+        .as_deref()
+        .unwrap_or("<external ID>");
+    let key_resource = match key {
+        KeyRef::Arn(arn) => arn.to_string(),
+        KeyRef::Id(id) => format!("arn:aws:kms:*:{}:key/{id}", role_arn.account),
+    };
+    format!(
+        "Atlas cannot assume {role_arn} yet. Give that IAM role this trust policy: {} and this permission policy: {} (for example: aws iam update-assume-role-policy --role-name {} --policy-document file://trust.json). The operator retries by itself.",
+        plan::trust_policy(principal, external_id),
+        plan::permission_policy(&key_resource),
+        role_arn.role_name(),
+    )
+}
+
+fn awaiting_trust(status: &ProjectEncryptionStatus, now: Timestamp) -> Step {
+    let condition = status::find(&status.conditions, reasons::ROLE_AUTHORIZED);
+    let since = condition
+        .filter(|c| c.status == "False")
+        .map(|c| c.last_transition_time.0);
+    let message = condition
+        .map(|c| c.message.clone())
+        .unwrap_or_else(|| "waiting for the IAM role to trust Atlas".to_string());
+    Step::new(
+        Outcome::progressing(reasons::AWAITING_TRUST_POLICY, message),
+        patient_delay(since, now),
+    )
+}
+
+fn role_stalled(
+    status: &mut ProjectEncryptionStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+    reason: &str,
+    message: String,
+) -> Step {
+    status::set_condition(
+        &mut status.conditions,
+        reasons::ROLE_AUTHORIZED,
+        false,
+        reason,
+        &message,
+        generation,
+        now,
+    );
+    Step::new(Outcome::stalled(reason, message), USER_ACTION_REQUEUE)
+}
+
+fn record_role(status: &mut ProjectEncryptionStatus, role: &AwsIamRole) {
+    status.role = Some(AtlasRoleStatus {
+        role_id: role.role_id.clone(),
+        atlas_aws_account_arn: role.atlas_aws_account_arn.clone(),
+        external_id: role.atlas_assumed_role_external_id.clone(),
+        iam_role_arn: role.iam_assumed_role_arn.clone(),
+        authorized: role.is_authorized(),
+        authorized_at: role
+            .authorized_date
+            .and_then(|d| Timestamp::from_second(d.timestamp()).ok())
+            .map(Time),
+    });
+}
+
+/// Records the key in force; a different key than the recorded one moves the old one to the history.
+fn record_key(
+    status: &mut ProjectEncryptionStatus,
+    key: &KeyRef,
+    region: Region,
+    multi_region: bool,
+    now: Timestamp,
+) {
+    let same = status
+        .key
+        .as_ref()
+        .is_some_and(|k| KeyRef::parse(&k.customer_master_key_id).is_ok_and(|k| k.same_key(key)));
+    if !same {
+        if let Some(previous) = status.key.take() {
+            retire_key(status, previous.customer_master_key_id, now);
+        }
+        // A key that comes back from the history is in force again, not retired.
+        status
+            .previous_keys
+            .retain(|p| !KeyRef::parse(&p.customer_master_key_id).is_ok_and(|p| p.same_key(key)));
+        status.key = Some(KeyStatus {
+            customer_master_key_id: key.to_string(),
+            region: region.aws_name().to_string(),
+            since: Time(now),
+            rotation_due_at: None,
+            valid: None,
+            multi_region: None,
+        });
+    }
+    if let Some(k) = status.key.as_mut() {
+        k.multi_region = Some(multi_region);
+        k.region = region.aws_name().to_string();
+    }
+}
+
+fn retire_key(status: &mut ProjectEncryptionStatus, key: String, now: Timestamp) {
+    status.previous_keys.push(PreviousKeyStatus {
+        customer_master_key_id: key,
+        replaced_at: Time(now),
+        snapshots_using_key: 0,
+        safe_to_delete: false,
+    });
+}
+
+fn rotation_due(pe: &ProjectEncryption, status: &mut ProjectEncryptionStatus, now: Timestamp) -> bool {
+    let max_age =
+        plan::parse_duration(&pe.spec.rotation.max_key_age).unwrap_or(Duration::from_secs(90 * 86400));
+    let Some(key) = status.key.as_mut() else {
+        return false;
+    };
+    let due = key
+        .since
+        .0
+        .checked_add(SignedDuration::from_secs(max_age.as_secs() as i64))
+        .unwrap_or(Timestamp::MAX);
+    key.rotation_due_at = Some(Time(due));
+    now >= due
+}
+
+/// Counts, per retired key, the snapshots still encrypted with it. Reads snapshots only while some
+/// retired key is not yet known to be safe to delete.
+async fn count_snapshots_on_previous_keys(
+    ctx: &Context,
+    creds: &Credentials,
+    group_id: &str,
+    clusters: &[crate::atlas::Cluster],
+    status: &mut ProjectEncryptionStatus,
+) -> Result<()> {
+    if status.previous_keys.iter().all(|p| p.safe_to_delete) {
+        return Ok(());
+    }
+    let mut key_ids: Vec<String> = Vec::new();
+    for cluster in clusters.iter().filter(|c| c.backup_enabled == Some(true)) {
+        match ctx.atlas.list_snapshots(creds, group_id, &cluster.name).await {
+            Ok(snapshots) => key_ids.extend(snapshots.into_iter().filter_map(|s| s.master_key_uuid)),
+            // A cluster without a backup schedule has no snapshots to hold a key.
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for previous in status.previous_keys.iter_mut() {
+        let id = KeyRef::parse(&previous.customer_master_key_id)
+            .map(|k| k.key_id().to_string())
+            .unwrap_or_else(|_| previous.customer_master_key_id.clone());
+        let count = key_ids.iter().filter(|k| k.eq_ignore_ascii_case(&id)).count();
+        previous.snapshots_using_key = count as u32;
+        previous.safe_to_delete = count == 0;
+    }
+    Ok(())
+}
+
+/// `enabled: false`: turn project encryption off once Atlas shows no cluster using it.
+async fn disable(
+    pe: &ProjectEncryption,
+    ctx: &Context,
+    creds: &Credentials,
+    group: &Group,
+    status: &mut ProjectEncryptionStatus,
+    now: Timestamp,
+) -> Result<Step> {
+    let ear = ctx.atlas.get_encryption_at_rest(creds, &group.id).await?;
+    if !ear.aws_enabled() {
+        if let Some(previous) = status.key.take() {
+            retire_key(status, previous.customer_master_key_id, now);
+        }
+        status.clusters_using_key.clear();
+        for type_ in [
+            reasons::KEY_VALID,
+            reasons::KEY_ROTATION_DUE,
+            reasons::DEGRADED,
+            reasons::MULTI_REGION_KEY,
+        ] {
+            status::remove_condition(&mut status.conditions, type_);
+        }
+        return Ok(Step::new(
+            Outcome::ready(
+                reasons::ENCRYPTION_DISABLED,
+                "Encryption at Rest with AWS KMS is off for this project",
+            ),
+            ctx.config.resync_period,
+        ));
+    }
+    let clusters = ctx.atlas.list_clusters(creds, &group.id).await?;
+    let using: Vec<String> = clusters
+        .iter()
+        .filter(|c| c.provider() == EncryptionProvider::Aws)
+        .map(|c| c.name.clone())
+        .collect();
+    status.clusters_using_key = using.clone();
+    if !using.is_empty() {
+        return Ok(blocked_by_clusters(pe, ctx, &using, now, status));
+    }
+    match ctx
+        .atlas
+        .update_encryption_at_rest(creds, &group.id, &AwsKmsPatch::disable())
+        .await
+    {
+        Ok(_) => {
+            ctx.event(
+                pe,
+                NORMAL,
+                reasons::ENCRYPTION_DISABLED,
+                "DisableEncryption",
+                "Encryption at Rest with AWS KMS turned off for the project".into(),
+            )
+            .await;
+            if let Some(previous) = status.key.take() {
+                retire_key(status, previous.customer_master_key_id, now);
+            }
+            Ok(Step::new(
+                Outcome::ready(
+                    reasons::ENCRYPTION_DISABLED,
+                    "Encryption at Rest with AWS KMS is off for this project",
+                ),
+                ctx.config.resync_period,
+            ))
+        }
+        // A cluster turned on between our read and the PATCH: look again shortly.
+        Err(e) if e.is_error_code("CANNOT_DISABLE_ENCRYPTION_AT_REST") => Ok(Step::new(
+            Outcome::progressing(
+                reasons::DISABLE_BLOCKED_BY_CLUSTERS,
+                format!("Atlas refused to disable: {e}"),
+            ),
+            Duration::from_secs(15),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Clusters still use the key. Those managed by a ClusterEncryption that is turning off will clear by
+/// themselves (Progressing); any other needs a person (Stalled), and is named.
+fn blocked_by_clusters(
+    pe: &ProjectEncryption,
+    ctx: &Context,
+    using: &[String],
+    now: Timestamp,
+    status: &ProjectEncryptionStatus,
+) -> Step {
+    let managed: Vec<String> = ctx
+        .clusters
+        .state()
+        .into_iter()
+        .filter(|c| c.namespace() == pe.namespace() && c.spec.project_encryption_ref.name == pe.name_any())
+        .filter(|c| !c.spec.enabled || c.meta().deletion_timestamp.is_some())
+        .map(|c| c.spec.cluster_name.clone())
+        .collect();
+    let unmanaged: Vec<&String> = using.iter().filter(|name| !managed.contains(name)).collect();
+    if unmanaged.is_empty() {
+        let since = status::find(&status.conditions, reasons::READY)
+            .filter(|c| c.reason == reasons::DISABLE_BLOCKED_BY_CLUSTERS)
+            .map(|c| c.last_transition_time.0);
+        return Step::new(
+            Outcome::progressing(
+                reasons::DISABLE_BLOCKED_BY_CLUSTERS,
+                format!(
+                    "waiting for clusters {} to turn encryption off before the project can",
+                    using.join(", ")
+                ),
+            ),
+            patient_delay(since, now).min(Duration::from_secs(30)),
+        );
+    }
+    let names: Vec<&str> = unmanaged.iter().map(|s| s.as_str()).collect();
+    Step::new(
+        Outcome::stalled(
+            reasons::DISABLE_BLOCKED_BY_CLUSTERS,
+            format!(
+                "clusters {} still use the key, so Atlas cannot turn project encryption off: set a ClusterEncryption with enabled: false for each, or set encryptionAtRestProvider NONE on them in Atlas",
+                names.join(", ")
+            ),
+        ),
+        Duration::from_secs(30),
+    )
+}
+
+/// Deletion: `Retain` lets go at once without calling Atlas; `Disable` turns encryption off first.
+async fn cleanup(
+    pe: &ProjectEncryption,
+    ctx: &Context,
+    api: &Api<ProjectEncryption>,
+    namespace: &str,
+) -> Result<Action> {
+    if !pe.finalizers().iter().any(|f| f == crate::crd::FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    if pe.spec.deletion_policy == DeletionPolicy::Retain
+        || !pe.spec.aws_kms.enabled
+            && pe
+                .status
+                .as_ref()
+                .is_none_or(|s| s.key.is_none() && s.project_id.is_none())
+    {
+        super::remove_finalizer(api, pe).await?;
+        return Ok(Action::await_change());
+    }
+    let now = ctx.now();
+    let mut status = pe.status.clone().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let release = format!(
+        "to delete without disabling, set spec.deletionPolicy: Retain, or remove the finalizer {}",
+        crate::crd::FINALIZER
+    );
+    let result = async {
+        let creds = match credentials::atlas_credentials(&secrets, &pe.spec.credentials_ref.name).await {
+            Ok(creds) => creds,
+            Err(e) => {
+                return Ok(Step::new(
+                    Outcome::stalled(
+                        reasons::CREDENTIALS_INVALID,
+                        format!("cannot disable encryption: {e}; {release}"),
+                    ),
+                    USER_ACTION_REQUEUE,
+                ));
+            }
+        };
+        let group = match resolve_project(pe, ctx, &creds, &status).await {
+            Ok(group) => group,
+            Err(e) => {
+                return stalled_on_access(e).map(|mut step| {
+                    if let Outcome::Stalled { message, .. } = &mut step.outcome {
+                        message.push_str(&format!("; {release}"));
+                    }
+                    step
+                });
+            }
+        };
+        disable(pe, ctx, &creds, &group, &mut status, now).await
+    }
+    .await;
+    match result {
+        Ok(step) if step.outcome.reason() == reasons::ENCRYPTION_DISABLED => {
+            super::remove_finalizer(api, pe).await?;
+            Ok(Action::await_change())
+        }
+        Ok(mut step) => {
+            if let Outcome::Progressing { message, .. } | Outcome::Stalled { message, .. } = &mut step.outcome
+            {
+                message.insert_str(0, "deleting: ");
+            }
+            finish(pe, ctx, api, status, Ok(step), now).await
+        }
+        Err(e) => finish(pe, ctx, api, status, Err(e), now).await,
+    }
+}
