@@ -434,7 +434,9 @@ impl AwsChecker {
         }
         // moto omits KeyUsage; AWS's default (and the only usage a symmetric default key can have) is ENCRYPT_DECRYPT.
         if meta.key_spec().is_some_and(|k| *k != KeySpec::SymmetricDefault)
-            || meta.key_usage().is_some_and(|u| *u != KeyUsageType::EncryptDecrypt)
+            || meta
+                .key_usage()
+                .is_some_and(|u| *u != KeyUsageType::EncryptDecrypt)
         {
             return Err(AwsFailure::NoPermission(
                 "the key is not a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key".into(),
