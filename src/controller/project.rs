@@ -271,6 +271,72 @@ async fn enable(
     };
     let role_arn = spec.role_arn.as_deref().and_then(|a| RoleArn::parse(a).ok());
 
+    // KMS preflight, before anything is written to Atlas.
+    let report = if pe.spec.kms_preflight.enabled {
+        let aws_creds = match &pe.spec.kms_preflight.credentials_ref {
+            Some(reference) => match credentials::aws_credentials(secrets, &reference.name).await {
+                Ok(c) => Some(c),
+                Err(e) if e.is_transient() => return Err(Error::Credentials(e)),
+                Err(e) => {
+                    return Ok(Step::new(
+                        Outcome::stalled(reasons::CREDENTIALS_INVALID, e.to_string()),
+                        USER_ACTION_REQUEUE,
+                    ));
+                }
+            },
+            None => None,
+        };
+        match ctx.kms.check(&key, &region, aws_creds.as_ref()).await {
+            Ok(report) => Some(report),
+            Err(failure) => {
+                status::set_condition(
+                    &mut status.conditions,
+                    reasons::KEY_VALID,
+                    false,
+                    failure.reason(),
+                    &failure.message(),
+                    generation,
+                    now,
+                );
+                let outcome = if failure.is_transient() {
+                    Step::new(
+                        Outcome::progressing(failure.reason(), failure.message()),
+                        Duration::from_secs(30),
+                    )
+                } else {
+                    Step::new(
+                        Outcome::stalled(failure.reason(), failure.message()),
+                        USER_ACTION_REQUEUE,
+                    )
+                };
+                return Ok(outcome);
+            }
+        }
+    } else {
+        None
+    };
+    let multi_region = report
+        .as_ref()
+        .map(|r| r.multi_region)
+        .unwrap_or(key.is_multi_region());
+    let (mr_reason, mr_message) = if multi_region {
+        (
+            reasons::IS_MULTI_REGION_KEY,
+            "the key is a multi-Region key".to_string(),
+        )
+    } else {
+        (reasons::SINGLE_REGION_KEY, "the key is a single-Region key; a multi-Region key keeps data readable through a regional AWS outage".to_string())
+    };
+    status::set_condition(
+        &mut status.conditions,
+        reasons::MULTI_REGION_KEY,
+        multi_region,
+        mr_reason,
+        &mr_message,
+        generation,
+        now,
+    );
+
     let ear = ctx.atlas.get_encryption_at_rest(creds, &group.id).await?;
     let current = ear.aws_kms.as_ref();
     if current.is_some_and(|c| c.is_enabled() && c.access_key_id.is_some())
@@ -354,72 +420,6 @@ async fn enable(
             "Atlas assumes {}",
             role.iam_assumed_role_arn.as_deref().unwrap_or("the IAM role")
         ),
-        generation,
-        now,
-    );
-
-    // KMS preflight.
-    let report = if pe.spec.kms_preflight.enabled {
-        let aws_creds = match &pe.spec.kms_preflight.credentials_ref {
-            Some(reference) => match credentials::aws_credentials(secrets, &reference.name).await {
-                Ok(c) => Some(c),
-                Err(e) if e.is_transient() => return Err(Error::Credentials(e)),
-                Err(e) => {
-                    return Ok(Step::new(
-                        Outcome::stalled(reasons::CREDENTIALS_INVALID, e.to_string()),
-                        USER_ACTION_REQUEUE,
-                    ));
-                }
-            },
-            None => None,
-        };
-        match ctx.kms.check(&key, &region, aws_creds.as_ref()).await {
-            Ok(report) => Some(report),
-            Err(failure) => {
-                status::set_condition(
-                    &mut status.conditions,
-                    reasons::KEY_VALID,
-                    false,
-                    failure.reason(),
-                    &failure.message(),
-                    generation,
-                    now,
-                );
-                let outcome = if failure.is_transient() {
-                    Step::new(
-                        Outcome::progressing(failure.reason(), failure.message()),
-                        Duration::from_secs(30),
-                    )
-                } else {
-                    Step::new(
-                        Outcome::stalled(failure.reason(), failure.message()),
-                        USER_ACTION_REQUEUE,
-                    )
-                };
-                return Ok(outcome);
-            }
-        }
-    } else {
-        None
-    };
-    let multi_region = report
-        .as_ref()
-        .map(|r| r.multi_region)
-        .unwrap_or(key.is_multi_region());
-    let (mr_reason, mr_message) = if multi_region {
-        (
-            reasons::IS_MULTI_REGION_KEY,
-            "the key is a multi-Region key".to_string(),
-        )
-    } else {
-        (reasons::SINGLE_REGION_KEY, "the key is a single-Region key; a multi-Region key keeps data readable through a regional AWS outage".to_string())
-    };
-    status::set_condition(
-        &mut status.conditions,
-        reasons::MULTI_REGION_KEY,
-        multi_region,
-        mr_reason,
-        &mr_message,
         generation,
         now,
     );

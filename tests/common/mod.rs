@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod k8s;
+pub mod operator;
 
 use std::collections::HashMap;
 use std::fs::{self, File};

@@ -1,0 +1,357 @@
+//! The operator on the real parts, per test: atlas-sim in-process (its AWS checks against moto), the
+//! controller in-process watching only the test's own namespace, and moto clients to play the customer's
+//! AWS account. Dropping [`OperatorEnv`] stops the controller and the simulator.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use atlas_encryption_operator::atlas::{AtlasClient, AtlasClientConfig};
+use atlas_encryption_operator::controller::{self, ControllerConfig};
+use atlas_encryption_operator::crd::{ClusterEncryption, ProjectEncryption};
+use atlas_encryption_operator::kms::{KmsPreflight, KmsPreflightConfig};
+use atlas_sim::{CallRecord, SimConfig, SimHandle};
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use super::{FIELD_MANAGER, TestNamespace};
+
+pub const API_PUBLIC_KEY: &str = "test-public-key";
+pub const API_PRIVATE_KEY: &str = "test-private-key-never-logged";
+pub const CUSTOMER_ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "eu-west-2";
+
+pub struct OperatorEnv {
+    pub ns: TestNamespace,
+    pub client: Client,
+    pub sim: Option<SimHandle>,
+    pub kms: aws_sdk_kms::Client,
+    pub iam: aws_sdk_iam::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    controller: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A seed with one API key that reaches `projects`, each with the given clusters (`name:tier`).
+pub fn seed(projects: &[(&str, &[&str])]) -> String {
+    let mut yaml = format!(
+        "apiKeys:\n  - {{publicKey: {API_PUBLIC_KEY}, privateKey: {API_PRIVATE_KEY}, projects: [{}]}}\nprojects:\n",
+        projects.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ")
+    );
+    for (project, clusters) in projects {
+        yaml.push_str(&format!("  - name: {project}\n    clusters:\n"));
+        if clusters.is_empty() {
+            yaml.push_str("      []\n");
+        }
+        for cluster in clusters.iter() {
+            let (name, tier) = cluster.split_once(':').unwrap_or((cluster, "M10"));
+            let provider = if matches!(tier, "M0" | "M2" | "M5") {
+                "TENANT"
+            } else {
+                "AWS"
+            };
+            yaml.push_str(&format!(
+                "      - {{name: {name}, instanceSize: {tier}, providerName: {provider}, regionName: EU_WEST_2, backupEnabled: true}}\n"
+            ));
+        }
+    }
+    yaml
+}
+
+impl OperatorEnv {
+    pub async fn start(test: &str, seed_yaml: &str) -> Result<Self> {
+        super::testenv();
+        let client = super::client().await?;
+        super::install_crds(&client).await?;
+        let ns = TestNamespace::new(test).await?;
+        let sim = atlas_sim::spawn(SimConfig {
+            aws_endpoint: Some(super::moto_endpoint()),
+            seed: Some(atlas_sim::Seed::from_yaml_str(seed_yaml)?),
+            cluster_update_delay: Duration::from_secs(2),
+            ..Default::default()
+        })
+        .await?;
+        let sdk = super::aws_sdk_config(REGION).await;
+        let env = OperatorEnv {
+            client: client.clone(),
+            kms: aws_sdk_kms::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
+            ns,
+            sim: Some(sim),
+            stop: None,
+            controller: None,
+        };
+        env.apply_secret(
+            "atlas-credentials",
+            &[("publicKey", API_PUBLIC_KEY), ("privateKey", API_PRIVATE_KEY)],
+        )
+        .await?;
+        Ok(env)
+    }
+
+    pub fn sim(&self) -> &SimHandle {
+        self.sim.as_ref().expect("simulator running")
+    }
+
+    /// Starts the controller, watching only this test's namespace.
+    pub async fn start_controller(&mut self) -> Result<()> {
+        let atlas = AtlasClient::new(AtlasClientConfig {
+            base_url: self.sim().base_url(),
+            rate_per_second: 50.0,
+            burst: 50,
+            ..Default::default()
+        })?;
+        let sdk = super::aws_sdk_config(REGION).await;
+        let kms = KmsPreflight::with_sdk_config(
+            sdk,
+            KmsPreflightConfig {
+                cache_ttl: Duration::ZERO,
+                failure_ttl: Duration::ZERO,
+                ..Default::default()
+            },
+        );
+        let config = ControllerConfig {
+            resync_period: Duration::from_secs(300),
+            concurrency: 4,
+            namespaces: vec![self.ns.name().to_string()],
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = stopped.map(|_| ()).shared();
+        let client = self.client.clone();
+        self.controller = Some(tokio::spawn(controller::run(
+            client, atlas, kms, config, shutdown,
+        )));
+        self.stop = Some(stop);
+        Ok(())
+    }
+
+    /// Stops the controller and the simulator; the namespace goes when dropped.
+    pub async fn finish(mut self) {
+        self.stop_controller().await;
+        if let Some(sim) = self.sim.take() {
+            sim.shutdown().await;
+        }
+    }
+
+    pub async fn stop_controller(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.controller.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+        }
+    }
+
+    pub async fn apply_secret(&self, name: &str, pairs: &[(&str, &str)]) -> Result<()> {
+        let data: serde_json::Map<String, Value> =
+            pairs.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let secret =
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data});
+        self.ns
+            .api::<Secret>()
+            .patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&secret),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn apply_project(&self, name: &str, spec: Value) -> Result<ProjectEncryption> {
+        let object = json!({
+            "apiVersion": "encryption.atlasops.dev/v1alpha1", "kind": "ProjectEncryption",
+            "metadata": {"name": name}, "spec": spec,
+        });
+        Ok(self
+            .projects()
+            .patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await?)
+    }
+
+    pub async fn apply_cluster(&self, name: &str, spec: Value) -> Result<ClusterEncryption> {
+        let object = json!({
+            "apiVersion": "encryption.atlasops.dev/v1alpha1", "kind": "ClusterEncryption",
+            "metadata": {"name": name}, "spec": spec,
+        });
+        Ok(self
+            .clusters()
+            .patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await?)
+    }
+
+    pub fn projects(&self) -> Api<ProjectEncryption> {
+        self.ns.api()
+    }
+
+    pub fn clusters(&self) -> Api<ClusterEncryption> {
+        self.ns.api()
+    }
+
+    /// Polls until `check` accepts the object; on timeout, fails with the object's last status.
+    pub async fn wait_project(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        check: impl Fn(&ProjectEncryption) -> bool,
+    ) -> Result<ProjectEncryption> {
+        wait_for(&self.projects(), name, timeout, what, check).await
+    }
+
+    pub async fn wait_cluster(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        check: impl Fn(&ClusterEncryption) -> bool,
+    ) -> Result<ClusterEncryption> {
+        wait_for(&self.clusters(), name, timeout, what, check).await
+    }
+
+    /// A new symmetric KMS key in moto; returns its ARN.
+    pub async fn create_key(&self, region: &str) -> Result<String> {
+        let sdk = super::aws_sdk_config(region).await;
+        let key = aws_sdk_kms::Client::new(&sdk).create_key().send().await?;
+        Ok(key
+            .key_metadata()
+            .context("key metadata")?
+            .arn()
+            .context("key arn")?
+            .to_string())
+    }
+
+    /// An IAM role in moto with the KMS permissions on `key_arn`, trusting only `trusted_principal`.
+    pub async fn create_role(
+        &self,
+        name: &str,
+        trusted_principal: &str,
+        external_id: &str,
+        key_arn: &str,
+    ) -> Result<String> {
+        let trust = trust_policy(trusted_principal, external_id);
+        let role = self
+            .iam
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(trust.to_string())
+            .send()
+            .await?;
+        self.iam
+            .put_role_policy()
+            .role_name(name)
+            .policy_name("atlas-kms")
+            .policy_document(
+                json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                    "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"], "Resource": [key_arn]}]})
+                .to_string(),
+            )
+            .send()
+            .await?;
+        Ok(role.role().context("role")?.arn().to_string())
+    }
+
+    /// What the user does after reading the status: trust Atlas's account with the external ID.
+    pub async fn trust_atlas(&self, role_name: &str, atlas_arn: &str, external_id: &str) -> Result<()> {
+        self.iam
+            .update_assume_role_policy()
+            .role_name(role_name)
+            .policy_document(trust_policy(atlas_arn, external_id).to_string())
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// Atlas calls other than reads (the writes the operator caused).
+    pub fn atlas_writes(&self) -> Vec<CallRecord> {
+        self.sim()
+            .calls()
+            .into_iter()
+            .filter(|c| c.path.starts_with("/api/atlas/") && c.method != "GET")
+            .collect()
+    }
+
+    pub fn atlas_calls(&self, method: &str, route_suffix: &str) -> usize {
+        self.sim()
+            .calls()
+            .into_iter()
+            .filter(|c| c.method == method && c.route.as_deref().is_some_and(|r| r.ends_with(route_suffix)))
+            .count()
+    }
+
+    /// Reasons of the Events recorded for an object of this namespace.
+    pub async fn event_reasons(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let events: Api<Event> = self.ns.api();
+        let list = events.list(&ListParams::default()).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+            .collect())
+    }
+}
+
+impl Drop for OperatorEnv {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.controller.take() {
+            task.abort();
+        }
+    }
+}
+
+pub fn trust_policy(principal: &str, external_id: &str) -> Value {
+    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": principal},
+        "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": external_id}}}]})
+}
+
+pub async fn wait_for<K>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&K) -> bool,
+) -> Result<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let object = api.get_opt(name).await?;
+        if let Some(object) = &object
+            && check(object)
+        {
+            return Ok(object.clone());
+        }
+        if tokio::time::Instant::now() > deadline {
+            let dump = object
+                .map(|o| serde_json::to_string_pretty(&serde_json::to_value(&o).unwrap()["status"]).unwrap())
+                .unwrap_or_else(|| "<gone>".into());
+            bail!("timed out after {timeout:?} waiting for {name} to be {what}; status: {dump}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The condition `type_` of an object's status conditions, as (status, reason).
+pub fn condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<(String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
