@@ -1,0 +1,684 @@
+//! The Atlas client against atlas-sim, in-process: every endpoint with both auth modes (Digest MD5 and
+//! SHA-256, service account), errorCode mapping, 429/5xx handling, token refresh and secret hygiene.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use atlas_encryption_operator::atlas::{
+    AtlasClient, AtlasClientConfig, AtlasError, AtlasMetrics, AwsKmsPatch, Credentials, EncryptionProvider,
+};
+use atlas_encryption_operator::aws::{KeyRef, Region, RoleArn};
+use atlas_sim::{Seed, SimConfig, SimHandle};
+use serde_json::{Value, json};
+
+const ALPHA: &str = "5f43a1b2c3d4e5f678901234";
+const BETA: &str = "5f43a1b2c3d4e5f678905678";
+const MISSING: &str = "5f43a1b2c3d4e5f678909999";
+
+const PUB: &str = "PUBKEYALPHA";
+const PRIV: &str = "priv-SECRET-a1b2c3d4-never-leak";
+const PUB_BETA: &str = "PUBKEYBETA";
+const PRIV_BETA: &str = "priv-SECRET-beta-never-leak";
+const PUB_ALL: &str = "PUBKEYORGOWNER";
+const PRIV_ALL: &str = "priv-SECRET-owner-never-leak";
+const SA_ID: &str = "mdb_sa_id_0123456789abcdef01234567";
+const SA_SECRET: &str = "mdb_sa_sk_SECRET-never-leak";
+
+const KEY_ARN: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/atlas-kms-access";
+
+fn seed() -> Seed {
+    Seed::from_yaml_str(&format!(
+        r#"
+apiKeys:
+  - {{publicKey: {PUB}, privateKey: {PRIV}, projects: [alpha]}}
+  - {{publicKey: {PUB_BETA}, privateKey: {PRIV_BETA}, projects: [beta]}}
+  - {{publicKey: {PUB_ALL}, privateKey: {PRIV_ALL}, projects: ["*"]}}
+serviceAccounts:
+  - {{clientId: {SA_ID}, clientSecret: {SA_SECRET}, projects: [alpha]}}
+projects:
+  - name: alpha
+    id: {ALPHA}
+    clusters:
+      - {{name: prod-1, instanceSize: M10, providerName: AWS, regionName: US_EAST_1, backupEnabled: true}}
+      - {{name: prod-2, instanceSize: M30, providerName: AWS, regionName: US_EAST_1, backupEnabled: true}}
+      - {{name: dev-1, instanceSize: M10, providerName: AWS, regionName: US_EAST_1, backupEnabled: false}}
+      - {{name: free, instanceSize: M0, providerName: AWS, regionName: US_EAST_1, backupEnabled: false}}
+      - {{name: prod-3, instanceSize: M20, providerName: AWS, regionName: US_EAST_1, backupEnabled: true}}
+  - name: beta
+    id: {BETA}
+"#
+    ))
+    .expect("seed parses")
+}
+
+async fn sim_with(f: impl FnOnce(&mut SimConfig)) -> SimHandle {
+    let mut config = SimConfig {
+        seed: Some(seed()),
+        cluster_update_delay: Duration::from_millis(50),
+        ..Default::default()
+    };
+    f(&mut config);
+    atlas_sim::spawn(config).await.expect("sim starts")
+}
+
+/// Counts calls per (endpoint template, status) through the metrics hook.
+#[derive(Default)]
+struct Recorder {
+    calls: Mutex<Vec<(&'static str, &'static str, Option<u16>)>>,
+    retries: Mutex<Vec<&'static str>>,
+}
+
+impl AtlasMetrics for Recorder {
+    fn on_call(&self, endpoint: &'static str, method: &'static str, status: Option<u16>, _: Duration) {
+        self.calls.lock().unwrap().push((endpoint, method, status));
+    }
+    fn on_retry(&self, _: &'static str, _: &'static str, reason: &'static str) {
+        self.retries.lock().unwrap().push(reason);
+    }
+}
+
+impl Recorder {
+    fn count(&self, endpoint: &str, status: Option<u16>) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(e, _, s)| *e == endpoint && *s == status)
+            .count()
+    }
+}
+
+fn client(sim: &SimHandle, f: impl FnOnce(&mut AtlasClientConfig)) -> (AtlasClient, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let mut config = AtlasClientConfig {
+        base_url: sim.base_url(),
+        timeout: Duration::from_secs(5),
+        rate_per_second: 1000.0,
+        burst: 1000,
+        backoff_base: Duration::from_millis(20),
+        backoff_cap: Duration::from_millis(200),
+        metrics: Some(recorder.clone()),
+        ..Default::default()
+    };
+    f(&mut config);
+    (AtlasClient::new(config).expect("client builds"), recorder)
+}
+
+async fn control(sim: &SimHandle, method: reqwest::Method, path: &str, body: Value) -> Value {
+    let resp = reqwest::Client::new()
+        .request(method, format!("{}{path}", sim.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .expect("control API answers");
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.json().await.unwrap_or(Value::Null)
+}
+
+async fn fault(sim: &SimHandle, spec: Value) {
+    control(sim, reqwest::Method::POST, "/__sim/faults", spec).await;
+}
+
+fn api_key() -> Credentials {
+    Credentials::api_key(PUB, PRIV)
+}
+
+fn service_account() -> Credentials {
+    Credentials::service_account(SA_ID, SA_SECRET)
+}
+
+/// The operator's whole call surface, in the order a first reconcile uses it.
+async fn exercise_every_endpoint(sim: &SimHandle, atlas: &AtlasClient, creds: &Credentials) {
+    let group = atlas.get_project(creds, ALPHA).await.unwrap();
+    assert_eq!((group.id.as_str(), group.name.as_str()), (ALPHA, "alpha"));
+    assert!(!group.org_id.is_empty());
+    let by_name = atlas.get_project_by_name(creds, "alpha").await.unwrap();
+    assert_eq!(by_name.id, ALPHA);
+
+    let ear = atlas.get_encryption_at_rest(creds, ALPHA).await.unwrap();
+    assert!(!ear.aws_enabled());
+
+    let role = atlas.create_aws_role(creds, ALPHA).await.unwrap();
+    assert_eq!(role.role_id.len(), 24);
+    assert!(role.atlas_aws_account_arn.is_some() && role.atlas_assumed_role_external_id.is_some());
+    assert!(!role.is_authorized());
+    let listed = atlas.list_aws_roles(creds, ALPHA).await.unwrap();
+    assert!(listed.iter().any(|r| r.role_id == role.role_id));
+
+    let arn = RoleArn::parse(ROLE_ARN).unwrap();
+    let authorized = atlas
+        .authorize_aws_role(creds, ALPHA, &role.role_id, &arn)
+        .await
+        .unwrap();
+    assert!(authorized.is_authorized(), "{authorized:?}");
+    assert_eq!(authorized.role_arn(), Some(arn.clone()));
+    let fetched = atlas.get_aws_role(creds, ALPHA, &role.role_id).await.unwrap();
+    assert_eq!(fetched.iam_assumed_role_arn.as_deref(), Some(ROLE_ARN));
+
+    let key = KeyRef::parse(KEY_ARN).unwrap();
+    let region = Region::parse("us-east-1").unwrap();
+    let patch = AwsKmsPatch::enable(&key, region, &role.role_id, false);
+    let ear = atlas
+        .update_encryption_at_rest(creds, ALPHA, &patch)
+        .await
+        .unwrap();
+    let aws = ear.aws_kms.as_ref().unwrap();
+    assert!(aws.is_enabled());
+    assert!(aws.key().unwrap().same_key(&key));
+    assert_eq!(aws.region(), Some(region));
+    let partial = atlas
+        .update_encryption_at_rest(
+            creds,
+            ALPHA,
+            &AwsKmsPatch {
+                require_private_networking: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        partial.aws_kms.unwrap().key().unwrap().same_key(&key),
+        "a partial PATCH keeps the key"
+    );
+
+    let clusters = atlas.list_clusters(creds, ALPHA).await.unwrap();
+    let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(clusters.len(), 5, "{names:?}");
+    let free = clusters.iter().find(|c| c.name == "free").unwrap();
+    assert!(free.is_tenant() && !free.supports_customer_key());
+    let prod = atlas.get_cluster(creds, ALPHA, "prod-1").await.unwrap();
+    assert_eq!(prod.instance_sizes(), vec!["M10"]);
+    assert!(prod.supports_customer_key() && prod.backup_enabled == Some(true));
+    assert_eq!(prod.provider(), EncryptionProvider::None);
+
+    let patched = atlas
+        .set_cluster_encryption_provider(creds, ALPHA, "prod-1", EncryptionProvider::Aws)
+        .await
+        .unwrap();
+    assert_eq!(patched.provider(), EncryptionProvider::Aws);
+
+    control(
+        sim,
+        reqwest::Method::POST,
+        &format!("/__sim/projects/{ALPHA}/clusters/prod-1/snapshots"),
+        json!({}),
+    )
+    .await;
+    let snapshots = atlas.list_snapshots(creds, ALPHA, "prod-1").await.unwrap();
+    assert_eq!(snapshots.len(), 1);
+    assert!(snapshots[0].created_at.is_some() && !snapshots[0].id.is_empty());
+
+    let off = atlas
+        .set_cluster_encryption_provider(creds, ALPHA, "prod-1", EncryptionProvider::None)
+        .await
+        .unwrap();
+    assert_eq!(off.provider(), EncryptionProvider::None);
+
+    // A role in use cannot go; disable EAR first (waiting for the cluster change to settle).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match atlas
+            .update_encryption_at_rest(creds, ALPHA, &AwsKmsPatch::disable())
+            .await
+        {
+            Ok(ear) => {
+                assert!(!ear.aws_enabled());
+                break;
+            }
+            Err(e) if e.is_error_code("CANNOT_DISABLE_ENCRYPTION_AT_REST") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("disable: {e}"),
+        }
+    }
+    atlas
+        .deauthorize_aws_role(creds, ALPHA, &role.role_id)
+        .await
+        .unwrap();
+
+    let ips = atlas.control_plane_ip_addresses().await.unwrap();
+    assert!(!ips.outbound_aws_cidrs().is_empty());
+}
+
+/// The versions §13 prescribes, per route template, checked against what the sim saw.
+fn assert_versions(sim: &SimHandle) {
+    let expected: BTreeMap<(&str, &str), &str> = [
+        (("GET", "/groups/{groupId}/clusters"), "2024-08-05"),
+        (("GET", "/groups/{groupId}/clusters/{clusterName}"), "2024-08-05"),
+        (
+            ("PATCH", "/groups/{groupId}/clusters/{clusterName}"),
+            "2024-10-23",
+        ),
+        (("GET", "/unauth/controlPlaneIPAddresses"), "2023-11-15"),
+    ]
+    .into_iter()
+    .collect();
+    let calls = sim.calls();
+    assert!(!calls.is_empty());
+    for call in calls {
+        let route = call
+            .route
+            .as_deref()
+            .unwrap_or("?")
+            .trim_start_matches("/api/atlas/v2");
+        let want = expected
+            .get(&(call.method.as_str(), route))
+            .copied()
+            .unwrap_or("2023-01-01");
+        assert_eq!(call.version.as_deref(), Some(want), "{} {route}", call.method);
+        assert_ne!(call.status, 406, "{} {route}", call.method);
+        assert_ne!(call.status, 415, "{} {route}", call.method);
+    }
+}
+
+#[tokio::test]
+async fn every_endpoint_with_digest_md5() {
+    let sim = sim_with(|_| {}).await;
+    let (atlas, rec) = client(&sim, |_| {});
+    exercise_every_endpoint(&sim, &atlas, &api_key()).await;
+    assert_versions(&sim);
+    let calls = sim.calls();
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c.status != 401)
+            .all(
+                |c| c.route.as_deref() == Some("/api/atlas/v2/unauth/controlPlaneIPAddresses")
+                    || c.principal.as_deref() == Some(&format!("apiKey:{PUB}"))
+            )
+    );
+    // One challenge, then the cached nonce serves every later call.
+    assert_eq!(calls.iter().filter(|c| c.status == 401).count(), 1, "{calls:#?}");
+    assert!(rec.count("/groups/{groupId}/encryptionAtRest", Some(200)) >= 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_endpoint_with_digest_sha256() {
+    let sim = sim_with(|c| c.digest_sha256_challenge = true).await;
+    let (atlas, _) = client(&sim, |_| {});
+    exercise_every_endpoint(&sim, &atlas, &api_key()).await;
+    assert_versions(&sim);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_endpoint_with_a_service_account() {
+    let sim = sim_with(|_| {}).await;
+    let (atlas, rec) = client(&sim, |_| {});
+    exercise_every_endpoint(&sim, &atlas, &service_account()).await;
+    assert_versions(&sim);
+    let calls = sim.calls();
+    assert!(calls.iter().all(|c| c.status != 401), "bearer needs no challenge");
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c.route.as_deref() != Some("/api/atlas/v2/unauth/controlPlaneIPAddresses"))
+            .all(|c| c.principal.as_deref() == Some(&format!("serviceAccount:{SA_ID}")))
+    );
+    assert_eq!(
+        rec.count("/api/oauth/token", Some(200)),
+        1,
+        "one token serves every call"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn error_codes_are_mapped() {
+    let sim = sim_with(|_| {}).await;
+    let (atlas, _) = client(&sim, |_| {});
+    for creds in [api_key(), service_account()] {
+        let err = atlas.get_cluster(&creds, ALPHA, "nope").await.unwrap_err();
+        assert_eq!(
+            (err.status(), err.error_code()),
+            (Some(404), Some("CLUSTER_NOT_FOUND")),
+            "{err}"
+        );
+        assert!(err.is_not_found() && !err.is_transient());
+        assert_eq!(err.category(), "atlas_not_found");
+
+        // Access to alpha only: beta and unknown projects both look like NOT_IN_GROUP.
+        for group in [BETA, MISSING] {
+            let err = atlas.get_encryption_at_rest(&creds, group).await.unwrap_err();
+            assert_eq!(
+                (err.status(), err.error_code()),
+                (Some(401), Some("NOT_IN_GROUP")),
+                "{err}"
+            );
+            assert!(matches!(err, AtlasError::Api { .. }));
+        }
+    }
+    let owner = Credentials::api_key(PUB_ALL, PRIV_ALL);
+    let err = atlas.get_project(&owner, MISSING).await.unwrap_err();
+    assert_eq!(err.error_code(), Some("GROUP_NOT_FOUND"), "{err}");
+    let err = atlas
+        .get_project_by_name(&owner, "no-such-project")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404), "{err}");
+
+    let wrong_key = Credentials::api_key(PUB, "priv-SECRET-wrong-never-leak");
+    let err = atlas.get_project(&wrong_key, ALPHA).await.unwrap_err();
+    assert!(
+        matches!(err, AtlasError::Unauthorized { status: 401, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.category(), "atlas_unauthorized");
+    let unknown_key = Credentials::api_key("NOSUCHKEY", "whatever-SECRET");
+    assert!(matches!(
+        atlas.get_project(&unknown_key, ALPHA).await,
+        Err(AtlasError::Unauthorized { .. })
+    ));
+    let wrong_secret = Credentials::service_account(SA_ID, "mdb_sa_sk_SECRET-wrong");
+    let err = atlas.get_project(&wrong_secret, ALPHA).await.unwrap_err();
+    assert!(matches!(err, AtlasError::Unauthorized { .. }), "{err:?}");
+
+    // Authorizing before the EAR role exists, and a first enable without a role.
+    let err = atlas
+        .authorize_aws_role(&api_key(), ALPHA, MISSING, &RoleArn::parse(ROLE_ARN).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404), "{err}");
+    let err = atlas
+        .update_encryption_at_rest(
+            &api_key(),
+            ALPHA,
+            &AwsKmsPatch {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(err.error_code().is_some_and(|c| c != "UNKNOWN"), "{err}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn errors_and_debug_output_never_leak_secrets() {
+    let sim = sim_with(|_| {}).await;
+    let (atlas, _) = client(&sim, |_| {});
+    let creds = [
+        Credentials::api_key(PUB, "priv-SECRET-wrong-never-leak"),
+        Credentials::service_account(SA_ID, "mdb_sa_sk_SECRET-wrong"),
+        api_key(),
+        service_account(),
+    ];
+    let mut texts = vec![format!("{atlas:?}"), format!("{:?}", atlas.config())];
+    for c in &creds {
+        texts.push(format!("{c:?}"));
+        for err in [
+            atlas.get_project(c, ALPHA).await.err(),
+            atlas.get_cluster(c, ALPHA, "nope").await.err(),
+            atlas.get_encryption_at_rest(c, BETA).await.err(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            texts.push(format!("{err:?}"));
+            texts.push(format!("{err}"));
+        }
+    }
+    fault(
+        &sim,
+        json!({"path": "/api/atlas/v2/groups/*", "kind": "drop", "count": 10}),
+    )
+    .await;
+    for c in &creds[2..] {
+        let err = atlas.get_project(c, ALPHA).await.unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        texts.push(format!("{err:?}"));
+    }
+    assert!(texts.len() > 10);
+    for text in &texts {
+        assert!(!text.contains("SECRET"), "secret leaked: {text}");
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn rate_limit_retry_after_is_honoured_for_reads_and_writes() {
+    let sim = sim_with(|_| {}).await;
+    let (atlas, rec) = client(&sim, |_| {});
+    let creds = api_key();
+    atlas.get_project(&creds, ALPHA).await.unwrap(); // settle the Digest handshake first
+    sim.clear_calls();
+
+    fault(
+        &sim,
+        json!({"method": "GET", "path": "/api/atlas/v2/groups/*/encryptionAtRest",
+        "kind": "rateLimit", "retryAfter": 1, "count": 1}),
+    )
+    .await;
+    let start = Instant::now();
+    atlas.get_encryption_at_rest(&creds, ALPHA).await.unwrap();
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_secs(1), "waited only {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "waited {elapsed:?}");
+    let statuses: Vec<u16> = sim.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, vec![429, 200]);
+
+    // The server did not process a 429'd write, so it is sent again.
+    sim.clear_calls();
+    fault(
+        &sim,
+        json!({"method": "PATCH", "path": "/api/atlas/v2/groups/*/clusters/*",
+        "kind": "rateLimit", "retryAfter": 1, "count": 1}),
+    )
+    .await;
+    let start = Instant::now();
+    let err = atlas
+        .set_cluster_encryption_provider(&creds, ALPHA, "prod-1", EncryptionProvider::Aws)
+        .await
+        .unwrap_err();
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    assert_eq!(
+        err.error_code(),
+        Some("ENCRYPTION_AT_REST_NOT_ENABLED"),
+        "the retry reached the handler: {err}"
+    );
+    let statuses: Vec<u16> = sim.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, vec![429, 400]);
+    assert_eq!(
+        rec.retries
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| **r == "rate_limited")
+            .count(),
+        2
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn long_retry_after_is_returned_to_the_caller() {
+    let sim = sim_with(|_| {}).await;
+    let (atlas, _) = client(&sim, |c| c.max_retry_wait = Duration::from_secs(2));
+    fault(
+        &sim,
+        json!({"path": "/api/atlas/v2/groups/*", "kind": "rateLimit", "retryAfter": 30, "count": 1}),
+    )
+    .await;
+    let start = Instant::now();
+    let err = atlas.get_project(&service_account(), ALPHA).await.unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(30)), "{err:?}");
+    assert_eq!(err.category(), "atlas_rate_limited");
+    assert!(err.is_transient());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_errors_retry_reads_but_not_writes() {
+    let sim = sim_with(|_| {}).await;
+    let (atlas, rec) = client(&sim, |_| {});
+    let creds = service_account();
+    atlas.get_project(&creds, ALPHA).await.unwrap();
+    sim.clear_calls();
+
+    fault(&sim, json!({"method": "GET", "path": "/api/atlas/v2/groups/*/clusters", "kind": "status", "status": 500, "count": 2})).await;
+    assert_eq!(atlas.list_clusters(&creds, ALPHA).await.unwrap().len(), 5);
+    let statuses: Vec<u16> = sim.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, vec![500, 500, 200]);
+
+    // Attempts are bounded.
+    sim.clear_calls();
+    fault(&sim, json!({"method": "GET", "path": "/api/atlas/v2/groups/*/clusters/*", "kind": "status", "status": 502})).await;
+    let err = atlas.get_cluster(&creds, ALPHA, "prod-1").await.unwrap_err();
+    assert_eq!(err.status(), Some(502));
+    assert!(err.is_transient());
+    assert_eq!(sim.calls().len(), 4, "max_retries 3 = 4 attempts");
+    control(&sim, reqwest::Method::DELETE, "/__sim/faults", json!({})).await;
+
+    sim.clear_calls();
+    fault(&sim, json!({"method": "PATCH", "path": "/api/atlas/v2/groups/*/encryptionAtRest", "kind": "status", "status": 500, "count": 1})).await;
+    let err = atlas
+        .update_encryption_at_rest(&creds, ALPHA, &AwsKmsPatch::disable())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.error_code()),
+        (Some(500), Some("UNEXPECTED_ERROR")),
+        "{err}"
+    );
+    assert_eq!(
+        sim.calls().len(),
+        1,
+        "a write that may have been applied is not repeated"
+    );
+
+    sim.clear_calls();
+    fault(&sim, json!({"method": "PATCH", "path": "/api/atlas/v2/groups/*/encryptionAtRest", "kind": "drop", "count": 1})).await;
+    let err = atlas
+        .update_encryption_at_rest(&creds, ALPHA, &AwsKmsPatch::disable())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AtlasError::Transport { connect: false, .. }),
+        "{err:?}"
+    );
+    assert_eq!(sim.calls().len(), 1);
+    assert!(rec.retries.lock().unwrap().iter().all(|r| *r == "server_error"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn connection_refused_is_retried_even_for_writes() {
+    // Bind and drop a listener to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let recorder = Arc::new(Recorder::default());
+    let atlas = AtlasClient::new(AtlasClientConfig {
+        base_url: format!("http://127.0.0.1:{port}"),
+        backoff_base: Duration::from_millis(10),
+        backoff_cap: Duration::from_millis(20),
+        max_retries: 2,
+        metrics: Some(recorder.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let err = atlas
+        .update_encryption_at_rest(&api_key(), ALPHA, &AwsKmsPatch::disable())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AtlasError::Transport { connect: true, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.category(), "atlas_unreachable");
+    assert_eq!(recorder.count("/groups/{groupId}/encryptionAtRest", None), 3);
+}
+
+#[tokio::test]
+async fn short_lived_tokens_are_refreshed_before_expiry() {
+    let sim = sim_with(|c| c.token_ttl = Duration::from_secs(2)).await;
+    let (atlas, rec) = client(&sim, |_| {});
+    let creds = service_account();
+    atlas.get_project(&creds, ALPHA).await.unwrap();
+    atlas.get_project(&creds, ALPHA).await.unwrap();
+    assert_eq!(rec.count("/api/oauth/token", Some(200)), 1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    atlas.get_project(&creds, ALPHA).await.unwrap();
+    assert_eq!(
+        rec.count("/api/oauth/token", Some(200)),
+        2,
+        "refreshed inside the margin"
+    );
+    assert!(
+        sim.calls().iter().all(|c| c.status == 200),
+        "never sent an expired token"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rejected_cached_token_is_replaced_once() {
+    let sim = sim_with(|_| {}).await;
+    let (atlas, rec) = client(&sim, |_| {});
+    let creds = service_account();
+    atlas.get_project(&creds, ALPHA).await.unwrap();
+    control(&sim, reqwest::Method::POST, "/__sim/tokens/expire", json!({})).await;
+    atlas.get_project(&creds, ALPHA).await.unwrap();
+    assert_eq!(rec.count("/api/oauth/token", Some(200)), 2);
+    assert_eq!(rec.count("/groups/{groupId}", Some(401)), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn stale_digest_nonce_is_renewed() {
+    let sim = sim_with(|c| c.nonce_ttl = Duration::from_millis(500)).await;
+    let (atlas, _) = client(&sim, |_| {});
+    let creds = api_key();
+    atlas.get_project(&creds, ALPHA).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    atlas.get_project(&creds, ALPHA).await.unwrap();
+    let statuses: Vec<u16> = sim.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, vec![401, 200, 401, 200], "challenge, ok, stale, ok");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn lists_follow_every_page() {
+    let sim = sim_with(|_| {}).await;
+    let (atlas, _) = client(&sim, |c| c.page_size = 2);
+    let creds = service_account();
+    let clusters = atlas.list_clusters(&creds, ALPHA).await.unwrap();
+    let mut names: Vec<String> = clusters.into_iter().map(|c| c.name).collect();
+    names.sort();
+    assert_eq!(names, ["dev-1", "free", "prod-1", "prod-2", "prod-3"]);
+    let pages: Vec<String> = sim.calls().iter().filter_map(|c| c.query.clone()).collect();
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    assert!(pages[2].contains("pageNum=3"), "{pages:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_side_limiter_paces_one_organization() {
+    let sim = sim_with(|_| {}).await;
+    let (atlas, _) = client(&sim, |c| {
+        c.rate_per_second = 10.0;
+        c.burst = 2;
+    });
+    let creds = service_account();
+    let start = Instant::now();
+    let calls = (0..6).map(|_| atlas.get_project(&creds, ALPHA));
+    for r in futures::future::join_all(calls).await {
+        r.unwrap();
+    }
+    // 2 at once, then 4 more at 10/s.
+    assert!(
+        start.elapsed() >= Duration::from_millis(380),
+        "{:?}",
+        start.elapsed()
+    );
+    sim.shutdown().await;
+}
