@@ -31,11 +31,11 @@ fn bad(msg: impl std::fmt::Display) -> Response {
 }
 
 /// Accepts JSON or YAML bodies (YAML is a superset of JSON).
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return serde_yaml::from_str("{}").map_err(bad);
+        return serde_yaml::from_str("{}").map_err(|e| e.to_string());
     }
-    serde_yaml::from_slice(body).map_err(bad)
+    serde_yaml::from_slice(body).map_err(|e| e.to_string())
 }
 
 pub fn router() -> Router<Arc<Sim>> {
@@ -79,7 +79,7 @@ async fn reset(State(sim): S, body: Bytes) -> Response {
     }
     let req: Req = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return bad(e),
     };
     let mut world = World {
         cluster_update_delay_ms: sim.config.cluster_update_delay.as_millis() as u64,
@@ -116,7 +116,7 @@ fn project_ids(st: &World) -> Value {
 async fn seed(State(sim): S, body: Bytes) -> Response {
     let seed: Seed = match parse(&body) {
         Ok(s) => s,
-        Err(e) => return e,
+        Err(e) => return bad(e),
     };
     let mut st = sim.state.lock();
     if let Err(e) = st.apply_seed(&seed) {
@@ -160,7 +160,7 @@ async fn list_projects(State(sim): S) -> Response {
 async fn add_project(State(sim): S, body: Bytes) -> Response {
     let p: SeedProject = match parse(&body) {
         Ok(p) => p,
-        Err(e) => return e,
+        Err(e) => return bad(e),
     };
     let mut st = sim.state.lock();
     match st.add_project(&p) {
@@ -177,7 +177,7 @@ async fn add_project(State(sim): S, body: Bytes) -> Response {
 async fn add_cluster(State(sim): S, Path(group_id): Path<String>, body: Bytes) -> Response {
     let c: SeedCluster = match parse(&body) {
         Ok(c) => c,
-        Err(e) => return e,
+        Err(e) => return bad(e),
     };
     let mut st = sim.state.lock();
     let Some(p) = st.projects.get_mut(&group_id) else {
@@ -217,7 +217,7 @@ async fn patch_cluster(
     }
     let req: Req = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return bad(e),
     };
     let delay = sim.cluster_update_delay();
     let mut st = sim.state.lock();
@@ -274,7 +274,7 @@ async fn add_snapshot(
 ) -> Response {
     let req: SnapshotRequest = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return bad(e),
     };
     let mut st = sim.state.lock();
     let Some(p) = st.projects.get_mut(&group_id) else {
@@ -311,7 +311,7 @@ async fn set_valid(State(sim): S, Path(group_id): Path<String>, body: Bytes) -> 
     }
     let req: Req = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return bad(e),
     };
     let mut st = sim.state.lock();
     let Some(p) = st.projects.get_mut(&group_id) else {
@@ -336,7 +336,7 @@ async fn patch_endpoint(
     }
     let req: Req = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return bad(e),
     };
     const STATUSES: [&str; 6] = [
         "INITIATING",
@@ -376,7 +376,7 @@ async fn add_alert(State(sim): S, Path(group_id): Path<String>, body: Bytes) -> 
     }
     let req: Req = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return bad(e),
     };
     let mut st = sim.state.lock();
     let Some(p) = st.projects.get_mut(&group_id) else {
@@ -407,7 +407,7 @@ async fn list_faults(State(sim): S) -> Response {
 async fn add_fault(State(sim): S, body: Bytes) -> Response {
     let spec: FaultSpec = match parse(&body) {
         Ok(s) => s,
-        Err(e) => return e,
+        Err(e) => return bad(e),
     };
     if let Some(p) = spec.probability
         && !(0.0..=1.0).contains(&p)
@@ -444,7 +444,7 @@ async fn get_rate(State(sim): S) -> Response {
 async fn put_rate(State(sim): S, body: Bytes) -> Response {
     let cfg: RateLimitConfig = match parse(&body) {
         Ok(c) => c,
-        Err(e) => return e,
+        Err(e) => return bad(e),
     };
     for b in [&cfg.project, &cfg.organization].into_iter().flatten() {
         if b.capacity == 0 || b.refill_rate == 0 || b.refill_seconds == 0 {
@@ -505,7 +505,7 @@ async fn put_config(State(sim): S, body: Bytes) -> Response {
     }
     let req: Req = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return bad(e),
     };
     {
         let mut st = sim.state.lock();
