@@ -4,7 +4,10 @@
 
 pub mod atlas;
 pub mod aws;
+pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod kms;
+pub mod operator;
 pub mod status;
+pub mod telemetry;
