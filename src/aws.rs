@@ -238,7 +238,11 @@ impl RoleArn {
 
 impl fmt::Display for RoleArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "arn:{}:iam::{}:role/{}", self.partition, self.account, self.name)
+        write!(
+            f,
+            "arn:{}:iam::{}:role/{}",
+            self.partition, self.account, self.name
+        )
     }
 }
 
@@ -314,7 +318,10 @@ mod tests {
     #[test]
     fn unknown_regions_are_refused() {
         for bad in ["", "eu-west-9", "EU-WEST-2", "GLOBAL", "eu_west_2"] {
-            assert!(matches!(Region::parse(bad), Err(IdError::UnknownRegion(_))), "{bad}");
+            assert!(
+                matches!(Region::parse(bad), Err(IdError::UnknownRegion(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -368,7 +375,10 @@ mod tests {
         assert!(!arn.same_key(&other));
         let other_account =
             KeyRef::parse(&format!("arn:aws:kms:eu-west-2:999922223333:key/{KEY_ID}")).unwrap();
-        assert!(!arn.same_key(&other_account), "same id in another account is another key");
+        assert!(
+            !arn.same_key(&other_account),
+            "same id in another account is another key"
+        );
     }
 
     #[test]
@@ -376,7 +386,10 @@ mod tests {
         let role = RoleArn::parse("arn:aws:iam::111122223333:role/service-role/atlas-kms").unwrap();
         assert_eq!(role.account, "111122223333");
         assert_eq!(role.role_name(), "atlas-kms");
-        assert_eq!(role.to_string(), "arn:aws:iam::111122223333:role/service-role/atlas-kms");
+        assert_eq!(
+            role.to_string(),
+            "arn:aws:iam::111122223333:role/service-role/atlas-kms"
+        );
         for bad in [
             "arn:aws:iam::111122223333:user/bob",
             "arn:aws:iam:eu-west-2:111122223333:role/x",
@@ -384,7 +397,10 @@ mod tests {
             "arn:aws:iam::111122223333:role/",
             "arn:aws:iam::111122223333:role/bad name",
         ] {
-            assert!(matches!(RoleArn::parse(bad), Err(IdError::MalformedRole(_))), "{bad}");
+            assert!(
+                matches!(RoleArn::parse(bad), Err(IdError::MalformedRole(_))),
+                "{bad}"
+            );
         }
     }
 

@@ -128,11 +128,43 @@ impl Outcome {
             Outcome::Stalled { .. } => (false, false, true),
         };
         let (reason, message) = (self.reason(), self.message());
-        set_condition(conditions, reasons::READY, ready, reason, message, generation, now);
-        let (r_reason, r_message) = if reconciling { (reason, message) } else { (reasons::RECONCILED, "") };
-        set_condition(conditions, reasons::RECONCILING, reconciling, r_reason, r_message, generation, now);
-        let (s_reason, s_message) = if stalled { (reason, message) } else { (reasons::RECONCILED, "") };
-        set_condition(conditions, reasons::STALLED, stalled, s_reason, s_message, generation, now);
+        set_condition(
+            conditions,
+            reasons::READY,
+            ready,
+            reason,
+            message,
+            generation,
+            now,
+        );
+        let (r_reason, r_message) = if reconciling {
+            (reason, message)
+        } else {
+            (reasons::RECONCILED, "")
+        };
+        set_condition(
+            conditions,
+            reasons::RECONCILING,
+            reconciling,
+            r_reason,
+            r_message,
+            generation,
+            now,
+        );
+        let (s_reason, s_message) = if stalled {
+            (reason, message)
+        } else {
+            (reasons::RECONCILED, "")
+        };
+        set_condition(
+            conditions,
+            reasons::STALLED,
+            stalled,
+            s_reason,
+            s_message,
+            generation,
+            now,
+        );
     }
 }
 
@@ -154,10 +186,38 @@ mod tests {
     #[test]
     fn transition_time_moves_only_when_status_flips() {
         let mut conditions = Vec::new();
-        assert!(set_condition(&mut conditions, "KeyValid", false, "AwaitingValidation", "", Some(1), at(0)));
-        assert!(set_condition(&mut conditions, "KeyValid", false, "KeyInvalid", "disabled", Some(1), at(10)));
-        assert_eq!(conditions[0].last_transition_time, Time(at(0)), "same status keeps the time");
-        assert!(set_condition(&mut conditions, "KeyValid", true, "KeyAssigned", "", Some(2), at(20)));
+        assert!(set_condition(
+            &mut conditions,
+            "KeyValid",
+            false,
+            "AwaitingValidation",
+            "",
+            Some(1),
+            at(0)
+        ));
+        assert!(set_condition(
+            &mut conditions,
+            "KeyValid",
+            false,
+            "KeyInvalid",
+            "disabled",
+            Some(1),
+            at(10)
+        ));
+        assert_eq!(
+            conditions[0].last_transition_time,
+            Time(at(0)),
+            "same status keeps the time"
+        );
+        assert!(set_condition(
+            &mut conditions,
+            "KeyValid",
+            true,
+            "KeyAssigned",
+            "",
+            Some(2),
+            at(20)
+        ));
         assert_eq!(conditions[0].last_transition_time, Time(at(20)));
         assert_eq!(conditions[0].observed_generation, Some(2));
     }
@@ -167,7 +227,15 @@ mod tests {
         let mut conditions = Vec::new();
         set_condition(&mut conditions, "Ready", true, "Reconciled", "ok", Some(1), at(0));
         let before = conditions.clone();
-        assert!(!set_condition(&mut conditions, "Ready", true, "Reconciled", "ok", Some(1), at(99)));
+        assert!(!set_condition(
+            &mut conditions,
+            "Ready",
+            true,
+            "Reconciled",
+            "ok",
+            Some(1),
+            at(99)
+        ));
         assert_eq!(conditions, before, "no status write loop from a re-set condition");
     }
 
@@ -180,7 +248,11 @@ mod tests {
         assert!(!is_true(&conditions, "Reconciling"));
         assert_eq!(find(&conditions, "Ready").unwrap().reason, "KeyDisabled");
 
-        Outcome::progressing("AwaitingTrustPolicy", "create the trust").apply(&mut conditions, Some(3), at(5));
+        Outcome::progressing("AwaitingTrustPolicy", "create the trust").apply(
+            &mut conditions,
+            Some(3),
+            at(5),
+        );
         assert!(is_true(&conditions, "Reconciling"));
         assert!(!is_true(&conditions, "Stalled"));
 
@@ -193,7 +265,15 @@ mod tests {
     #[test]
     fn long_messages_are_truncated() {
         let mut conditions = Vec::new();
-        set_condition(&mut conditions, "Ready", false, "X", &"m".repeat(5000), None, at(0));
+        set_condition(
+            &mut conditions,
+            "Ready",
+            false,
+            "X",
+            &"m".repeat(5000),
+            None,
+            at(0),
+        );
         assert!(conditions[0].message.chars().count() <= MAX_MESSAGE + 1);
     }
 }
