@@ -1,3 +1,6 @@
+// NB: each `printcolumn(..)` repeats `type_ = ..` by design; clippy takes the repeats for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
