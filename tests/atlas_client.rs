@@ -682,3 +682,42 @@ async fn client_side_limiter_paces_one_organization() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn timeouts_retry_reads_but_not_writes() {
+    let sim = sim_with(|_| {}).await;
+    let (atlas, rec) = client(&sim, |c| c.timeout = Duration::from_millis(400));
+    let creds = service_account();
+    atlas.get_project(&creds, ALPHA).await.unwrap();
+    sim.clear_calls();
+    fault(&sim, json!({"method": "GET", "path": "/api/atlas/v2/groups/*/encryptionAtRest", "kind": "latency", "ms": 1500, "count": 1})).await;
+    atlas.get_encryption_at_rest(&creds, ALPHA).await.unwrap();
+
+    fault(&sim, json!({"method": "PATCH", "path": "/api/atlas/v2/groups/*/encryptionAtRest", "kind": "latency", "ms": 1500, "count": 1})).await;
+    let err = atlas
+        .update_encryption_at_rest(&creds, ALPHA, &AwsKmsPatch::disable())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AtlasError::Timeout { .. }), "{err:?}");
+    assert_eq!(err.category(), "atlas_timeout");
+    // The sim drops a handler whose client went away, so count what the client sent instead.
+    let sent = |method: &str, status: Option<u16>| {
+        rec.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(e, m, s)| *e == "/groups/{groupId}/encryptionAtRest" && *m == method && *s == status)
+            .count()
+    };
+    assert_eq!(
+        (sent("GET", None), sent("GET", Some(200))),
+        (1, 1),
+        "the read timed out once, then succeeded"
+    );
+    assert_eq!(
+        (sent("PATCH", None), sent("PATCH", Some(200))),
+        (1, 0),
+        "the write was not repeated"
+    );
+    sim.shutdown().await;
+}

@@ -194,7 +194,8 @@ impl AtlasClient {
         if !(1..=500).contains(&config.page_size) {
             return Err(AtlasError::Config("page_size must be within 1..=500".to_string()));
         }
-        if !(config.rate_per_second > 0.0) {
+        // NaN fails this too.
+        if !config.rate_per_second.is_finite() || config.rate_per_second <= 0.0 {
             return Err(AtlasError::Config("rate_per_second must be positive".to_string()));
         }
         let http = reqwest::Client::builder()

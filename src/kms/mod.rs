@@ -258,10 +258,13 @@ struct Inner {
     sdk: SdkConfig,
     config: KmsPreflightConfig,
     clients: Mutex<HashMap<(&'static str, String), aws_sdk_kms::Client>>,
-    cache: Mutex<HashMap<CacheKey, (Instant, Result<KeyReport, PreflightFailure>)>>,
+    cache: Mutex<HashMap<CacheKey, CachedVerdict>>,
 }
 
+/// Key, region, credential identity.
 type CacheKey = (String, &'static str, String);
+/// Valid until, verdict.
+type CachedVerdict = (Instant, Result<KeyReport, PreflightFailure>);
 
 impl fmt::Debug for KmsPreflight {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
