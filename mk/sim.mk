@@ -20,4 +20,4 @@ test-sim: ## simulator tests: conformance + moto-backed checks (moto required) +
 
 .PHONY: bench-sim
 bench-sim: ## loopback throughput/latency benchmark of the simulator (release build)
-	cargo run -q --release -p atlas-sim --bin atlas-sim-bench -- --seconds $(or $(BENCH_SECONDS),5) --workers $(or $(BENCH_WORKERS),16)
+	cargo run -q --release -p atlas-sim --bin atlas-sim-bench -- --seconds $(or $(BENCH_SECONDS),5) --workers $(or $(BENCH_WORKERS),8)

@@ -1,6 +1,6 @@
 //! Loopback benchmark: starts the simulator in-process and drives a mixed GET/PATCH load over keep-alive
 //! connections with digest auth (nonce reuse, as real clients do), then prints requests/second and latency
-//! percentiles. `make bench-sim` runs it; flags: `--seconds N` (default 5), `--workers N` (default 16).
+//! percentiles. `make bench-sim` runs it; flags: `--seconds N` (default 5), `--workers N` (default 8).
 
 use std::time::{Duration, Instant};
 
@@ -134,7 +134,7 @@ fn arg(name: &str, default: u64) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let seconds = arg("--seconds", 5);
-    let workers = arg("--workers", 16);
+    let workers = arg("--workers", 8);
     let sim = atlas_sim::spawn(atlas_sim::SimConfig {
         seed: Some(atlas_sim::Seed::from_yaml_str(SEED)?),
         cluster_update_delay: Duration::from_millis(50),
