@@ -24,8 +24,11 @@ BINARIES=(kube-apiserver kube-controller-manager kubectl etcd)
 START_TIMEOUT="${TESTENV_START_TIMEOUT:-120}"
 
 log() { echo "testenv: $*" >&2; }
+STARTING=""
 die() {
   log "error: $*"
+  # A half-started environment would only mislead the next `status`; `up` starts clean anyway.
+  if [ -n "$STARTING" ]; then stop_all; fi
   exit 1
 }
 
@@ -243,6 +246,7 @@ cmd_up() {
   venv="$("$ROOT/scripts/python-venv.sh")"
 
   make_pki
+  STARTING=1
 
   local etcd_port etcd_peer api_port moto_port
   etcd_port="$(free_port)"
@@ -302,6 +306,7 @@ export TESTENV_BIN=$BIN
 export PATH=$BIN:\$PATH
 EOF
   mv "$TESTENV_DIR/env.tmp" "$TESTENV_DIR/env"
+  STARTING=""
   log "up in $((SECONDS - t0))s"
   print_usage
 }
