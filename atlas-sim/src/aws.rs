@@ -83,6 +83,11 @@ pub struct KeyCheck {
 pub struct AwsChecker {
     pub endpoint: Option<String>,
     pub atlas_account_arn: String,
+    /// Like real IAM, a new trust relationship takes a while to be usable: until this much time has passed
+    /// since the trust was first seen valid, assuming the role still fails (CANNOT_ASSUME_ROLE).
+    pub trust_propagation_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub first_trusted:
+        std::sync::Arc<parking_lot::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
 
 fn role_name(arn: &str) -> Option<&str> {
@@ -261,6 +266,27 @@ impl AwsChecker {
 
     /// The authorize step: can Atlas assume `role_arn` with `external_id`?
     pub async fn check_trust(&self, role_arn: &str, external_id: &str) -> Result<(), AwsFailure> {
+        let key = format!("{role_arn}|{external_id}");
+        if let Err(e) = self.check_trust_now(role_arn, external_id).await {
+            self.first_trusted.lock().remove(&key);
+            return Err(e);
+        }
+        let delay = std::time::Duration::from_millis(
+            self.trust_propagation_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        let first = *self
+            .first_trusted
+            .lock()
+            .entry(key)
+            .or_insert_with(std::time::Instant::now);
+        if first.elapsed() < delay {
+            return Err(AwsFailure::CannotAssumeRole(role_arn.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn check_trust_now(&self, role_arn: &str, external_id: &str) -> Result<(), AwsFailure> {
         let cannot = || AwsFailure::CannotAssumeRole(role_arn.to_string());
         let Some(name) = role_name(role_arn) else {
             return Err(cannot());

@@ -49,6 +49,8 @@ pub struct SimConfig {
     pub digest_sha256_challenge: bool,
     /// Token-bucket rate limits per project / organization (off by default).
     pub rate_limit: RateLimitConfig,
+    /// How long a newly valid IAM trust keeps failing with CANNOT_ASSUME_ROLE (IAM propagation; default 0).
+    pub trust_propagation_delay: Duration,
 }
 
 impl Default for SimConfig {
@@ -66,6 +68,7 @@ impl Default for SimConfig {
             validity_ttl: Duration::ZERO,
             digest_sha256_challenge: false,
             rate_limit: RateLimitConfig::default(),
+            trust_propagation_delay: Duration::ZERO,
         }
     }
 }
@@ -110,6 +113,10 @@ impl Sim {
             aws: aws::AwsChecker {
                 endpoint: config.aws_endpoint.clone(),
                 atlas_account_arn: config.atlas_aws_account_arn.clone(),
+                trust_propagation_ms: Arc::new(AtomicU64::new(
+                    config.trust_propagation_delay.as_millis() as u64
+                )),
+                first_trusted: Default::default(),
             },
             nonces: auth::Nonces::new(config.nonce_ttl),
             latency_ms: AtomicU64::new(config.latency.as_millis() as u64),

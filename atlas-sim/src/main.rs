@@ -95,6 +95,10 @@ enum Cmd {
         /// Per-project token bucket: CAPACITY,REFILL_RATE,REFILL_SECONDS (e.g. 100,10,60). Off by default.
         #[arg(long, value_parser = parse_bucket)]
         project_rate_limit: Option<BucketConfig>,
+        /// How long a newly valid IAM trust policy keeps failing with CANNOT_ASSUME_ROLE, as IAM propagation
+        /// does in real AWS (operators must retry).
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        trust_propagation_delay: Duration,
         /// Per-organization token bucket: CAPACITY,REFILL_RATE,REFILL_SECONDS. Off by default.
         #[arg(long, value_parser = parse_bucket)]
         org_rate_limit: Option<BucketConfig>,
@@ -123,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
         digest_sha256_challenge,
         project_rate_limit,
         org_rate_limit,
+        trust_propagation_delay,
     } = Cli::parse().cmd;
     let seed = seed.map(|p| Seed::from_file(&p)).transpose()?;
     let handle = atlas_sim::spawn(SimConfig {
@@ -141,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
             project: project_rate_limit,
             organization: org_rate_limit,
         },
+        trust_propagation_delay,
     })
     .await?;
     println!("atlas-sim listening on {}", handle.base_url());

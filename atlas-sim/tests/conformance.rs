@@ -58,6 +58,32 @@ async fn every_endpoint(c: &Client, base: &str) {
     assert_eq!(auth.ok()["iamAssumedRoleArn"], ROLE_ARN);
     assert!(auth.body["authorizedDate"].is_string());
 
+    // Azure and GCP roles validate against their own variants.
+    let az = c
+        .post(
+            &g("/cloudProviderAccess"),
+            json!({"providerName": "AZURE", "atlasAzureAppId": "11111111-1111-1111-1111-111111111111",
+                   "servicePrincipalId": "22222222-2222-2222-2222-222222222222",
+                   "tenantId": "33333333-3333-3333-3333-333333333333"}),
+        )
+        .await;
+    assert!(az.ok()["_id"].is_string());
+    let gcp = c
+        .post(&g("/cloudProviderAccess"), json!({"providerName": "GCP"}))
+        .await;
+    assert!(gcp.ok()["gcpServiceAccountForAtlas"].is_string());
+    let all = c.get(&g("/cloudProviderAccess")).await;
+    assert_eq!(all.ok()["azureServicePrincipals"].as_array().unwrap().len(), 1);
+    assert_eq!(all.body["gcpServiceAccounts"].as_array().unwrap().len(), 1);
+    let az_pe = c
+        .post(
+            &g("/encryptionAtRest/AZURE/privateEndpoints"),
+            json!({"regionName": "US_EAST_2"}),
+        )
+        .await;
+    assert_eq!(az_pe.status, 202);
+    assert!(az_pe.body["privateEndpointConnectionName"].is_string());
+
     // EAR first configuration, then a partial rotation.
     let on = c
         .patch(
@@ -980,5 +1006,33 @@ async fn control_api_reset_and_seed() {
     c.get(&format!("/groups/{id}"))
         .await
         .expect(401, "USER_UNAUTHORIZED");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn trust_propagation_delay() {
+    let sim = start(None).await;
+    let base = sim.base_url();
+    let c = Client::digest(&base, "pub1", "priv1", Alg::Md5);
+    control(
+        &base,
+        Method::PUT,
+        "/config",
+        Some(json!({"trustPropagationDelayMs": 300})),
+    )
+    .await;
+    let role = c
+        .post(&g("/cloudProviderAccess"), json!({"providerName": "AWS"}))
+        .await;
+    let path = g(&format!(
+        "/cloudProviderAccess/{}",
+        role.body["roleId"].as_str().unwrap()
+    ));
+    let body = json!({"providerName": "AWS", "iamAssumedRoleArn": ROLE_ARN});
+    c.patch(&path, body.clone())
+        .await
+        .expect(400, "CANNOT_ASSUME_ROLE");
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    c.patch(&path, body).await.ok();
     sim.shutdown().await;
 }

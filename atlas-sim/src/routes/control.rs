@@ -100,6 +100,11 @@ async fn reset(State(sim): S, body: Bytes) -> Response {
         .store(sim.config.latency.as_millis() as u64, Ordering::Relaxed);
     sim.token_ttl_secs
         .store(sim.config.token_ttl.as_secs().max(1), Ordering::Relaxed);
+    sim.aws.trust_propagation_ms.store(
+        sim.config.trust_propagation_delay.as_millis() as u64,
+        Ordering::Relaxed,
+    );
+    sim.aws.first_trusted.lock().clear();
     sim.touch();
     StatusCode::NO_CONTENT.into_response()
 }
@@ -485,6 +490,7 @@ fn config_view(sim: &Sim) -> Value {
         "awsEndpoint": sim.config.aws_endpoint,
         "atlasAwsAccountArn": sim.config.atlas_aws_account_arn,
         "validityTtlMs": sim.config.validity_ttl.as_millis() as u64,
+        "trustPropagationDelayMs": sim.aws.trust_propagation_ms.load(Ordering::Relaxed),
     })
 }
 
@@ -499,6 +505,7 @@ async fn put_config(State(sim): S, body: Bytes) -> Response {
         cluster_update_delay_ms: Option<u64>,
         latency_ms: Option<u64>,
         token_ttl_seconds: Option<u64>,
+        trust_propagation_delay_ms: Option<u64>,
         /// "YYYY-MM-DD" or null: the date used for version sunsets.
         #[serde(default, with = "double_option")]
         today: Option<Option<chrono::NaiveDate>>,
@@ -518,6 +525,9 @@ async fn put_config(State(sim): S, body: Bytes) -> Response {
     }
     if let Some(l) = req.latency_ms {
         sim.latency_ms.store(l, Ordering::Relaxed);
+    }
+    if let Some(t) = req.trust_propagation_delay_ms {
+        sim.aws.trust_propagation_ms.store(t, Ordering::Relaxed);
     }
     if let Some(t) = req.token_ttl_seconds {
         sim.token_ttl_secs.store(t.max(1), Ordering::Relaxed);
