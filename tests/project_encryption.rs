@@ -419,3 +419,411 @@ async fn bad_credentials_stall_with_what_to_fix() {
     assert!(env.atlas_writes().is_empty());
     env.finish().await;
 }
+
+fn poke() -> kube::api::Patch<serde_json::Value> {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        .to_string();
+    kube::api::Patch::Merge(json!({"metadata": {"annotations": {"test/poke": nonce}}}))
+}
+
+/// An Atlas role that is already authorized is adopted by `atlasRoleId`, with no create or authorize.
+#[tokio::test]
+async fn an_existing_authorized_role_is_adopted_without_re_authorizing() {
+    let mut env = OperatorEnv::start("pe-adopt", &seed(&[("proj-adopt", &[])]))
+        .await
+        .unwrap();
+    let key = env.create_key(REGION).await.unwrap();
+    let (atlas, creds) = env.atlas();
+    let group = atlas.get_project_by_name(&creds, "proj-adopt").await.unwrap();
+    let role = atlas.create_aws_role(&creds, &group.id).await.unwrap();
+    let role_name = common::unique_name("atlas-kms");
+    let role_arn = env
+        .create_role(
+            &role_name,
+            role.atlas_aws_account_arn.as_deref().unwrap(),
+            role.atlas_assumed_role_external_id.as_deref().unwrap(),
+            &key,
+        )
+        .await
+        .unwrap();
+    atlas
+        .authorize_aws_role(
+            &creds,
+            &group.id,
+            &role.role_id,
+            &atlas_encryption_operator::aws::RoleArn::parse(&role_arn).unwrap(),
+        )
+        .await
+        .unwrap();
+    env.sim().clear_calls();
+    env.start_controller().await.unwrap();
+    env.apply_project(
+        "adopt",
+        json!({"projectName": "proj-adopt", "credentialsRef": {"name": "atlas-credentials"},
+               "awsKms": {"customerMasterKeyId": key, "region": REGION, "atlasRoleId": role.role_id}}),
+    )
+    .await
+    .unwrap();
+    let pe = env
+        .wait_project("adopt", WAIT, "Ready", |pe| ready(pe.status.as_ref()))
+        .await
+        .unwrap();
+    assert_eq!(pe.status.unwrap().role.unwrap().role_id, role.role_id);
+    assert_eq!(
+        env.atlas_calls("POST", "/cloudProviderAccess"),
+        0,
+        "no role created"
+    );
+    assert_eq!(
+        env.atlas_calls("PATCH", "/cloudProviderAccess/{roleId}"),
+        0,
+        "not re-authorized"
+    );
+    assert_eq!(env.atlas_calls("PATCH", "/encryptionAtRest"), 1);
+    env.finish().await;
+}
+
+/// A key older than `rotation.maxKeyAge` raises `KeyRotationDue` with an Event, and stays Ready.
+#[tokio::test]
+async fn an_old_key_raises_rotation_due() {
+    let mut env = OperatorEnv::start("pe-rotation-due", &seed(&[("proj-due", &[])]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    env.encrypt_project("due", "proj-due").await.unwrap();
+    // As if the operator had recorded the key two hours ago, and the policy allows one hour.
+    let mut pe = env.projects().get("due").await.unwrap();
+    let mut status = pe.status.take().unwrap();
+    let two_hours_ago =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
+    status.key.as_mut().unwrap().since = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(two_hours_ago);
+    env.projects()
+        .patch_status(
+            "due",
+            &kube::api::PatchParams::apply("atlas-encryption-operator").force(),
+            &kube::api::Patch::Apply(json!({"apiVersion": "encryption.atlasops.dev/v1alpha1", "kind": "ProjectEncryption", "status": status})),
+        )
+        .await
+        .unwrap();
+    env.projects()
+        .patch(
+            "due",
+            &Default::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"rotation": {"maxKeyAge": "1h"}}})),
+        )
+        .await
+        .unwrap();
+    let due = env
+        .wait_project("due", WAIT, "KeyRotationDue", |pe| {
+            pe.status
+                .as_ref()
+                .and_then(|s| condition(&s.conditions, "KeyRotationDue"))
+                .is_some_and(|(st, _)| st == "True")
+        })
+        .await
+        .unwrap();
+    let status = due.status.unwrap();
+    assert!(
+        ready(Some(&status)),
+        "a due rotation warns but does not break encryption"
+    );
+    let due_at = status.key.unwrap().rotation_due_at.unwrap().0;
+    assert!(due_at < k8s_openapi::jiff::Timestamp::now());
+    let events = env.event_reasons("due").await.unwrap();
+    assert!(events.iter().any(|(r, _)| r == "KeyRotationDue"), "{events:?}");
+    env.finish().await;
+}
+
+/// `enabled: false` waits for the clusters Atlas shows using the key (an unmanaged one is named and
+/// never touched), then turns project encryption off.
+#[tokio::test]
+async fn disable_is_blocked_by_a_cluster_then_allowed() {
+    let mut env = OperatorEnv::start("pe-disable", &seed(&[("proj-off", &["Data0:M30"])]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    let (key, _, role_arn) = env.encrypt_project("off", "proj-off").await.unwrap();
+    let group = env
+        .projects()
+        .get("off")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .project_id
+        .unwrap();
+    env.sim_patch_cluster(
+        &group,
+        "Data0",
+        json!({"encryptionAtRestProvider": "AWS", "stateName": "IDLE"}),
+    )
+    .await
+    .unwrap();
+    env.sim().clear_calls();
+    env.apply_project(
+        "off",
+        json!({"projectName": "proj-off", "credentialsRef": {"name": "atlas-credentials"},
+               "awsKms": {"enabled": false, "customerMasterKeyId": key, "region": REGION, "roleArn": role_arn}}),
+    )
+    .await
+    .unwrap();
+    let blocked = env
+        .wait_project("off", WAIT, "blocked", |pe| {
+            reason(pe, "Ready").as_deref() == Some("DisableBlockedByClusters")
+        })
+        .await
+        .unwrap();
+    let status = blocked.status.unwrap();
+    assert_eq!(
+        condition(&status.conditions, "Stalled").unwrap().0,
+        "True",
+        "unmanaged cluster: a person must act"
+    );
+    let message = &status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message;
+    assert!(message.contains("Data0"), "{message}");
+    assert!(
+        env.atlas_writes().is_empty(),
+        "never disables while a cluster uses the key: {:?}",
+        env.atlas_writes()
+    );
+
+    env.sim_patch_cluster(
+        &group,
+        "Data0",
+        json!({"encryptionAtRestProvider": "NONE", "stateName": "IDLE"}),
+    )
+    .await
+    .unwrap();
+    env.projects()
+        .patch("off", &Default::default(), &poke())
+        .await
+        .unwrap();
+    let off = env
+        .wait_project("off", WAIT, "disabled", |pe| {
+            reason(pe, "Ready").as_deref() == Some("EncryptionDisabled")
+        })
+        .await
+        .unwrap();
+    assert!(ready(off.status.as_ref()));
+    assert_eq!(off.status.unwrap().previous_keys[0].customer_master_key_id, key);
+    let (atlas, creds) = env.atlas();
+    assert!(
+        !atlas
+            .get_encryption_at_rest(&creds, &group)
+            .await
+            .unwrap()
+            .aws_enabled()
+    );
+    assert_eq!(env.atlas_calls("PATCH", "/encryptionAtRest"), 1);
+    assert_eq!(
+        env.atlas_calls("PATCH", "/clusters/{clusterName}"),
+        0,
+        "the unmanaged cluster was never touched"
+    );
+    env.finish().await;
+}
+
+/// `Retain` lets go without calling Atlas; `Disable` turns encryption off before the object goes.
+#[tokio::test]
+async fn deletion_policies_retain_and_disable() {
+    let mut env = OperatorEnv::start("pe-delete", &seed(&[("proj-keep", &[]), ("proj-drop", &[])]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    env.encrypt_project("keep", "proj-keep").await.unwrap();
+    env.encrypt_project("drop", "proj-drop").await.unwrap();
+    let finalizers = env
+        .projects()
+        .get("keep")
+        .await
+        .unwrap()
+        .metadata
+        .finalizers
+        .unwrap_or_default();
+    assert_eq!(finalizers, vec!["encryption.atlasops.dev/cleanup".to_string()]);
+    env.projects()
+        .patch(
+            "drop",
+            &Default::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"deletionPolicy": "Disable"}})),
+        )
+        .await
+        .unwrap();
+    let (atlas, creds) = env.atlas();
+    let keep_group = atlas.get_project_by_name(&creds, "proj-keep").await.unwrap().id;
+    let drop_group = atlas.get_project_by_name(&creds, "proj-drop").await.unwrap().id;
+
+    env.sim().clear_calls();
+    env.projects().delete("keep", &Default::default()).await.unwrap();
+    common::operator::wait_gone(&env.projects(), "keep", WAIT).await.unwrap();
+    assert!(
+        env.projects().get_opt("keep").await.unwrap().is_none(),
+        "Retain released the object"
+    );
+    assert!(env.atlas_writes().is_empty(), "Retain makes no Atlas write");
+    assert!(
+        atlas
+            .get_encryption_at_rest(&creds, &keep_group)
+            .await
+            .unwrap()
+            .aws_enabled(),
+        "Retain keeps encryption on"
+    );
+
+    env.projects().delete("drop", &Default::default()).await.unwrap();
+    common::operator::wait_gone(&env.projects(), "drop", WAIT).await.unwrap();
+    assert!(
+        env.projects().get_opt("drop").await.unwrap().is_none(),
+        "Disable released the object after disabling"
+    );
+    assert!(
+        !atlas
+            .get_encryption_at_rest(&creds, &drop_group)
+            .await
+            .unwrap()
+            .aws_enabled(),
+        "Disable turned it off"
+    );
+    env.finish().await;
+}
+
+/// A key changed in Atlas by hand is put back, with a `DriftCorrected` Event.
+#[tokio::test]
+async fn drift_in_atlas_is_corrected() {
+    let mut env = OperatorEnv::start("pe-drift", &seed(&[("proj-drift", &[])]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    let (key, role_name, _) = env.encrypt_project("drift", "proj-drift").await.unwrap();
+    let other = env.create_key(REGION).await.unwrap();
+    env.iam
+        .put_role_policy()
+        .role_name(&role_name)
+        .policy_name("atlas-kms")
+        .policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"], "Resource": [key, other]}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (atlas, creds) = env.atlas();
+    let group = atlas.get_project_by_name(&creds, "proj-drift").await.unwrap().id;
+    let other_key = atlas_encryption_operator::aws::KeyRef::parse(&other).unwrap();
+    atlas
+        .update_encryption_at_rest(
+            &creds,
+            &group,
+            &atlas_encryption_operator::atlas::AwsKmsPatch::rotate_key(&other_key),
+        )
+        .await
+        .unwrap();
+    env.projects()
+        .patch("drift", &Default::default(), &poke())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let events = env.event_reasons("drift").await.unwrap();
+        if events.iter().any(|(r, _)| r == "DriftCorrected") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no DriftCorrected event: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let ear = atlas.get_encryption_at_rest(&creds, &group).await.unwrap();
+    assert_eq!(
+        ear.aws_kms.unwrap().customer_master_key_id.as_deref(),
+        Some(key.as_str()),
+        "the spec's key is back"
+    );
+    let status = env.projects().get("drift").await.unwrap().status.unwrap();
+    assert!(
+        status.previous_keys.is_empty(),
+        "drift is not a rotation: {:?}",
+        status.previous_keys
+    );
+    env.finish().await;
+}
+
+/// The controller stops in the middle of the handshake and a new one takes over: no second role.
+#[tokio::test]
+async fn a_restart_during_the_handshake_creates_no_second_role() {
+    let mut env = OperatorEnv::start("pe-restart", &seed(&[("proj-restart", &[])]))
+        .await
+        .unwrap();
+    let key = env.create_key(REGION).await.unwrap();
+    let role_name = common::unique_name("atlas-kms");
+    let role_arn = env
+        .create_role(
+            &role_name,
+            &format!("arn:aws:iam::{CUSTOMER_ACCOUNT}:root"),
+            "nobody",
+            &key,
+        )
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    env.apply_project(
+        "restart",
+        json!({"projectName": "proj-restart", "credentialsRef": {"name": "atlas-credentials"},
+               "awsKms": {"customerMasterKeyId": key, "region": REGION, "roleArn": role_arn}}),
+    )
+    .await
+    .unwrap();
+    let waiting = env
+        .wait_project("restart", WAIT, "awaiting trust", |pe| {
+            reason(pe, "RoleAuthorized").as_deref() == Some("AwaitingTrustPolicy")
+        })
+        .await
+        .unwrap();
+    env.stop_controller().await;
+    env.start_controller().await.unwrap();
+    env.projects()
+        .patch("restart", &Default::default(), &poke())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let role = waiting.status.unwrap().role.unwrap();
+    env.trust_atlas(
+        &role_name,
+        &role.atlas_aws_account_arn.unwrap(),
+        &role.external_id.unwrap(),
+    )
+    .await
+    .unwrap();
+    let pe = env
+        .wait_project("restart", WAIT, "Ready", |pe| ready(pe.status.as_ref()))
+        .await
+        .unwrap();
+    assert_eq!(
+        pe.status.unwrap().role.unwrap().role_id,
+        role.role_id,
+        "the same role throughout"
+    );
+    assert_eq!(
+        env.atlas_calls("POST", "/cloudProviderAccess"),
+        1,
+        "exactly one role across the restart"
+    );
+    let (atlas, creds) = env.atlas();
+    let group = atlas
+        .get_project_by_name(&creds, "proj-restart")
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(atlas.list_aws_roles(&creds, &group).await.unwrap().len(), 1);
+    env.finish().await;
+}

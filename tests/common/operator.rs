@@ -271,6 +271,80 @@ impl OperatorEnv {
         Ok(())
     }
 
+    /// An Atlas client with the seeded API key, for out-of-band changes a person might make in Atlas.
+    pub fn atlas(&self) -> (AtlasClient, atlas_encryption_operator::atlas::Credentials) {
+        let client = AtlasClient::new(AtlasClientConfig {
+            base_url: self.sim().base_url(),
+            ..Default::default()
+        })
+        .expect("atlas client");
+        (
+            client,
+            atlas_encryption_operator::atlas::Credentials::api_key(API_PUBLIC_KEY, API_PRIVATE_KEY),
+        )
+    }
+
+    /// Changes a cluster behind the operator's back through the simulator's control API.
+    pub async fn sim_patch_cluster(&self, group_id: &str, cluster: &str, body: Value) -> Result<()> {
+        let url = format!(
+            "{}/__sim/projects/{group_id}/clusters/{cluster}",
+            self.sim().base_url()
+        );
+        let response = reqwest::Client::new().patch(url).json(&body).send().await?;
+        if !response.status().is_success() {
+            bail!(
+                "sim control PATCH failed: {} {}",
+                response.status(),
+                response.text().await?
+            );
+        }
+        Ok(())
+    }
+
+    /// Brings a ProjectEncryption for `project` to Ready: key, IAM role, trust from the status, as a
+    /// user following `kubectl describe` would. Returns (key ARN, role name, role ARN).
+    pub async fn encrypt_project(&self, name: &str, project: &str) -> Result<(String, String, String)> {
+        let key = self.create_key(REGION).await?;
+        let role_name = super::unique_name("atlas-kms");
+        let role_arn = self
+            .create_role(
+                &role_name,
+                &format!("arn:aws:iam::{CUSTOMER_ACCOUNT}:root"),
+                "nobody",
+                &key,
+            )
+            .await?;
+        self.apply_project(
+            name,
+            json!({"projectName": project, "credentialsRef": {"name": "atlas-credentials"},
+                   "awsKms": {"customerMasterKeyId": key, "region": REGION, "roleArn": role_arn}}),
+        )
+        .await?;
+        let waiting = self
+            .wait_project(name, Duration::from_secs(90), "awaiting trust", |pe| {
+                pe.status
+                    .as_ref()
+                    .and_then(|s| s.role.as_ref())
+                    .is_some_and(|r| r.external_id.is_some())
+            })
+            .await?;
+        let role = waiting.status.and_then(|s| s.role).context("role in status")?;
+        self.trust_atlas(
+            &role_name,
+            &role.atlas_aws_account_arn.unwrap_or_default(),
+            &role.external_id.unwrap_or_default(),
+        )
+        .await?;
+        self.wait_project(name, Duration::from_secs(90), "Ready", |pe| {
+            pe.status.as_ref().is_some_and(|s| {
+                condition(&s.conditions, "Ready").is_some_and(|(st, _)| st == "True")
+                    && s.observed_generation == pe.metadata.generation
+            })
+        })
+        .await?;
+        Ok((key, role_name, role_arn))
+    }
+
     /// Atlas calls other than reads (the writes the operator caused).
     pub fn atlas_writes(&self) -> Vec<CallRecord> {
         self.sim()
@@ -310,6 +384,21 @@ impl Drop for OperatorEnv {
             task.abort();
         }
     }
+}
+
+/// Polls until the object no longer exists.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: Duration) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while api.get_opt(name).await?.is_some() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("{name} still exists after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
 }
 
 pub fn trust_policy(principal: &str, external_id: &str) -> Value {
