@@ -663,7 +663,9 @@ async fn deletion_policies_retain_and_disable() {
 
     env.sim().clear_calls();
     env.projects().delete("keep", &Default::default()).await.unwrap();
-    common::operator::wait_gone(&env.projects(), "keep", WAIT).await.unwrap();
+    common::operator::wait_gone(&env.projects(), "keep", WAIT)
+        .await
+        .unwrap();
     assert!(
         env.projects().get_opt("keep").await.unwrap().is_none(),
         "Retain released the object"
@@ -679,7 +681,9 @@ async fn deletion_policies_retain_and_disable() {
     );
 
     env.projects().delete("drop", &Default::default()).await.unwrap();
-    common::operator::wait_gone(&env.projects(), "drop", WAIT).await.unwrap();
+    common::operator::wait_gone(&env.projects(), "drop", WAIT)
+        .await
+        .unwrap();
     assert!(
         env.projects().get_opt("drop").await.unwrap().is_none(),
         "Disable released the object after disabling"
