@@ -142,6 +142,27 @@ async fn fresh_project_is_encrypted_after_the_trust_policy_appears_then_rotates(
     assert_eq!(after.status, encrypted.status, "no status write in steady state");
     assert_ne!(after.metadata.resource_version, rv, "only the annotation changed");
 
+    // A snapshot taken under the first key keeps that key needed after the rotation.
+    let group = status.project_id.clone().unwrap();
+    env.sim_patch_cluster(
+        &group,
+        "Cluster0",
+        json!({"encryptionAtRestProvider": "AWS", "stateName": "IDLE"}),
+    )
+    .await
+    .unwrap();
+    let url = format!(
+        "{}/__sim/projects/{group}/clusters/Cluster0/snapshots",
+        env.sim().base_url()
+    );
+    let response = reqwest::Client::new()
+        .post(url)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "snapshot: {}", response.status());
+
     // Rotation: a new key in the spec is applied once, the old key is kept in the history.
     let new_key = env.create_key(REGION).await.unwrap();
     env.iam
@@ -181,6 +202,11 @@ async fn fresh_project_is_encrypted_after_the_trust_policy_appears_then_rotates(
     let status = rotated.status.unwrap();
     assert_eq!(status.previous_keys.len(), 1);
     assert_eq!(status.previous_keys[0].customer_master_key_id, key);
+    assert_eq!(
+        status.previous_keys[0].snapshots_using_key, 1,
+        "the snapshot still needs the old key"
+    );
+    assert!(!status.previous_keys[0].safe_to_delete);
     let patches: Vec<_> = env.atlas_writes();
     assert_eq!(patches.len(), 1, "one PATCH for a rotation: {patches:?}");
     let events = env.event_reasons("payments").await.unwrap();
