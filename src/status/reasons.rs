@@ -50,8 +50,10 @@ pub const LEGACY_BACKUP: &str = "LegacyBackup";
 pub const CLUSTER_PAUSED: &str = "ClusterPaused";
 pub const CLUSTER_UPDATING: &str = "ClusterUpdating";
 pub const PROJECT_DISABLING: &str = "ProjectDisabling";
+pub const OTHER_PROVIDER_IN_USE: &str = "OtherProviderInUse";
 
 // Event reasons that are not condition reasons.
 pub const KEY_ROTATED: &str = "KeyRotated";
 pub const DRIFT_CORRECTED: &str = "DriftCorrected";
 pub const ROLE_ASSIGNED_TRUST_POLICY: &str = "TrustPolicyRequired";
+pub const PROVIDER_SET: &str = "EncryptionProviderSet";
