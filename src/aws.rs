@@ -159,22 +159,50 @@ impl fmt::Display for KeyRef {
     }
 }
 
+/// The fields of an ARN whose partition and account are well-formed.
+struct Arn<'a> {
+    partition: &'a str,
+    service: &'a str,
+    region: &'a str,
+    account: &'a str,
+    resource: &'a str,
+}
+
+impl<'a> Arn<'a> {
+    fn split(value: &'a str) -> Option<Self> {
+        let mut parts = value.splitn(6, ':');
+        let ("arn", partition, service, region, account, resource) = (
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+        ) else {
+            return None;
+        };
+        (is_partition(partition) && is_account(account)).then_some(Arn {
+            partition,
+            service,
+            region,
+            account,
+            resource,
+        })
+    }
+}
+
 fn parse_key_arn(value: &str) -> Result<KeyArn, IdError> {
     let malformed = || IdError::MalformedKey(truncate(value));
-    let mut parts = value.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("kms"), Some(region), Some(account), Some(resource)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let Some(Arn {
+        partition,
+        service: "kms",
+        region,
+        account,
+        resource,
+    }) = Arn::split(value)
+    else {
         return Err(malformed());
     };
-    if !is_partition(partition) || !is_account(account) {
-        return Err(malformed());
-    }
     if resource.starts_with("alias/") {
         return Err(IdError::KeyAlias(truncate(value)));
     }
@@ -202,15 +230,14 @@ pub struct RoleArn {
 impl RoleArn {
     pub fn parse(value: &str) -> Result<Self, IdError> {
         let malformed = || IdError::MalformedRole(truncate(value));
-        let mut parts = value.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
+        let Some(Arn {
+            partition,
+            service: "iam",
+            region: "",
+            account,
+            resource,
+        }) = Arn::split(value)
+        else {
             return Err(malformed());
         };
         let name = resource.strip_prefix("role/").ok_or_else(malformed)?;
@@ -220,7 +247,7 @@ impl RoleArn {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
             && !name.ends_with('/');
-        if !is_partition(partition) || !is_account(account) || !valid_name {
+        if !valid_name {
             return Err(malformed());
         }
         Ok(RoleArn {
