@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::operator::{CUSTOMER_ACCOUNT, OperatorEnv, REGION, condition, seed};
+use common::operator::{CUSTOMER_ACCOUNT, Handshake, OperatorEnv, REGION, condition, seed};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -29,26 +29,13 @@ async fn fresh_project_is_encrypted_after_the_trust_policy_appears_then_rotates(
     let mut env = OperatorEnv::start("pe-fresh", &seed(&[("proj-fresh", &["Cluster0:M10"])]))
         .await
         .unwrap();
-    let key = env.create_key(REGION).await.unwrap();
-    let role_name = common::unique_name("atlas-kms");
-    // The IAM role exists but does not trust Atlas yet: the handshake must wait, not fail.
-    let role_arn = env
-        .create_role(
-            &role_name,
-            &format!("arn:aws:iam::{CUSTOMER_ACCOUNT}:root"),
-            "nobody",
-            &key,
-        )
-        .await
-        .unwrap();
     env.start_controller().await.unwrap();
-    env.apply_project(
-        "payments",
-        json!({"projectName": "proj-fresh", "credentialsRef": {"name": "atlas-credentials"},
-               "awsKms": {"customerMasterKeyId": key, "region": REGION, "roleArn": role_arn}}),
-    )
-    .await
-    .unwrap();
+    // The IAM role exists but does not trust Atlas yet: the handshake must wait, not fail.
+    let Handshake {
+        key,
+        role_name,
+        role_arn,
+    } = env.begin_handshake("payments", "proj-fresh").await.unwrap();
 
     let waiting = env
         .wait_project("payments", WAIT, "awaiting the trust policy", |pe| {
@@ -571,7 +558,7 @@ async fn disable_is_blocked_by_a_cluster_then_allowed() {
         .await
         .unwrap();
     env.start_controller().await.unwrap();
-    let (key, _, role_arn) = env.encrypt_project("off", "proj-off").await.unwrap();
+    let Handshake { key, role_arn, .. } = env.encrypt_project("off", "proj-off").await.unwrap();
     let group = env
         .projects()
         .get("off")
@@ -732,7 +719,7 @@ async fn drift_in_atlas_is_corrected() {
         .await
         .unwrap();
     env.start_controller().await.unwrap();
-    let (key, role_name, _) = env.encrypt_project("drift", "proj-drift").await.unwrap();
+    let Handshake { key, role_name, .. } = env.encrypt_project("drift", "proj-drift").await.unwrap();
     let other = env.create_key(REGION).await.unwrap();
     env.iam
         .put_role_policy()
@@ -794,25 +781,8 @@ async fn a_restart_during_the_handshake_creates_no_second_role() {
     let mut env = OperatorEnv::start("pe-restart", &seed(&[("proj-restart", &[])]))
         .await
         .unwrap();
-    let key = env.create_key(REGION).await.unwrap();
-    let role_name = common::unique_name("atlas-kms");
-    let role_arn = env
-        .create_role(
-            &role_name,
-            &format!("arn:aws:iam::{CUSTOMER_ACCOUNT}:root"),
-            "nobody",
-            &key,
-        )
-        .await
-        .unwrap();
     env.start_controller().await.unwrap();
-    env.apply_project(
-        "restart",
-        json!({"projectName": "proj-restart", "credentialsRef": {"name": "atlas-credentials"},
-               "awsKms": {"customerMasterKeyId": key, "region": REGION, "roleArn": role_arn}}),
-    )
-    .await
-    .unwrap();
+    let Handshake { role_name, .. } = env.begin_handshake("restart", "proj-restart").await.unwrap();
     let waiting = env
         .wait_project("restart", WAIT, "awaiting trust", |pe| {
             reason(pe, "RoleAuthorized").as_deref() == Some("AwaitingTrustPolicy")

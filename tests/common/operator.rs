@@ -23,6 +23,13 @@ pub const API_PRIVATE_KEY: &str = "test-private-key-never-logged";
 pub const CUSTOMER_ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "eu-west-2";
 
+/// The AWS side of one ProjectEncryption.
+pub struct Handshake {
+    pub key: String,
+    pub role_name: String,
+    pub role_arn: String,
+}
+
 pub struct OperatorEnv {
     pub ns: TestNamespace,
     pub client: Client,
@@ -301,9 +308,9 @@ impl OperatorEnv {
         Ok(())
     }
 
-    /// Brings a ProjectEncryption for `project` to Ready: key, IAM role, trust from the status, as a
-    /// user following `kubectl describe` would. Returns (key ARN, role name, role ARN).
-    pub async fn encrypt_project(&self, name: &str, project: &str) -> Result<(String, String, String)> {
+    /// What a user prepares before applying a ProjectEncryption: a KMS key and an IAM role with the KMS
+    /// permissions that does not trust Atlas yet. Applies the ProjectEncryption for `project`.
+    pub async fn begin_handshake(&self, name: &str, project: &str) -> Result<Handshake> {
         let key = self.create_key(REGION).await?;
         let role_name = super::unique_name("atlas-kms");
         let role_arn = self
@@ -320,6 +327,16 @@ impl OperatorEnv {
                    "awsKms": {"customerMasterKeyId": key, "region": REGION, "roleArn": role_arn}}),
         )
         .await?;
+        Ok(Handshake {
+            key,
+            role_name,
+            role_arn,
+        })
+    }
+
+    /// Brings a ProjectEncryption for `project` to Ready, as a user following `kubectl describe` would.
+    pub async fn encrypt_project(&self, name: &str, project: &str) -> Result<Handshake> {
+        let handshake = self.begin_handshake(name, project).await?;
         let waiting = self
             .wait_project(name, Duration::from_secs(90), "awaiting trust", |pe| {
                 pe.status
@@ -330,7 +347,7 @@ impl OperatorEnv {
             .await?;
         let role = waiting.status.and_then(|s| s.role).context("role in status")?;
         self.trust_atlas(
-            &role_name,
+            &handshake.role_name,
             &role.atlas_aws_account_arn.unwrap_or_default(),
             &role.external_id.unwrap_or_default(),
         )
@@ -342,7 +359,7 @@ impl OperatorEnv {
             })
         })
         .await?;
-        Ok((key, role_name, role_arn))
+        Ok(handshake)
     }
 
     /// Atlas calls other than reads (the writes the operator caused).
