@@ -269,7 +269,12 @@ async fn a_key_disabled_after_ready_is_noticed() {
 async fn preflight_failures_stall_without_touching_atlas() {
     let mut env = OperatorEnv::start(
         "pe-preflight",
-        &seed(&[("proj-pf1", &[]), ("proj-pf2", &[]), ("proj-pf3", &[])]),
+        &seed(&[
+            ("proj-pf1", &[]),
+            ("proj-pf2", &[]),
+            ("proj-pf3", &[]),
+            ("proj-pf4", &[]),
+        ]),
     )
     .await
     .unwrap();
@@ -288,6 +293,19 @@ async fn preflight_failures_stall_without_touching_atlas() {
         .send()
         .await
         .unwrap();
+    let asymmetric = env
+        .kms
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::Rsa2048)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
     let missing = format!("arn:aws:kms:{REGION}:{CUSTOMER_ACCOUNT}:key/00000000-0000-0000-0000-000000000000");
     let role_arn = format!(
         "arn:aws:iam::{CUSTOMER_ACCOUNT}:role/{}",
@@ -298,6 +316,7 @@ async fn preflight_failures_stall_without_touching_atlas() {
         ("pending", "proj-pf1", &pending, "KeyPendingDeletion"),
         ("missing", "proj-pf2", &missing, "KeyNotFound"),
         ("disabled", "proj-pf3", &disabled, "KeyDisabled"),
+        ("asymmetric", "proj-pf4", &asymmetric, "KeyNotSymmetric"),
     ];
     for (name, project, key, _) in cases {
         env.apply_project(
