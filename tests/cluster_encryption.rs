@@ -1,0 +1,675 @@
+//! ClusterEncryption on the real parts: kube-apiserver, atlas-sim (enforcing Atlas's cluster rules:
+//! tiers, legacy backup, paused clusters, UPDATING → IDLE, no project disable while a cluster uses the
+//! key) and moto. Every test asserts the Atlas calls it caused from the simulator's call log.
+#![cfg(feature = "integration")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use atlas_encryption_operator::crd::{ClusterEncryption, ProjectEncryption};
+use atlas_sim::CallRecord;
+use common::operator::{API_PRIVATE_KEY, API_PUBLIC_KEY, OperatorEnv, REGION, condition, seed, wait_gone};
+use kube::api::Patch;
+use rand::seq::SliceRandom;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(90);
+const CLUSTER_PATCH: &str = "/clusters/{clusterName}";
+const EAR_PATCH: &str = "/encryptionAtRest";
+
+fn reason(ce: &ClusterEncryption, type_: &str) -> Option<String> {
+    ce.status
+        .as_ref()
+        .and_then(|s| condition(&s.conditions, type_))
+        .map(|(_, r)| r)
+}
+
+fn is_true(ce: &ClusterEncryption, type_: &str) -> bool {
+    ce.status
+        .as_ref()
+        .and_then(|s| condition(&s.conditions, type_))
+        .is_some_and(|(st, _)| st == "True")
+}
+
+fn message(ce: &ClusterEncryption, type_: &str) -> String {
+    ce.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+fn project_message(pe: &ProjectEncryption) -> String {
+    pe.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+fn project_reason(pe: &ProjectEncryption) -> Option<String> {
+    pe.status
+        .as_ref()
+        .and_then(|s| condition(&s.conditions, "Ready"))
+        .map(|(_, r)| r)
+}
+
+/// Ready for its current spec, with Atlas showing `provider` and IDLE.
+fn converged(ce: &ClusterEncryption, provider: &str) -> bool {
+    let status = ce.status.as_ref();
+    is_true(ce, "Ready")
+        && status.is_some_and(|s| {
+            s.observed_generation == ce.metadata.generation
+                && s.provider.as_deref() == Some(provider)
+                && s.state_name.as_deref() == Some("IDLE")
+        })
+}
+
+fn spec(project: &str, cluster: &str) -> Value {
+    json!({"projectEncryptionRef": {"name": project}, "clusterName": cluster})
+}
+
+fn poke() -> Patch<Value> {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        .to_string();
+    Patch::Merge(json!({"metadata": {"annotations": {"test/poke": nonce}}}))
+}
+
+async fn group_id(env: &OperatorEnv, project: &str) -> String {
+    let (atlas, creds) = env.atlas();
+    atlas.get_project_by_name(&creds, project).await.unwrap().id
+}
+
+async fn atlas_cluster(
+    env: &OperatorEnv,
+    group: &str,
+    name: &str,
+) -> atlas_encryption_operator::atlas::Cluster {
+    let (atlas, creds) = env.atlas();
+    atlas.get_cluster(&creds, group, name).await.unwrap()
+}
+
+fn calls(env: &OperatorEnv, method: &str, suffix: &str) -> Vec<CallRecord> {
+    env.sim()
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == method && c.route.as_deref().is_some_and(|r| r.ends_with(suffix)))
+        .collect()
+}
+
+/// Writes Atlas accepted (refused ones changed nothing).
+fn accepted_writes(env: &OperatorEnv) -> Vec<CallRecord> {
+    env.atlas_writes()
+        .into_iter()
+        .filter(|c| (200..300).contains(&c.status))
+        .collect()
+}
+
+/// (1) A cluster applied before its project is Ready waits without calling Atlas for it, turns on within
+/// seconds of the project becoming Ready, is followed through UPDATING to IDLE, and then costs nothing.
+#[tokio::test]
+async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
+    let mut env = OperatorEnv::start("ce-wait", &seed(&[("proj-wait", &["Cluster0:M10"])]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    env.apply_cluster("cluster0", spec("payments", "Cluster0"))
+        .await
+        .unwrap();
+    let missing = env
+        .wait_cluster("cluster0", WAIT, "waiting for a missing project", |ce| {
+            reason(ce, "Ready").as_deref() == Some("ProjectEncryptionNotFound")
+        })
+        .await
+        .unwrap();
+    assert!(is_true(&missing, "Stalled"));
+    assert!(
+        message(&missing, "Ready").contains("payments"),
+        "{}",
+        message(&missing, "Ready")
+    );
+    assert!(
+        missing
+            .metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.contains(&"encryption.atlasops.dev/cleanup".to_string()))
+    );
+
+    // The project, with a role that does not trust Atlas yet.
+    let key = env.create_key(REGION).await.unwrap();
+    let role_name = common::unique_name("atlas-kms");
+    let role_arn = env
+        .create_role(
+            &role_name,
+            &format!("arn:aws:iam::{}:root", common::operator::CUSTOMER_ACCOUNT),
+            "nobody",
+            &key,
+        )
+        .await
+        .unwrap();
+    env.apply_project(
+        "payments",
+        json!({"projectName": "proj-wait", "credentialsRef": {"name": "atlas-credentials"},
+               "awsKms": {"customerMasterKeyId": key, "region": REGION, "roleArn": role_arn}}),
+    )
+    .await
+    .unwrap();
+    let waiting_project = env
+        .wait_project("payments", WAIT, "awaiting trust", |pe| {
+            pe.status
+                .as_ref()
+                .and_then(|s| s.role.as_ref())
+                .is_some_and(|r| r.external_id.is_some())
+        })
+        .await
+        .unwrap();
+    let waiting = env
+        .wait_cluster("cluster0", WAIT, "waiting for the project", |ce| {
+            reason(ce, "Ready").as_deref() == Some("WaitingForProject")
+        })
+        .await
+        .unwrap();
+    assert!(is_true(&waiting, "Reconciling"), "kstatus: in progress");
+    assert!(!is_true(&waiting, "Stalled"));
+    assert!(!is_true(&waiting, "ProjectReady"));
+    assert_eq!(
+        reason(&waiting, "ProjectReady").as_deref(),
+        Some("WaitingForProject")
+    );
+    assert!(
+        calls(&env, "GET", CLUSTER_PATCH).is_empty(),
+        "no Atlas call while waiting"
+    );
+    assert!(calls(&env, "PATCH", CLUSTER_PATCH).is_empty());
+
+    let role = waiting_project.status.unwrap().role.unwrap();
+    env.trust_atlas(
+        &role_name,
+        &role.atlas_aws_account_arn.unwrap(),
+        &role.external_id.unwrap(),
+    )
+    .await
+    .unwrap();
+    env.wait_project("payments", WAIT, "Ready", |pe| {
+        project_reason(pe).as_deref() == Some("Reconciled")
+            && pe.status.as_ref().unwrap().observed_generation == pe.metadata.generation
+    })
+    .await
+    .unwrap();
+    let project_ready_at = Instant::now();
+    let updating = env
+        .wait_cluster("cluster0", Duration::from_secs(10), "turning on", |ce| {
+            ce.status
+                .as_ref()
+                .is_some_and(|s| s.provider.as_deref() == Some("AWS"))
+        })
+        .await
+        .unwrap();
+    assert!(
+        project_ready_at.elapsed() < Duration::from_secs(10),
+        "the project watch wakes the cluster"
+    );
+    let status = updating.status.as_ref().unwrap();
+    assert_eq!(status.state_name.as_deref(), Some("UPDATING"), "{status:?}");
+    assert_eq!(reason(&updating, "Ready").as_deref(), Some("ClusterUpdating"));
+    assert!(is_true(&updating, "Reconciling"));
+    assert!(is_true(&updating, "ProjectReady"));
+
+    let ready = env
+        .wait_cluster("cluster0", WAIT, "Ready", |ce| converged(ce, "AWS"))
+        .await
+        .unwrap();
+    let status = ready.status.clone().unwrap();
+    assert_eq!(status.tier.as_deref(), Some("M10"));
+    assert_eq!(status.paused, Some(false));
+    let group = group_id(&env, "proj-wait").await;
+    assert_eq!(status.project_id.as_deref(), Some(group.as_str()));
+    assert!(!is_true(&ready, "Reconciling") && !is_true(&ready, "Stalled"));
+    assert_eq!(
+        env.atlas_calls("PATCH", CLUSTER_PATCH),
+        1,
+        "exactly one cluster PATCH"
+    );
+    let cluster = atlas_cluster(&env, &group, "Cluster0").await;
+    assert!(
+        cluster.provider() == atlas_encryption_operator::atlas::EncryptionProvider::Aws && cluster.is_idle()
+    );
+    let events = env.event_reasons("cluster0").await.unwrap();
+    assert!(
+        events.iter().any(|(r, _)| r == "EncryptionProviderSet"),
+        "{events:?}"
+    );
+
+    // Steady state: a wake-up reads, writes nothing to Atlas or to the status.
+    env.sim().clear_calls();
+    env.clusters()
+        .patch("cluster0", &Default::default(), &poke())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        env.atlas_writes().is_empty(),
+        "steady state: {:?}",
+        env.atlas_writes()
+    );
+    assert!(
+        !calls(&env, "GET", CLUSTER_PATCH).is_empty(),
+        "the wake-up did look at Atlas"
+    );
+    let after = env.clusters().get("cluster0").await.unwrap();
+    assert_eq!(after.status, ready.status, "no status write in steady state");
+    env.finish().await;
+}
+
+fn stall_seed() -> String {
+    format!(
+        "apiKeys:\n  - {{publicKey: {API_PUBLIC_KEY}, privateKey: {API_PRIVATE_KEY}, projects: [proj-stall]}}
+projects:
+  - name: proj-stall
+    clusters:
+      - {{name: Free0, instanceSize: M0}}
+      - {{name: Shared2, instanceSize: M2}}
+      - {{name: Flex0, instanceSize: FLEX}}
+      - {{name: Sls0, kind: serverless}}
+      - {{name: Old0, instanceSize: M30, legacyBackup: true, backupEnabled: true}}
+      - {{name: Sleepy0, instanceSize: M10, paused: true}}
+"
+    )
+}
+
+/// (2) Every Stalled reason comes from a real simulated cluster, with a message saying what to do, a
+/// Warning Event, and no write Atlas accepted.
+#[tokio::test]
+async fn stalled_reasons_come_from_real_clusters_without_writes() {
+    let mut env = OperatorEnv::start("ce-stall", &stall_seed()).await.unwrap();
+    env.start_controller().await.unwrap();
+    env.encrypt_project("stall", "proj-stall").await.unwrap();
+    env.sim().clear_calls();
+
+    let cases = [
+        ("free0", "Free0", "UnsupportedTier", "M10"),
+        ("shared2", "Shared2", "UnsupportedTier", "M10"),
+        ("flex0", "Flex0", "UnsupportedTier", "Flex"),
+        ("sls0", "Sls0", "UnsupportedTier", "Serverless"),
+        ("old0", "Old0", "LegacyBackup", "Cloud Backup"),
+        ("sleepy0", "Sleepy0", "ClusterPaused", "resume"),
+        ("missing0", "Missing0", "ClusterNotFound", "spec.clusterName"),
+    ];
+    for (object, cluster, _, _) in cases {
+        env.apply_cluster(object, spec("stall", cluster)).await.unwrap();
+    }
+    for (object, _, expected, hint) in cases {
+        let ce = env
+            .wait_cluster(object, WAIT, expected, |ce| {
+                reason(ce, "Ready").as_deref() == Some(expected) && is_true(ce, "Stalled")
+            })
+            .await
+            .unwrap();
+        assert!(!is_true(&ce, "Reconciling"), "{object}: kstatus Stalled alone");
+        let text = message(&ce, "Ready");
+        assert!(text.contains(hint), "{object}: {text}");
+        let events = env.event_reasons(object).await.unwrap();
+        assert!(
+            events.iter().any(|(r, _)| r == expected),
+            "{object}: Warning Event {expected}: {events:?}"
+        );
+    }
+    let flex = env.clusters().get("flex0").await.unwrap();
+    assert_eq!(flex.status.unwrap().tier.as_deref(), Some("FLEX"));
+    let free = env.clusters().get("free0").await.unwrap();
+    assert_eq!(free.status.unwrap().tier.as_deref(), Some("M0"));
+    let sleepy = env.clusters().get("sleepy0").await.unwrap();
+    assert_eq!(sleepy.status.unwrap().paused, Some(true));
+
+    assert!(
+        accepted_writes(&env).is_empty(),
+        "no Atlas write: {:?}",
+        accepted_writes(&env)
+    );
+    // Legacy backup is invisible in the cluster description, so only Atlas's answer to the PATCH
+    // reveals it; that refused PATCH is the only one, and it is not repeated in a loop.
+    let patches = calls(&env, "PATCH", CLUSTER_PATCH);
+    assert!(
+        patches.iter().all(|c| c.path.ends_with("/Old0")
+            && c.error_code.as_deref() == Some("CANNOT_USE_ENCRYPTION_AT_REST_BACKUP_TYPE")),
+        "{patches:?}"
+    );
+    assert!(patches.len() <= 2, "{patches:?}");
+
+    // Resuming the cluster in Atlas is all it takes.
+    let group = group_id(&env, "proj-stall").await;
+    env.sim_patch_cluster(&group, "Sleepy0", json!({"paused": false}))
+        .await
+        .unwrap();
+    env.clusters()
+        .patch("sleepy0", &Default::default(), &poke())
+        .await
+        .unwrap();
+    env.wait_cluster("sleepy0", WAIT, "Ready after resume", |ce| converged(ce, "AWS"))
+        .await
+        .unwrap();
+    env.finish().await;
+}
+
+/// (3) Turning everything off: the clusters go to NONE first, and only then does the project disable,
+/// which Atlas would refuse otherwise.
+#[tokio::test]
+async fn disable_sequence_turns_clusters_off_before_the_project() {
+    let mut env = OperatorEnv::start(
+        "ce-sequence",
+        &seed(&[("proj-seq", &["A0:M10", "B0:M30", "C0:M40"])]),
+    )
+    .await
+    .unwrap();
+    env.start_controller().await.unwrap();
+    let handshake = env.encrypt_project("seq", "proj-seq").await.unwrap();
+    let (key, role_arn) = (handshake.key, handshake.role_arn);
+    let names = [("a0", "A0"), ("b0", "B0"), ("c0", "C0")];
+    for (object, cluster) in names {
+        env.apply_cluster(object, spec("seq", cluster)).await.unwrap();
+    }
+    for (object, _) in names {
+        env.wait_cluster(object, WAIT, "Ready", |ce| converged(ce, "AWS"))
+            .await
+            .unwrap();
+    }
+    env.sim().clear_calls();
+
+    for (object, cluster) in names {
+        let mut off = spec("seq", cluster);
+        off["enabled"] = json!(false);
+        env.apply_cluster(object, off).await.unwrap();
+    }
+    env.apply_project(
+        "seq",
+        json!({"projectName": "proj-seq", "credentialsRef": {"name": "atlas-credentials"},
+               "awsKms": {"enabled": false, "customerMasterKeyId": key, "region": REGION, "roleArn": role_arn}}),
+    )
+    .await
+    .unwrap();
+    for (object, _) in names {
+        let ce = env
+            .wait_cluster(object, WAIT, "off", |ce| converged(ce, "NONE"))
+            .await
+            .unwrap();
+        assert_eq!(reason(&ce, "Ready").as_deref(), Some("EncryptionDisabled"));
+    }
+    env.wait_project("seq", WAIT, "disabled", |pe| {
+        project_reason(pe).as_deref() == Some("EncryptionDisabled")
+    })
+    .await
+    .unwrap();
+
+    let cluster_patches = calls(&env, "PATCH", CLUSTER_PATCH);
+    let ear_patches = calls(&env, "PATCH", EAR_PATCH);
+    assert_eq!(cluster_patches.len(), 3, "{cluster_patches:?}");
+    assert!(
+        cluster_patches.iter().all(|c| c.status == 200),
+        "{cluster_patches:?}"
+    );
+    assert_eq!(
+        ear_patches.len(),
+        1,
+        "one disable, never refused: {ear_patches:?}"
+    );
+    assert_eq!(ear_patches[0].status, 200);
+    let last_cluster = cluster_patches.iter().map(|c| c.seq).max().unwrap();
+    assert!(
+        last_cluster < ear_patches[0].seq,
+        "every cluster turned off before the project: {cluster_patches:?} {ear_patches:?}"
+    );
+    let group = group_id(&env, "proj-seq").await;
+    let (atlas, creds) = env.atlas();
+    assert!(
+        !atlas
+            .get_encryption_at_rest(&creds, &group)
+            .await
+            .unwrap()
+            .aws_enabled()
+    );
+    env.finish().await;
+}
+
+/// (4) A cluster encrypted outside the operator blocks the project's disable; the project names it and
+/// stalls, and the operator never touches that cluster.
+#[tokio::test]
+async fn an_unmanaged_encrypted_cluster_blocks_the_project_disable() {
+    let mut env = OperatorEnv::start(
+        "ce-unmanaged",
+        &seed(&[("proj-mixed", &["Managed0:M10", "Rogue0:M10"])]),
+    )
+    .await
+    .unwrap();
+    env.start_controller().await.unwrap();
+    let handshake = env.encrypt_project("mixed", "proj-mixed").await.unwrap();
+    let (key, role_arn) = (handshake.key, handshake.role_arn);
+    env.apply_cluster("managed0", spec("mixed", "Managed0"))
+        .await
+        .unwrap();
+    env.wait_cluster("managed0", WAIT, "Ready", |ce| converged(ce, "AWS"))
+        .await
+        .unwrap();
+    let group = group_id(&env, "proj-mixed").await;
+    env.sim_patch_cluster(
+        &group,
+        "Rogue0",
+        json!({"encryptionAtRestProvider": "AWS", "stateName": "IDLE"}),
+    )
+    .await
+    .unwrap();
+    env.sim().clear_calls();
+
+    let mut off = spec("mixed", "Managed0");
+    off["enabled"] = json!(false);
+    env.apply_cluster("managed0", off).await.unwrap();
+    env.apply_project(
+        "mixed",
+        json!({"projectName": "proj-mixed", "credentialsRef": {"name": "atlas-credentials"},
+               "awsKms": {"enabled": false, "customerMasterKeyId": key, "region": REGION, "roleArn": role_arn}}),
+    )
+    .await
+    .unwrap();
+    env.wait_cluster("managed0", WAIT, "off", |ce| converged(ce, "NONE"))
+        .await
+        .unwrap();
+    let blocked = env
+        .wait_project("mixed", WAIT, "blocked by Rogue0 only", |pe| {
+            project_reason(pe).as_deref() == Some("DisableBlockedByClusters")
+                && project_message(pe).contains("Rogue0")
+                && !project_message(pe).contains("Managed0")
+        })
+        .await
+        .unwrap();
+    let status = blocked.status.unwrap();
+    assert_eq!(condition(&status.conditions, "Stalled").unwrap().0, "True");
+    assert_eq!(status.clusters_using_key, vec!["Rogue0".to_string()]);
+    assert_eq!(env.atlas_calls("PATCH", EAR_PATCH), 0, "no disable attempt");
+    let patches = calls(&env, "PATCH", CLUSTER_PATCH);
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    assert!(patches[0].path.ends_with("/Managed0"), "Rogue0 is never touched");
+    assert_eq!(
+        atlas_cluster(&env, &group, "Rogue0").await.provider(),
+        atlas_encryption_operator::atlas::EncryptionProvider::Aws
+    );
+    env.finish().await;
+}
+
+/// (5) Deletion: `Retain` lets go without an Atlas call; `Disable` turns the cluster off and lets go only
+/// once Atlas shows NONE and IDLE; a Disable that cannot proceed says how to let go.
+#[tokio::test]
+async fn deletion_retains_or_disables() {
+    let mut env = OperatorEnv::start(
+        "ce-delete",
+        &seed(&[("proj-del", &["Keep0:M10", "Drop0:M10", "Orphan0:M10"])]),
+    )
+    .await
+    .unwrap();
+    env.start_controller().await.unwrap();
+    env.encrypt_project("del", "proj-del").await.unwrap();
+    env.apply_cluster("keep0", spec("del", "Keep0")).await.unwrap();
+    for (object, cluster) in [("drop0", "Drop0"), ("orphan0", "Orphan0")] {
+        let mut s = spec("del", cluster);
+        s["deletionPolicy"] = json!("Disable");
+        env.apply_cluster(object, s).await.unwrap();
+    }
+    for object in ["keep0", "drop0", "orphan0"] {
+        env.wait_cluster(object, WAIT, "Ready", |ce| converged(ce, "AWS"))
+            .await
+            .unwrap();
+    }
+    let group = group_id(&env, "proj-del").await;
+    use atlas_encryption_operator::atlas::EncryptionProvider;
+
+    env.sim().clear_calls();
+    env.clusters().delete("keep0", &Default::default()).await.unwrap();
+    wait_gone(&env.clusters(), "keep0", WAIT).await.unwrap();
+    assert!(env.atlas_writes().is_empty(), "Retain makes no Atlas write");
+    assert!(
+        env.sim().calls().iter().all(|c| !c.path.contains("/clusters/")),
+        "Retain makes no Atlas call at all"
+    );
+    assert_eq!(
+        atlas_cluster(&env, &group, "Keep0").await.provider(),
+        EncryptionProvider::Aws
+    );
+
+    env.clusters().delete("drop0", &Default::default()).await.unwrap();
+    wait_gone(&env.clusters(), "drop0", WAIT).await.unwrap();
+    let dropped = atlas_cluster(&env, &group, "Drop0").await;
+    assert_eq!(dropped.provider(), EncryptionProvider::None);
+    assert!(dropped.is_idle(), "released only once Atlas shows IDLE");
+    assert_eq!(env.atlas_calls("PATCH", CLUSTER_PATCH), 1);
+
+    // The project goes first (Retain): the cluster cannot be turned off without its credentials, and
+    // says how to let go instead of hanging silently.
+    env.projects().delete("del", &Default::default()).await.unwrap();
+    wait_gone(&env.projects(), "del", WAIT).await.unwrap();
+    env.sim().clear_calls();
+    env.clusters()
+        .delete("orphan0", &Default::default())
+        .await
+        .unwrap();
+    let stuck = env
+        .wait_cluster("orphan0", WAIT, "stalled on delete", |ce| {
+            reason(ce, "Ready").as_deref() == Some("ProjectEncryptionNotFound")
+                && message(ce, "Ready").starts_with("deleting: ")
+        })
+        .await
+        .unwrap();
+    let text = message(&stuck, "Ready");
+    assert!(
+        text.contains("deletionPolicy: Retain") && text.contains("encryption.atlasops.dev/cleanup"),
+        "{text}"
+    );
+    assert!(is_true(&stuck, "Stalled"));
+    env.clusters()
+        .patch(
+            "orphan0",
+            &Default::default(),
+            &Patch::Merge(json!({"spec": {"deletionPolicy": "Retain"}})),
+        )
+        .await
+        .unwrap();
+    wait_gone(&env.clusters(), "orphan0", WAIT).await.unwrap();
+    assert!(env.atlas_writes().is_empty());
+    assert_eq!(
+        atlas_cluster(&env, &group, "Orphan0").await.provider(),
+        EncryptionProvider::Aws
+    );
+    env.finish().await;
+}
+
+/// (6) The project and its clusters applied together in a random order (as a GitOps sync would) all
+/// converge, and no cluster PATCH is sent before Atlas can accept it.
+#[tokio::test]
+async fn project_and_clusters_applied_in_any_order_converge() {
+    let mut env = OperatorEnv::start(
+        "ce-any-order",
+        &seed(&[("proj-any", &["X0:M10", "Y0:M20", "Z0:M30"])]),
+    )
+    .await
+    .unwrap();
+    // The IAM side is prepared beforehand, so nothing waits for a person.
+    let key = env.create_key(REGION).await.unwrap();
+    let (atlas, creds) = env.atlas();
+    let group = group_id(&env, "proj-any").await;
+    let role = atlas.create_aws_role(&creds, &group).await.unwrap();
+    let role_name = common::unique_name("atlas-kms");
+    let role_arn = env
+        .create_role(
+            &role_name,
+            role.atlas_aws_account_arn.as_deref().unwrap(),
+            role.atlas_assumed_role_external_id.as_deref().unwrap(),
+            &key,
+        )
+        .await
+        .unwrap();
+    atlas
+        .authorize_aws_role(
+            &creds,
+            &group,
+            &role.role_id,
+            &atlas_encryption_operator::aws::RoleArn::parse(&role_arn).unwrap(),
+        )
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    env.sim().clear_calls();
+
+    enum Manifest {
+        Project,
+        Cluster(&'static str, &'static str),
+    }
+    let mut manifests = vec![
+        Manifest::Project,
+        Manifest::Cluster("x0", "X0"),
+        Manifest::Cluster("y0", "Y0"),
+        Manifest::Cluster("z0", "Z0"),
+    ];
+    manifests.shuffle(&mut rand::rng());
+    for manifest in &manifests {
+        match manifest {
+            Manifest::Project => {
+                env.apply_project(
+                    "any",
+                    json!({"projectName": "proj-any", "credentialsRef": {"name": "atlas-credentials"},
+                           "awsKms": {"customerMasterKeyId": key, "region": REGION, "atlasRoleId": role.role_id}}),
+                )
+                .await
+                .unwrap();
+            }
+            Manifest::Cluster(object, cluster) => {
+                env.apply_cluster(object, spec("any", cluster)).await.unwrap();
+            }
+        }
+    }
+    for object in ["x0", "y0", "z0"] {
+        env.wait_cluster(object, WAIT, "Ready", |ce| converged(ce, "AWS"))
+            .await
+            .unwrap();
+    }
+    env.wait_project("any", WAIT, "Ready", |pe| {
+        project_reason(pe).as_deref() == Some("Reconciled")
+    })
+    .await
+    .unwrap();
+    let patches = calls(&env, "PATCH", CLUSTER_PATCH);
+    assert_eq!(patches.len(), 3, "one PATCH per cluster: {patches:?}");
+    assert!(
+        patches.iter().all(|c| c.status == 200),
+        "none sent before the project was ready: {patches:?}"
+    );
+    for name in ["X0", "Y0", "Z0"] {
+        let cluster = atlas_cluster(&env, &group, name).await;
+        assert_eq!(
+            cluster.provider(),
+            atlas_encryption_operator::atlas::EncryptionProvider::Aws
+        );
+    }
+    env.finish().await;
+}
