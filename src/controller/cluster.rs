@@ -14,30 +14,10 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use super::{Context, Error, NORMAL, Result, WARNING, credentials, done, patient_delay};
+use super::{Context, Error, NORMAL, Result, Step, USER_ACTION_REQUEUE, credentials, patient_delay};
 use crate::atlas::{AtlasError, Cluster, Credentials, EncryptionProvider, model::tier_number};
 use crate::crd::{ClusterEncryption, ClusterEncryptionStatus, DeletionPolicy, ProjectEncryption};
 use crate::status::{self, Outcome, reasons};
-
-/// How a reconcile ended when it did not fail.
-struct Step {
-    outcome: Outcome,
-    requeue: Duration,
-}
-
-impl Step {
-    fn new(outcome: Outcome, requeue: Duration) -> Self {
-        Step { outcome, requeue }
-    }
-
-    fn stalled(reason: &str, message: impl Into<String>) -> Self {
-        Step::new(Outcome::stalled(reason, message), USER_ACTION_REQUEUE)
-    }
-}
-
-/// Requeue for conditions only a person can fix (a paused cluster, a tier, a missing object): Atlas is
-/// not watched, so this is how a fix made there is noticed.
-const USER_ACTION_REQUEUE: Duration = Duration::from_secs(60);
 
 /// An update usually takes minutes in Atlas; polling it more often than this buys nothing.
 const MAX_UPDATE_POLL: Duration = Duration::from_secs(30);
@@ -69,46 +49,7 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, ctx: Arc<Context>) -> Result<
     let now = ctx.now();
     let mut status = ce.status.clone().unwrap_or_default();
     let result = drive(&ce, &ctx, &namespace, &mut status, now, false).await;
-    finish(&ce, &ctx, &api, status, result, now).await
-}
-
-/// Writes the status of a finished reconcile and turns it into the controller's answer.
-async fn finish(
-    ce: &ClusterEncryption,
-    ctx: &Context,
-    api: &Api<ClusterEncryption>,
-    mut status: ClusterEncryptionStatus,
-    result: Result<Step>,
-    now: Timestamp,
-) -> Result<Action> {
-    let generation = ce.metadata.generation;
-    match result {
-        Ok(step) => {
-            let was_stalled_so = status::is_true(&status.conditions, reasons::STALLED)
-                && status::find(&status.conditions, reasons::READY)
-                    .is_some_and(|c| c.reason == step.outcome.reason());
-            step.outcome.apply(&mut status.conditions, generation, now);
-            status.observed_generation = generation;
-            super::apply_status(api, ce, ce.status.as_ref(), &status).await?;
-            if let Outcome::Stalled { reason, message } = &step.outcome
-                && !was_stalled_so
-            {
-                ctx.event(ce, WARNING, reason, "Reconcile", message.clone()).await;
-            }
-            Ok(done(ctx, ce, step.requeue))
-        }
-        Err(error) => {
-            // Say what failed without claiming this generation was processed.
-            let message = format!("retrying after an error: {error}");
-            Outcome::progressing(reasons::ATLAS_UNAVAILABLE, message).apply(
-                &mut status.conditions,
-                generation,
-                now,
-            );
-            super::apply_status(api, ce, ce.status.as_ref(), &status).await?;
-            Err(error)
-        }
-    }
+    super::finish(ce.as_ref(), ce.status.as_ref(), &ctx, &api, status, result, now).await
 }
 
 /// The referenced ProjectEncryption, from the reflector store (no API call).
@@ -696,9 +637,9 @@ async fn cleanup(
                 Outcome::Progressing { message, .. } => message.insert_str(0, "deleting: "),
                 Outcome::Ready { .. } => {}
             }
-            finish(ce, ctx, api, status, Ok(step), now).await
+            super::finish(ce, ce.status.as_ref(), ctx, api, status, Ok(step), now).await
         }
-        Err(e) => finish(ce, ctx, api, status, Err(e), now).await,
+        Err(e) => super::finish(ce, ce.status.as_ref(), ctx, api, status, Err(e), now).await,
     }
 }
 

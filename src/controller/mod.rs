@@ -21,9 +21,14 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
 use crate::atlas::{AtlasClient, AtlasError};
-use crate::crd::{ClusterEncryption, FIELD_MANAGER, ProjectEncryption};
+use crate::crd::{
+    ClusterEncryption, ClusterEncryptionStatus, FIELD_MANAGER, ProjectEncryption, ProjectEncryptionStatus,
+};
 use crate::kms::KmsPreflight;
+use crate::status::{self, Outcome, reasons};
 
 pub use credentials::CredentialsError;
 
@@ -340,6 +345,96 @@ pub async fn run(
         });
 
     futures::join!(projects, clusters);
+}
+
+/// How a reconcile ended when it did not fail.
+pub(crate) struct Step {
+    pub outcome: Outcome,
+    pub requeue: Duration,
+}
+
+/// Requeue for conditions only a person can fix: often enough to notice the fix (Secrets and IAM are
+/// not watched), rarely enough to cost nothing.
+pub(crate) const USER_ACTION_REQUEUE: Duration = Duration::from_secs(60);
+
+impl Step {
+    pub fn new(outcome: Outcome, requeue: Duration) -> Self {
+        Step { outcome, requeue }
+    }
+
+    pub fn stalled(reason: &str, message: impl Into<String>) -> Self {
+        Step::new(Outcome::stalled(reason, message), USER_ACTION_REQUEUE)
+    }
+}
+
+/// The status of either kind, as far as finishing a reconcile needs it.
+pub(crate) trait ReconcileStatus: Serialize + PartialEq + Clone + Default {
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+    fn set_observed_generation(&mut self, generation: Option<i64>);
+}
+
+impl ReconcileStatus for ProjectEncryptionStatus {
+    fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+        &mut self.conditions
+    }
+    fn set_observed_generation(&mut self, generation: Option<i64>) {
+        self.observed_generation = generation;
+    }
+}
+
+impl ReconcileStatus for ClusterEncryptionStatus {
+    fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+        &mut self.conditions
+    }
+    fn set_observed_generation(&mut self, generation: Option<i64>) {
+        self.observed_generation = generation;
+    }
+}
+
+/// Writes the status of a finished reconcile and turns it into the controller's answer. A Stalled
+/// outcome raises a Warning Event when the object enters it, not on every pass. An error says what
+/// failed without claiming this generation was processed.
+pub(crate) async fn finish<K, S>(
+    object: &K,
+    old: Option<&S>,
+    ctx: &Context,
+    api: &Api<K>,
+    mut status: S,
+    result: Result<Step>,
+    now: Timestamp,
+) -> Result<Action>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: ReconcileStatus,
+{
+    let generation = object.meta().generation;
+    match result {
+        Ok(step) => {
+            let already_stalled_so = status::is_true(status.conditions_mut(), reasons::STALLED)
+                && status::find(status.conditions_mut(), reasons::READY)
+                    .is_some_and(|c| c.reason == step.outcome.reason());
+            step.outcome.apply(status.conditions_mut(), generation, now);
+            status.set_observed_generation(generation);
+            apply_status(api, object, old, &status).await?;
+            if let Outcome::Stalled { reason, message } = &step.outcome
+                && !already_stalled_so
+            {
+                ctx.event(object, WARNING, reason, "Reconcile", message.clone())
+                    .await;
+            }
+            Ok(done(ctx, object, step.requeue))
+        }
+        Err(error) => {
+            let message = format!("retrying after an error: {error}");
+            Outcome::progressing(reasons::ATLAS_UNAVAILABLE, message).apply(
+                status.conditions_mut(),
+                generation,
+                now,
+            );
+            apply_status(api, object, old, &status).await?;
+            Err(error)
+        }
+    }
 }
 
 /// A reconcile that finished: forget its backoff and requeue after `after`.

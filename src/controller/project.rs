@@ -15,29 +15,13 @@ use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
 use super::plan::{self, KeyStep, RoleStep};
-use super::{Context, Error, NORMAL, Result, WARNING, credentials, done, patient_delay};
+use super::{Context, Error, NORMAL, Result, Step, USER_ACTION_REQUEUE, WARNING, credentials, patient_delay};
 use crate::atlas::{AtlasError, AwsIamRole, AwsKmsPatch, Credentials, EncryptionProvider, Group};
 use crate::aws::{KeyRef, Region, RoleArn};
 use crate::crd::{
     AtlasRoleStatus, DeletionPolicy, KeyStatus, PreviousKeyStatus, ProjectEncryption, ProjectEncryptionStatus,
 };
 use crate::status::{self, Outcome, reasons};
-
-/// How a reconcile ended when it did not fail.
-struct Step {
-    outcome: Outcome,
-    requeue: Duration,
-}
-
-impl Step {
-    fn new(outcome: Outcome, requeue: Duration) -> Self {
-        Step { outcome, requeue }
-    }
-}
-
-/// Requeue for conditions only a person can fix: often enough to notice the fix (Secrets and IAM are
-/// not watched), rarely enough to cost nothing.
-const USER_ACTION_REQUEUE: Duration = Duration::from_secs(60);
 
 pub async fn reconcile(pe: Arc<ProjectEncryption>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = pe.namespace().ok_or(Error::InvalidObject)?;
@@ -56,38 +40,7 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, ctx: Arc<Context>) -> Result<
     let now = ctx.now();
     let mut status = pe.status.clone().unwrap_or_default();
     let result = drive(&pe, &ctx, &namespace, &mut status, now).await;
-    finish(&pe, &ctx, &api, status, result, now).await
-}
-
-/// Writes the status of a finished reconcile and turns it into the controller's answer.
-async fn finish(
-    pe: &ProjectEncryption,
-    ctx: &Context,
-    api: &Api<ProjectEncryption>,
-    mut status: ProjectEncryptionStatus,
-    result: Result<Step>,
-    now: Timestamp,
-) -> Result<Action> {
-    let generation = pe.metadata.generation;
-    match result {
-        Ok(step) => {
-            step.outcome.apply(&mut status.conditions, generation, now);
-            status.observed_generation = generation;
-            super::apply_status(api, pe, pe.status.as_ref(), &status).await?;
-            Ok(done(ctx, pe, step.requeue))
-        }
-        Err(error) => {
-            // Say what failed without claiming this generation was processed.
-            let message = format!("retrying after an error: {error}");
-            Outcome::progressing(reasons::ATLAS_UNAVAILABLE, message).apply(
-                &mut status.conditions,
-                generation,
-                now,
-            );
-            super::apply_status(api, pe, pe.status.as_ref(), &status).await?;
-            Err(error)
-        }
-    }
+    super::finish(pe.as_ref(), pe.status.as_ref(), &ctx, &api, status, result, now).await
 }
 
 async fn drive(
@@ -561,15 +514,7 @@ async fn enable(
                 "Atlas reports key {key} invalid: check the key is enabled and not pending deletion, the IAM role {} still allows kms:Encrypt, kms:Decrypt and kms:DescribeKey, and any aws:SourceIp condition allows Atlas's control-plane IPs",
                 role.iam_assumed_role_arn.as_deref().unwrap_or("?")
             );
-            if status::is_true(&status.conditions, reasons::KEY_VALID)
-                || !status
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == reasons::DEGRADED && c.status == "True")
-            {
-                ctx.event(pe, WARNING, reasons::KEY_INVALID, "CheckKey", message.clone())
-                    .await;
-            }
+            // The Stalled outcome below raises the Warning Event as the object enters it.
             status::set_condition(
                 &mut status.conditions,
                 reasons::KEY_VALID,
@@ -1036,8 +981,8 @@ async fn cleanup(
             {
                 message.insert_str(0, "deleting: ");
             }
-            finish(pe, ctx, api, status, Ok(step), now).await
+            super::finish(pe, pe.status.as_ref(), ctx, api, status, Ok(step), now).await
         }
-        Err(e) => finish(pe, ctx, api, status, Err(e), now).await,
+        Err(e) => super::finish(pe, pe.status.as_ref(), ctx, api, status, Err(e), now).await,
     }
 }
