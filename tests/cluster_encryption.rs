@@ -596,28 +596,8 @@ async fn project_and_clusters_applied_in_any_order_converge() {
     .unwrap();
     // The IAM side is prepared beforehand, so nothing waits for a person.
     let key = env.create_key(REGION).await.unwrap();
-    let (atlas, creds) = env.atlas();
     let group = group_id(&env, "proj-any").await;
-    let role = atlas.create_aws_role(&creds, &group).await.unwrap();
-    let role_name = common::unique_name("atlas-kms");
-    let role_arn = env
-        .create_role(
-            &role_name,
-            role.atlas_aws_account_arn.as_deref().unwrap(),
-            role.atlas_assumed_role_external_id.as_deref().unwrap(),
-            &key,
-        )
-        .await
-        .unwrap();
-    atlas
-        .authorize_aws_role(
-            &creds,
-            &group,
-            &role.role_id,
-            &atlas_encryption_operator::aws::RoleArn::parse(&role_arn).unwrap(),
-        )
-        .await
-        .unwrap();
+    let role = env.authorized_atlas_role(&group, &key).await.unwrap();
     env.start_controller().await.unwrap();
     env.sim().clear_calls();
 

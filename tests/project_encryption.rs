@@ -152,18 +152,7 @@ async fn fresh_project_is_encrypted_after_the_trust_policy_appears_then_rotates(
 
     // Rotation: a new key in the spec is applied once, the old key is kept in the history.
     let new_key = env.create_key(REGION).await.unwrap();
-    env.iam
-        .put_role_policy()
-        .role_name(&role_name)
-        .policy_name("atlas-kms")
-        .policy_document(
-            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-            "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"], "Resource": [key, new_key]}]})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    env.allow_keys(&role_name, &[&key, &new_key]).await.unwrap();
     env.sim().clear_calls();
     env.apply_project(
         "payments",
@@ -470,26 +459,7 @@ async fn an_existing_authorized_role_is_adopted_without_re_authorizing() {
     let key = env.create_key(REGION).await.unwrap();
     let (atlas, creds) = env.atlas();
     let group = atlas.get_project_by_name(&creds, "proj-adopt").await.unwrap();
-    let role = atlas.create_aws_role(&creds, &group.id).await.unwrap();
-    let role_name = common::unique_name("atlas-kms");
-    let role_arn = env
-        .create_role(
-            &role_name,
-            role.atlas_aws_account_arn.as_deref().unwrap(),
-            role.atlas_assumed_role_external_id.as_deref().unwrap(),
-            &key,
-        )
-        .await
-        .unwrap();
-    atlas
-        .authorize_aws_role(
-            &creds,
-            &group.id,
-            &role.role_id,
-            &atlas_encryption_operator::aws::RoleArn::parse(&role_arn).unwrap(),
-        )
-        .await
-        .unwrap();
+    let role = env.authorized_atlas_role(&group.id, &key).await.unwrap();
     env.sim().clear_calls();
     env.start_controller().await.unwrap();
     env.apply_project(
@@ -740,18 +710,7 @@ async fn drift_in_atlas_is_corrected() {
     env.start_controller().await.unwrap();
     let Handshake { key, role_name, .. } = env.encrypt_project("drift", "proj-drift").await.unwrap();
     let other = env.create_key(REGION).await.unwrap();
-    env.iam
-        .put_role_policy()
-        .role_name(&role_name)
-        .policy_name("atlas-kms")
-        .policy_document(
-            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-            "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"], "Resource": [key, other]}]})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    env.allow_keys(&role_name, &[&key, &other]).await.unwrap();
     let (atlas, creds) = env.atlas();
     let group = atlas.get_project_by_name(&creds, "proj-drift").await.unwrap().id;
     let other_key = atlas_encryption_operator::aws::KeyRef::parse(&other).unwrap();

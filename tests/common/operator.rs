@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use atlas_encryption_operator::atlas::{AtlasClient, AtlasClientConfig};
+use atlas_encryption_operator::atlas::{AtlasClient, AtlasClientConfig, AwsIamRole};
+use atlas_encryption_operator::aws::RoleArn;
 use atlas_encryption_operator::controller::{self, ControllerConfig};
 use atlas_encryption_operator::crd::{ClusterEncryption, ProjectEncryption};
 use atlas_encryption_operator::kms::{KmsPreflight, KmsPreflightConfig};
@@ -253,18 +254,46 @@ impl OperatorEnv {
             .assume_role_policy_document(trust.to_string())
             .send()
             .await?;
+        self.allow_keys(name, &[key_arn]).await?;
+        Ok(role.role().context("role")?.arn().to_string())
+    }
+
+    /// Sets the IAM role's KMS permissions (Encrypt, Decrypt, DescribeKey) to exactly these keys.
+    pub async fn allow_keys(&self, role_name: &str, key_arns: &[&str]) -> Result<()> {
         self.iam
             .put_role_policy()
-            .role_name(name)
+            .role_name(role_name)
             .policy_name("atlas-kms")
             .policy_document(
                 json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-                    "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"], "Resource": [key_arn]}]})
+                    "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"], "Resource": key_arns}]})
                 .to_string(),
             )
             .send()
             .await?;
-        Ok(role.role().context("role")?.arn().to_string())
+        Ok(())
+    }
+
+    /// An Atlas role already authorized outside the operator, with an IAM role that trusts it and may use
+    /// `key_arn`: what a team that set up Atlas by hand brings along.
+    pub async fn authorized_atlas_role(&self, group_id: &str, key_arn: &str) -> Result<AwsIamRole> {
+        let (atlas, creds) = self.atlas();
+        let role = atlas.create_aws_role(&creds, group_id).await?;
+        let role_arn = self
+            .create_role(
+                &super::unique_name("atlas-kms"),
+                role.atlas_aws_account_arn
+                    .as_deref()
+                    .context("atlasAWSAccountArn")?,
+                role.atlas_assumed_role_external_id
+                    .as_deref()
+                    .context("externalId")?,
+                key_arn,
+            )
+            .await?;
+        Ok(atlas
+            .authorize_aws_role(&creds, group_id, &role.role_id, &RoleArn::parse(&role_arn)?)
+            .await?)
     }
 
     /// What the user does after reading the status: trust Atlas's account with the external ID.
