@@ -38,6 +38,7 @@ test-unit: ## hermetic unit tests (no control plane needed)
 test: ## everything: lint, generated-file check, unit, simulator, integration and e2e tests on the local control plane
 	$(MAKE) lint
 	$(MAKE) check-generated
+	$(MAKE) test-chart
 	$(MAKE) test-unit
 	$(MAKE) test-sim
 	$(MAKE) test-integration
