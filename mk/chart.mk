@@ -10,7 +10,7 @@ helm: ## build (or reuse) the pinned helm from the Go module proxy and print its
 	@bash scripts/helm.sh
 
 chart-sync-crds: ## copy crds/ into the chart's crds/ (Helm cannot read files outside the chart)
-	@rm -f $(CHART_DIR)/crds/*.yaml
+	@mkdir -p $(CHART_DIR)/crds && rm -f $(CHART_DIR)/crds/*.yaml
 	cp crds/*.yaml $(CHART_DIR)/crds/
 
 check-chart-crds: ## fail when the chart's crds/ is not a byte-identical copy of crds/

@@ -218,11 +218,12 @@ ok "ServiceAccounts, (Cluster)Roles and bindings of both modes applied"
 can() { # can yes|no RELEASE VERB RESOURCE [kubectl flags...]
   local want="$1" rel="$2"
   shift 2
-  local sa="system:serviceaccount:$NS:$rel-atlas-encryption-operator" got
+  local sa="system:serviceaccount:$NS:$rel-atlas-encryption-operator" got mode=namespaced
+  [ "$rel" != "$REL_CW" ] || mode=cluster-wide
   got="$(kubectl auth can-i --as="$sa" "$@" 2>/dev/null || true)"
   got="${got%%$'\n'*}"
   if [ "$got" = "$want" ]; then
-    ok "${rel%%-*}: can-i $* -> $got"
+    ok "$mode: can-i $* -> $got"
   else
     bad "as $sa: kubectl auth can-i $*: got '${got:-error}', want '$want'"
   fi
