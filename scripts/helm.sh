@@ -7,8 +7,8 @@
 # No helm release binary can be downloaded on this project's machines, and no Debian, PyPI or npm
 # package ships a working helm CLI, so helm is built from its Go module (helm.sh/helm/v4 on the Go
 # module proxy) with `go install`. The binary lives outside the clone, keyed by version, so a warm
-# machine reuses it: $ATLAS_EO_CACHE_DIR/helm-<version>/bin/helm. A cold build takes a few minutes
-# on 2 cores (most of it compiling client-go and the Kubernetes API types).
+# machine reuses it: $ATLAS_EO_CACHE_DIR/helm-<version>/bin/helm. A cold build took 12 minutes on
+# 2 cores shared with other builds (most of it compiling client-go and the Kubernetes API types).
 set -euo pipefail
 
 HELM_VERSION="v4.3.1"
@@ -67,7 +67,7 @@ ldflags+=" -X $HELM_MODULE/internal/version.version=$HELM_VERSION"
 ldflags+=" -X $HELM_MODULE/internal/version.metadata="
 ldflags+=" -X $HELM_MODULE/internal/version.gitTreeState=clean"
 
-log "building helm $HELM_VERSION from $HELM_MODULE (a cold build takes several minutes on 2 cores)"
+log "building helm $HELM_VERSION from $HELM_MODULE (a cold build takes up to ~12 minutes on 2 cores)"
 start=$SECONDS
 (
   # GOTOOLCHAIN=local: never fetch another Go; GOWORK=off and a clean GOFLAGS: a caller's go.work or

@@ -128,6 +128,18 @@ def main(root):
         check("src/main.rs" in kept and "Cargo.lock" in kept, "the build context holds the operator's sources and Cargo.lock")
         check(not any(k.startswith((".git/", "target/", ".testenv/", "charts/")) for k in kept),
               "the build context leaves out .git, target, .testenv and charts")
+        # Files the operator's sources embed at compile time must be in the context too.
+        embedded = []
+        for d, _, fs in os.walk(os.path.join(root, "src")):
+            for f in fs:
+                if f.endswith(".rs"):
+                    src = open(os.path.join(d, f)).read()
+                    for m in re.finditer(r'include_(?:str|bytes)!\(\s*"([^"]+)"', src):
+                        target = os.path.relpath(os.path.normpath(os.path.join(d, m.group(1))), root)
+                        embedded.append(target)
+        missing = [e for e in embedded if e not in kept]
+        check(not missing, f"files embedded with include_str!/include_bytes! are in the build context ({len(embedded)})"
+              + (f"; missing: {missing}" if missing else ""))
         lock_before = open(os.path.join(ctx, "Cargo.lock")).read()
         subprocess.run(["bash", "-o", "pipefail", "-euc", skeleton_runs[0]], cwd=ctx, check=True)
         rs = sorted(os.path.relpath(os.path.join(d, f), ctx) for d, _, fs in os.walk(ctx) for f in fs if f.endswith(".rs"))

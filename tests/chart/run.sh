@@ -117,6 +117,19 @@ for set in default namespaced-ha monitoring-irsa single-leader; do
   run_counted "$PY" "$HERE/check_rendered.py" "$set" "$OUT/$set.yaml"
 done
 
+for set in default namespaced-ha monitoring-irsa; do
+  args=()
+  [ "$set" = default ] || args=(-f "$VALUES/$set.yaml")
+  # NOTES.txt is only rendered by install/upgrade; a client-side dry run needs no cluster.
+  if "$HELM" install aeo "$CHART" --namespace "$RELEASE_NS" --dry-run=client "${args[@]}" >"$OUT/notes.log" 2>&1 &&
+    grep -q "is installed as aeo-atlas-encryption-operator" "$OUT/notes.log"; then
+    ok "NOTES.txt renders ($set values)"
+  else
+    cat "$OUT/notes.log" >&2
+    bad "NOTES.txt ($set values)"
+  fi
+done
+
 # --- values that must be refused ----------------------------------------------------------------
 log "values the chart must refuse"
 refuse() { # refuse FILE EXPECTED-TEXT
