@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::operator::{CUSTOMER_ACCOUNT, Handshake, OperatorEnv, REGION, condition, seed};
+use common::snapshots::{self, Expect};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -43,6 +44,7 @@ async fn fresh_project_is_encrypted_after_the_trust_policy_appears_then_rotates(
         })
         .await
         .unwrap();
+    snapshots::capture("pe-fresh", "awaiting-trust-policy", &waiting, Expect::InProgress);
     assert_eq!(reason(&waiting, "Ready").as_deref(), Some("AwaitingTrustPolicy"));
     assert_eq!(
         reason(&waiting, "Reconciling").as_deref(),
@@ -87,6 +89,7 @@ async fn fresh_project_is_encrypted_after_the_trust_policy_appears_then_rotates(
         .wait_project("payments", WAIT, "Ready", |pe| ready(pe.status.as_ref()))
         .await
         .unwrap();
+    snapshots::capture("pe-fresh", "ready", &encrypted, Expect::Ready);
     let status = encrypted.status.clone().unwrap();
     assert_eq!(status.observed_generation, encrypted.metadata.generation);
     assert_eq!(status.key.as_ref().unwrap().valid, Some(true));
@@ -154,13 +157,16 @@ async fn fresh_project_is_encrypted_after_the_trust_policy_appears_then_rotates(
     let new_key = env.create_key(REGION).await.unwrap();
     env.allow_keys(&role_name, &[&key, &new_key]).await.unwrap();
     env.sim().clear_calls();
-    env.apply_project(
-        "payments",
-        json!({"projectName": "proj-fresh", "credentialsRef": {"name": "atlas-credentials"},
+    let applied = env
+        .apply_project(
+            "payments",
+            json!({"projectName": "proj-fresh", "credentialsRef": {"name": "atlas-credentials"},
                "awsKms": {"customerMasterKeyId": new_key, "region": REGION, "roleArn": role_arn}}),
-    )
-    .await
-    .unwrap();
+        )
+        .await
+        .unwrap();
+    // The apply's own answer: the new generation, and the status still of the old one.
+    snapshots::capture("pe-fresh", "rotation-applied", &applied, Expect::InProgress);
     let rotated = env
         .wait_project("payments", WAIT, "rotated and Ready", |pe| {
             ready(pe.status.as_ref())
@@ -175,6 +181,7 @@ async fn fresh_project_is_encrypted_after_the_trust_policy_appears_then_rotates(
         })
         .await
         .unwrap();
+    snapshots::capture("pe-fresh", "rotated-ready", &rotated, Expect::Ready);
     let status = rotated.status.unwrap();
     assert_eq!(status.previous_keys.len(), 1);
     assert_eq!(status.previous_keys[0].customer_master_key_id, key);
@@ -242,6 +249,7 @@ async fn a_key_disabled_after_ready_is_noticed() {
         })
         .await
         .unwrap();
+    snapshots::capture("pe-disabled-key", "key-invalid", &invalid, Expect::Failed);
     let status = invalid.status.unwrap();
     assert_eq!(
         condition(&status.conditions, "Degraded").unwrap(),
@@ -323,6 +331,7 @@ async fn preflight_failures_stall_without_touching_atlas() {
             })
             .await
             .unwrap();
+        snapshots::capture("pe-preflight", &format!("{name}-{expected}"), &pe, Expect::Failed);
         let status = pe.status.unwrap();
         assert_eq!(
             condition(&status.conditions, "Stalled").unwrap().0,
@@ -357,7 +366,9 @@ async fn a_second_project_encryption_for_the_same_project_is_refused() {
     env.start_controller().await.unwrap();
     let spec = json!({"projectName": "proj-dup", "credentialsRef": {"name": "atlas-credentials"},
                       "awsKms": {"customerMasterKeyId": key, "region": REGION, "roleArn": role_arn}});
-    env.apply_project("first", spec.clone()).await.unwrap();
+    let created = env.apply_project("first", spec.clone()).await.unwrap();
+    // Created, not yet seen by the operator: kstatus cannot tell this from done (see docs/gitops.md).
+    snapshots::capture("pe-duplicate", "created-no-status", &created, Expect::NoStatus);
     env.wait_project("first", WAIT, "handling the project", |pe| {
         pe.status.as_ref().is_some_and(|s| s.project_id.is_some())
     })
@@ -371,6 +382,7 @@ async fn a_second_project_encryption_for_the_same_project_is_refused() {
         })
         .await
         .unwrap();
+    snapshots::capture("pe-duplicate", "second-DuplicateProject", &second, Expect::Failed);
     let second_status = second.status.unwrap();
     let message = &second_status
         .conditions
@@ -432,6 +444,7 @@ async fn bad_credentials_stall_with_what_to_fix() {
             })
             .await
             .unwrap();
+        snapshots::capture("pe-creds", &format!("{name}-{expected}"), &pe, Expect::Failed);
         let text = serde_json::to_string(&pe.status).unwrap();
         assert!(!text.contains("TOPSECRET"), "no secret in status: {text}");
     }
@@ -527,6 +540,7 @@ async fn an_old_key_raises_rotation_due() {
         })
         .await
         .unwrap();
+    snapshots::capture("pe-rotation-due", "ready-rotation-due", &due, Expect::Ready);
     let status = due.status.unwrap();
     assert!(
         ready(Some(&status)),
@@ -578,6 +592,7 @@ async fn disable_is_blocked_by_a_cluster_then_allowed() {
         })
         .await
         .unwrap();
+    snapshots::capture("pe-disable", "blocked-unmanaged", &blocked, Expect::Failed);
     let status = blocked.status.unwrap();
     assert_eq!(
         condition(&status.conditions, "Stalled").unwrap().0,
@@ -614,6 +629,7 @@ async fn disable_is_blocked_by_a_cluster_then_allowed() {
         })
         .await
         .unwrap();
+    snapshots::capture("pe-disable", "encryption-disabled", &off, Expect::Ready);
     assert!(ready(off.status.as_ref()));
     assert_eq!(off.status.unwrap().previous_keys[0].customer_master_key_id, key);
     let (atlas, creds) = env.atlas();
