@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use atlas_encryption_operator::crd::{ClusterEncryption, ProjectEncryption};
 use atlas_sim::CallRecord;
 use common::operator::{API_PRIVATE_KEY, API_PUBLIC_KEY, OperatorEnv, REGION, condition, seed, wait_gone};
+use common::snapshots::{self, Expect};
 use kube::api::Patch;
 use rand::seq::SliceRandom;
 use serde_json::{Value, json};
@@ -126,6 +127,7 @@ async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
         })
         .await
         .unwrap();
+    snapshots::capture("ce-wait", "ProjectEncryptionNotFound", &missing, Expect::Failed);
     assert!(is_true(&missing, "Stalled"));
     assert!(
         message(&missing, "Ready").contains("payments"),
@@ -174,6 +176,7 @@ async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
         })
         .await
         .unwrap();
+    snapshots::capture("ce-wait", "waiting-for-project", &waiting, Expect::InProgress);
     assert!(is_true(&waiting, "Reconciling"), "kstatus: in progress");
     assert!(!is_true(&waiting, "Stalled"));
     assert!(!is_true(&waiting, "ProjectReady"));
@@ -210,6 +213,7 @@ async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
         })
         .await
         .unwrap();
+    snapshots::capture("ce-wait", "updating", &updating, Expect::InProgress);
     assert!(
         project_ready_at.elapsed() < Duration::from_secs(10),
         "the project watch wakes the cluster"
@@ -224,6 +228,7 @@ async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
         .wait_cluster("cluster0", WAIT, "Ready", |ce| converged(ce, "AWS"))
         .await
         .unwrap();
+    snapshots::capture("ce-wait", "ready", &ready, Expect::Ready);
     let status = ready.status.clone().unwrap();
     assert_eq!(status.tier.as_deref(), Some("M10"));
     assert_eq!(status.paused, Some(false));
@@ -310,6 +315,7 @@ async fn stalled_reasons_come_from_real_clusters_without_writes() {
             })
             .await
             .unwrap();
+        snapshots::capture("ce-stall", &format!("{object}-{expected}"), &ce, Expect::Failed);
         assert!(!is_true(&ce, "Reconciling"), "{object}: kstatus Stalled alone");
         let text = message(&ce, "Ready");
         assert!(text.contains(hint), "{object}: {text}");
@@ -383,7 +389,13 @@ async fn disable_sequence_turns_clusters_off_before_the_project() {
     for (object, cluster) in names {
         let mut off = spec("seq", cluster);
         off["enabled"] = json!(false);
-        env.apply_cluster(object, off).await.unwrap();
+        let applied = env.apply_cluster(object, off).await.unwrap();
+        snapshots::capture(
+            "ce-sequence",
+            &format!("{object}-applied"),
+            &applied,
+            Expect::InProgress,
+        );
     }
     env.apply_project(
         "seq",
@@ -397,6 +409,7 @@ async fn disable_sequence_turns_clusters_off_before_the_project() {
             .wait_cluster(object, WAIT, "off", |ce| converged(ce, "NONE"))
             .await
             .unwrap();
+        snapshots::capture("ce-sequence", &format!("{object}-disabled"), &ce, Expect::Ready);
         assert_eq!(reason(&ce, "Ready").as_deref(), Some("EncryptionDisabled"));
     }
     env.wait_project("seq", WAIT, "disabled", |pe| {
@@ -485,6 +498,7 @@ async fn an_unmanaged_encrypted_cluster_blocks_the_project_disable() {
         })
         .await
         .unwrap();
+    snapshots::capture("ce-unmanaged", "project-blocked", &blocked, Expect::Failed);
     let status = blocked.status.unwrap();
     assert_eq!(condition(&status.conditions, "Stalled").unwrap().0, "True");
     assert_eq!(status.clusters_using_key, vec!["Rogue0".to_string()]);
@@ -561,6 +575,9 @@ async fn deletion_retains_or_disables() {
         })
         .await
         .unwrap();
+    // kstatus says Terminating and Argo CD "Pending deletion" whatever the conditions say; the Ready
+    // message is what tells a person to act here.
+    snapshots::capture("ce-delete", "stuck-deleting", &stuck, Expect::Deleting);
     let text = message(&stuck, "Ready");
     assert!(
         text.contains("deletionPolicy: Retain") && text.contains("encryption.atlasops.dev/cleanup"),
