@@ -1,0 +1,196 @@
+//! The ideal the figures are compared with: the fewest Atlas calls the Encryption at Rest flow needs,
+//! and the least time they can take at the configured latency, concurrency and rate budget.
+//!
+//! Every call counted is listed in [`project_calls`] and [`cluster_calls`]; nothing here measures.
+
+/// One Atlas call of the ideal flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdealCall {
+    pub method: &'static str,
+    pub route: &'static str,
+    pub why: &'static str,
+}
+
+impl IdealCall {
+    pub fn is_read(&self) -> bool {
+        self.method == "GET"
+    }
+}
+
+const fn call(method: &'static str, route: &'static str, why: &'static str) -> IdealCall {
+    IdealCall { method, route, why }
+}
+
+/// A ProjectEncryption taken from nothing to Ready, with `spec.projectId` given (no name lookup).
+pub fn project_calls() -> Vec<IdealCall> {
+    vec![
+        call(
+            "GET",
+            "/groups/{groupId}/encryptionAtRest",
+            "what Atlas has now (another key, legacy access keys)",
+        ),
+        call(
+            "GET",
+            "/groups/{groupId}/cloudProviderAccess",
+            "an existing role to reuse, so none is created twice",
+        ),
+        call(
+            "POST",
+            "/groups/{groupId}/cloudProviderAccess",
+            "create the Atlas role; its external ID goes to the customer",
+        ),
+        call(
+            "PATCH",
+            "/groups/{groupId}/cloudProviderAccess/{roleId}",
+            "authorize, once the IAM role trusts Atlas",
+        ),
+        call(
+            "PATCH",
+            "/groups/{groupId}/encryptionAtRest",
+            "assign the key; the answer carries awsKms.valid",
+        ),
+    ]
+}
+
+/// A ClusterEncryption taken to `encryptionAtRestProvider: AWS` and IDLE.
+pub fn cluster_calls() -> Vec<IdealCall> {
+    vec![
+        call(
+            "GET",
+            "/groups/{groupId}/clusters/{clusterName}",
+            "tier, backup, paused, provider, state",
+        ),
+        call(
+            "PATCH",
+            "/groups/{groupId}/clusters/{clusterName}",
+            "encryptionAtRestProvider AWS",
+        ),
+        call(
+            "GET",
+            "/groups/{groupId}/clusters/{clusterName}",
+            "IDLE again after the update",
+        ),
+    ]
+}
+
+/// A key rotation of one project: the key change itself, then the check that tells whether the old key
+/// may be deleted (snapshots taken under it), one list per backed-up cluster.
+pub fn rotation_calls(backup_clusters: u64) -> (u64, u64) {
+    let core = 2; // GET encryptionAtRest, PATCH encryptionAtRest
+    let snapshot_check = 1 + backup_clusters; // GET clusters, GET …/backup/snapshots per cluster
+    (core, snapshot_check)
+}
+
+/// What the operator was configured with and what the simulator injects.
+#[derive(Clone, Debug)]
+pub struct FlowParams {
+    pub projects: u64,
+    pub clusters_per_project: u64,
+    /// Added to every Atlas call by the simulator.
+    pub latency_s: f64,
+    /// Reconciles of one kind at once (the operator runs one pool per kind).
+    pub concurrency: u64,
+    /// The operator's Atlas rate budget (calls per second, shared by all projects of the organization).
+    pub rate_per_s: f64,
+    pub burst: u64,
+    /// How long a cluster stays UPDATING after its provider changes.
+    pub cluster_update_s: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ideal {
+    pub reads: u64,
+    pub writes: u64,
+    pub calls_per_resource: f64,
+    /// One project and its clusters end to end, every call in sequence, plus the cluster update.
+    pub critical_path_s: f64,
+    /// Busy time of the busier worker pool: calls × latency / concurrency.
+    pub pool_bound_s: f64,
+    /// Calls beyond the burst at the configured rate.
+    pub rate_bound_s: f64,
+    pub time_s: f64,
+}
+
+pub fn ideal(p: &FlowParams) -> Ideal {
+    let project = project_calls();
+    let cluster = cluster_calls();
+    let per_group_reads = project.iter().filter(|c| c.is_read()).count() as u64
+        + p.clusters_per_project * cluster.iter().filter(|c| c.is_read()).count() as u64;
+    let per_group_writes = project.iter().filter(|c| !c.is_read()).count() as u64
+        + p.clusters_per_project * cluster.iter().filter(|c| !c.is_read()).count() as u64;
+    let reads = p.projects * per_group_reads;
+    let writes = p.projects * per_group_writes;
+    let resources = p.projects * (1 + p.clusters_per_project);
+    let calls = reads + writes;
+
+    let critical_path_s = (project.len() + cluster.len()) as f64 * p.latency_s + p.cluster_update_s;
+    let concurrency = p.concurrency.max(1) as f64;
+    let project_pool = (p.projects * project.len() as u64) as f64 * p.latency_s / concurrency;
+    let cluster_pool =
+        (p.projects * p.clusters_per_project * cluster.len() as u64) as f64 * p.latency_s / concurrency;
+    let pool_bound_s = project_pool.max(cluster_pool);
+    let rate_bound_s = if p.rate_per_s > 0.0 {
+        calls.saturating_sub(p.burst) as f64 / p.rate_per_s
+    } else {
+        0.0
+    };
+    Ideal {
+        reads,
+        writes,
+        calls_per_resource: if resources == 0 {
+            0.0
+        } else {
+            calls as f64 / resources as f64
+        },
+        critical_path_s,
+        pool_bound_s,
+        rate_bound_s,
+        time_s: critical_path_s.max(pool_bound_s).max(rate_bound_s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(projects: u64) -> FlowParams {
+        FlowParams {
+            projects,
+            clusters_per_project: 5,
+            latency_s: 0.05,
+            concurrency: 8,
+            rate_per_s: 100.0,
+            burst: 100,
+            cluster_update_s: 3.0,
+        }
+    }
+
+    #[test]
+    fn one_project_with_five_clusters_needs_twenty_calls() {
+        let i = ideal(&params(1));
+        assert_eq!((i.reads, i.writes), (2 + 10, 3 + 5));
+        assert!((i.calls_per_resource - 20.0 / 6.0).abs() < 1e-9);
+        // 8 calls in sequence at 50 ms, then the 3 s update.
+        assert!((i.critical_path_s - 3.4).abs() < 1e-9);
+        assert!((i.time_s - 3.4).abs() < 1e-9);
+    }
+
+    #[test]
+    fn large_scales_are_bound_by_the_rate_budget_or_the_pool() {
+        let i = ideal(&params(1000));
+        assert_eq!(i.reads + i.writes, 20_000);
+        assert!((i.rate_bound_s - 199.0).abs() < 1e-9);
+        assert!((i.pool_bound_s - 15_000.0 * 0.05 / 8.0).abs() < 1e-9);
+        assert_eq!(i.time_s, i.rate_bound_s);
+        let fast = ideal(&FlowParams {
+            rate_per_s: 10_000.0,
+            ..params(1000)
+        });
+        assert_eq!(fast.time_s, fast.pool_bound_s);
+    }
+
+    #[test]
+    fn rotation_counts_the_snapshot_check_apart() {
+        assert_eq!(rotation_calls(5), (2, 6));
+    }
+}
