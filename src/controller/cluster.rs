@@ -6,14 +6,16 @@
 //! off (`enabled: false`, or deletion with `Disable`) never waits for the project, since clusters going
 //! to NONE is exactly what lets a project disable.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
+use super::plan::{self, WakeGate};
 use super::{Context, Error, NORMAL, Result, Step, USER_ACTION_REQUEUE, credentials, patient_delay};
 use crate::atlas::{AtlasError, Cluster, Credentials, EncryptionProvider, model::tier_number};
 use crate::crd::{ClusterEncryption, ClusterEncryptionStatus, DeletionPolicy, ProjectEncryption};
@@ -38,18 +40,92 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, ctx: Arc<Context>) -> Result<
     let span = tracing::info_span!("reconcile", kind = "ClusterEncryption", object = %format!("{namespace}/{}", ce.name_any()));
     let _enter = span.enter();
 
+    let gate_key = gate_key(&ctx, ce.as_ref());
     if ce.meta().deletion_timestamp.is_some() {
+        GATE.forget(&gate_key);
+        forget_verified(&gate_key);
         return cleanup(&ce, &ctx, &api, &namespace).await;
     }
     if super::ensure_finalizer(&api, ce.as_ref()).await? {
         // The finalizer patch is itself a change the watch delivers.
         return Ok(Action::await_change());
     }
+    let fingerprint = gate_fingerprint(ce.as_ref(), find_project(ce.as_ref(), &ctx).as_deref());
+    if let Some(wait) = GATE.wait(&gate_key, fingerprint, Instant::now()) {
+        // Our own status write, or a project change that does not concern this cluster.
+        return Ok(Action::requeue(wait));
+    }
 
     let now = ctx.now();
     let mut status = ce.status.clone().unwrap_or_default();
     let result = drive(&ce, &ctx, &namespace, &mut status, now, false).await;
-    super::finish(ce.as_ref(), ce.status.as_ref(), &ctx, &api, status, result, now).await
+    let next = result.as_ref().map(|step| step.requeue).ok();
+    let action = super::finish(ce.as_ref(), ce.status.as_ref(), &ctx, &api, status, result, now).await;
+    match (&action, next) {
+        (Ok(_), Some(after)) => GATE.finished(&gate_key, fingerprint, Instant::now(), after),
+        (Err(e), _) => {
+            let retry_after = match e {
+                Error::Atlas(e) => e.retry_after(),
+                _ => None,
+            };
+            GATE.failed(&gate_key, fingerprint, Instant::now(), retry_after);
+        }
+        (Ok(_), None) => GATE.forget(&gate_key),
+    }
+    action
+}
+
+/// Cluster reconciles of this process: see [`WakeGate`].
+static GATE: LazyLock<WakeGate> = LazyLock::new(WakeGate::default);
+
+/// When each cluster was last read from Atlas and found converged on the project's key, for the
+/// generation of its ClusterEncryption then.
+static VERIFIED: LazyLock<Mutex<HashMap<String, Verified>>> = LazyLock::new(Default::default);
+
+/// The generation found converged, and when.
+type Verified = (Option<i64>, Instant);
+
+fn gate_key(ctx: &Arc<Context>, ce: &ClusterEncryption) -> String {
+    format!("{:p}/{}", Arc::as_ptr(ctx), ce.uid().unwrap_or_default())
+}
+
+/// What makes a cluster worth a look before its resync: its spec, labels and annotations, and where its
+/// project stands (readiness, generation, Atlas project).
+fn gate_fingerprint(ce: &ClusterEncryption, pe: Option<&ProjectEncryption>) -> u64 {
+    let project = pe.map(|pe| {
+        (
+            pe.uid(),
+            pe.metadata.generation,
+            format!("{:?}", project_state(pe)),
+            pe.status.as_ref().and_then(|s| s.project_id.clone()),
+        )
+    });
+    plan::fingerprint((
+        ce.metadata.generation,
+        &ce.metadata.labels,
+        &ce.metadata.annotations,
+        project,
+    ))
+}
+
+fn mark_verified(key: &str, generation: Option<i64>) {
+    VERIFIED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key.to_string(), (generation, Instant::now()));
+}
+
+fn forget_verified(key: &str) {
+    VERIFIED.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+}
+
+/// How long ago this cluster was found converged on the key, for this generation.
+fn verified_ago(key: &str, generation: Option<i64>) -> Option<Duration> {
+    let verified = VERIFIED.lock().unwrap_or_else(|e| e.into_inner());
+    verified
+        .get(key)
+        .filter(|(g, _)| *g == generation)
+        .map(|(_, at)| at.elapsed())
 }
 
 /// The referenced ProjectEncryption, from the reflector store (no API call).
@@ -351,6 +427,24 @@ async fn drive(
     };
     status.project_id = Some(group_id.clone());
 
+    // A cluster found converged on the key less than a resync period ago stays so until the resync
+    // reads it again: the project becoming Ready again (after a rotation, say) needs no Atlas call.
+    let verified_key = format!("{:p}/{}", ctx as *const Context, ce.uid().unwrap_or_default());
+    if want_aws
+        && project_state(&pe) == ProjectState::Ready
+        && status.provider.as_deref() == Some("AWS")
+        && let Some(ago) =
+            verified_ago(&verified_key, generation).filter(|ago| *ago < ctx.config.resync_period)
+    {
+        return Ok(Step::new(
+            Outcome::ready(
+                reasons::RECONCILED,
+                format!("cluster {cluster_name} is encrypted with the project's AWS KMS key"),
+            ),
+            ctx.config.resync_period - ago,
+        ));
+    }
+
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let creds = match credentials::atlas_credentials(&secrets, &pe.spec.credentials_ref.name).await {
         Ok(creds) => creds,
@@ -369,7 +463,13 @@ async fn drive(
     };
     record_cluster(status, &cluster);
 
-    match cluster_plan(want_aws, &cluster) {
+    let plan = cluster_plan(want_aws, &cluster);
+    if plan == ClusterStep::Converged && want_aws {
+        mark_verified(&verified_key, generation);
+    } else {
+        forget_verified(&verified_key);
+    }
+    match plan {
         ClusterStep::Converged => Ok(converged(ce, ctx, &cluster)),
         ClusterStep::AwaitIdle => Ok(awaiting_idle(ce, &cluster, status, now)),
         ClusterStep::UnsupportedTier => Ok(unsupported_tier(

@@ -2,8 +2,14 @@
 //! which single next step to take. No I/O here, so every branch is unit-tested; the driver in
 //! `project.rs` only fetches, calls these, and carries out the answer.
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use crate::atlas::{AwsIamRole, AwsKmsConfig, AwsKmsPatch};
 use crate::aws::{KeyRef, Region, RoleArn};
+use crate::crd::AtlasRoleStatus;
 
 /// What to do about the Atlas cloud-provider-access role.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,6 +79,126 @@ pub fn role_step(
         },
         None => RoleStep::Create,
     }
+}
+
+/// The role recorded in status, when it can be used without listing Atlas's roles: it is authorized for
+/// the IAM role the spec names (or is the Atlas role the spec names), and Atlas, just read, reports the
+/// key in force valid, which it cannot be without a working role. Anything else lists the roles.
+pub fn recorded_role_in_use(
+    atlas_role_id: Option<&str>,
+    role_arn: Option<&RoleArn>,
+    recorded: Option<&AtlasRoleStatus>,
+    atlas_reports_valid: bool,
+) -> Option<AwsIamRole> {
+    let recorded = recorded.filter(|r| r.authorized && r.authorized_at.is_some() && atlas_reports_valid)?;
+    let matches = match (atlas_role_id, role_arn) {
+        (Some(id), _) => id == recorded.role_id,
+        (None, Some(arn)) => recorded.iam_role_arn.as_deref() == Some(arn.to_string().as_str()),
+        (None, None) => false,
+    };
+    matches.then(|| AwsIamRole {
+        role_id: recorded.role_id.clone(),
+        atlas_aws_account_arn: recorded.atlas_aws_account_arn.clone(),
+        atlas_assumed_role_external_id: recorded.external_id.clone(),
+        iam_assumed_role_arn: recorded.iam_role_arn.clone(),
+        authorized_date: recorded
+            .authorized_at
+            .as_ref()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second(), 0)),
+        ..Default::default()
+    })
+}
+
+/// Per object, when its next look is due and a fingerprint of what could make an earlier look worth
+/// it. A reconcile's own status write comes back as a watch event; answering it with the rest of the
+/// wait instead of a second pass over Atlas halves the calls of every change and keeps a converged
+/// object quiet until its resync. A change to the fingerprint (spec, labels, annotations, or for a
+/// cluster its project's state) opens the gate at once.
+#[derive(Default)]
+pub struct WakeGate {
+    entries: Mutex<HashMap<String, GateEntry>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct GateEntry {
+    fingerprint: u64,
+    due: Instant,
+    failures: u32,
+}
+
+impl WakeGate {
+    /// How long the object still has to wait, or `None` when it should be reconciled now.
+    pub fn wait(&self, key: &str, fingerprint: u64, now: Instant) -> Option<Duration> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = entries.get(key)?;
+        (entry.fingerprint == fingerprint && entry.due > now).then(|| entry.due - now)
+    }
+
+    /// A reconcile finished and wants the next look after `after`.
+    pub fn finished(&self, key: &str, fingerprint: u64, now: Instant, after: Duration) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.insert(
+            key.to_string(),
+            GateEntry {
+                fingerprint,
+                due: now + after,
+                failures: 0,
+            },
+        );
+    }
+
+    /// A reconcile failed: quiet for 5 s doubling to 5 min (the controller's own backoff), at least
+    /// `retry_after`. Returns the delay.
+    pub fn failed(
+        &self,
+        key: &str,
+        fingerprint: u64,
+        now: Instant,
+        retry_after: Option<Duration>,
+    ) -> Duration {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let failures = entries
+            .get(key)
+            .map(|e| e.failures)
+            .unwrap_or(0)
+            .saturating_add(1);
+        let delay = Duration::from_secs((5u64 << (failures - 1).min(6)).min(300))
+            .max(retry_after.unwrap_or_default());
+        entries.insert(
+            key.to_string(),
+            GateEntry {
+                fingerprint,
+                due: now + delay,
+                failures,
+            },
+        );
+        delay
+    }
+
+    pub fn forget(&self, key: &str) {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+/// A stable fingerprint of anything hashable.
+pub fn fingerprint(value: impl Hash) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// `clustersUsingKey` without reading Atlas: the managed clusters as their ClusterEncryptions last saw
+/// them (name, uses the key), plus the unmanaged names of the last list. Sorted, so it is stable.
+pub fn clusters_using_key(previous: &[String], managed: &[(String, bool)]) -> Vec<String> {
+    let mut using: Vec<String> = previous
+        .iter()
+        .filter(|name| !managed.iter().any(|(m, _)| m == *name))
+        .cloned()
+        .chain(managed.iter().filter(|(_, uses)| *uses).map(|(m, _)| m.clone()))
+        .collect();
+    using.sort();
+    using.dedup();
+    using
 }
 
 /// What the desired key assignment needs from Atlas.
@@ -200,6 +326,96 @@ mod tests {
 
     fn arn() -> RoleArn {
         RoleArn::parse(ARN).unwrap()
+    }
+
+    fn recorded(authorized: bool) -> AtlasRoleStatus {
+        AtlasRoleStatus {
+            role_id: "r1".into(),
+            atlas_aws_account_arn: Some("arn:aws:iam::536727724300:root".into()),
+            external_id: Some("ext".into()),
+            iam_role_arn: Some(ARN.into()),
+            authorized,
+            authorized_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+            )),
+        }
+    }
+
+    #[test]
+    fn the_recorded_role_is_reused_only_while_authorized_for_the_spec_and_the_key_valid() {
+        let ok = recorded(true);
+        let role = recorded_role_in_use(None, Some(&arn()), Some(&ok), true).unwrap();
+        assert_eq!(role.role_id, "r1");
+        assert_eq!(role.iam_assumed_role_arn.as_deref(), Some(ARN));
+        assert!(role.is_authorized());
+        assert_eq!(
+            role_step(None, Some(&arn()), Some("r1"), std::slice::from_ref(&role)),
+            RoleStep::Use(role.clone())
+        );
+        assert!(recorded_role_in_use(None, Some(&arn()), Some(&ok), false).is_none());
+        assert!(recorded_role_in_use(None, Some(&arn()), Some(&recorded(false)), true).is_none());
+        assert!(recorded_role_in_use(None, Some(&arn()), None, true).is_none());
+        let other = RoleArn::parse("arn:aws:iam::123456789012:role/other").unwrap();
+        assert!(recorded_role_in_use(None, Some(&other), Some(&ok), true).is_none());
+        assert!(recorded_role_in_use(Some("r1"), None, Some(&ok), true).is_some());
+        assert!(recorded_role_in_use(Some("r2"), None, Some(&ok), true).is_none());
+    }
+
+    #[test]
+    fn clusters_using_key_follows_managed_clusters_and_keeps_unmanaged_ones() {
+        let previous = vec!["legacy".to_string(), "b".to_string()];
+        let managed = vec![
+            ("b".to_string(), false),
+            ("a".to_string(), true),
+            ("c".to_string(), true),
+        ];
+        assert_eq!(clusters_using_key(&previous, &managed), vec!["a", "c", "legacy"]);
+        assert!(clusters_using_key(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn the_wake_gate_holds_own_status_writes_until_due_and_opens_on_change() {
+        let gate = WakeGate::default();
+        let t0 = Instant::now();
+        assert_eq!(gate.wait("a", 1, t0), None);
+        gate.finished("a", 1, t0, Duration::from_secs(60));
+        assert_eq!(
+            gate.wait("a", 1, t0 + Duration::from_secs(10)),
+            Some(Duration::from_secs(50))
+        );
+        assert_eq!(
+            gate.wait("a", 2, t0 + Duration::from_secs(10)),
+            None,
+            "spec changed"
+        );
+        assert_eq!(gate.wait("a", 1, t0 + Duration::from_secs(60)), None, "due");
+        assert_eq!(gate.wait("b", 1, t0), None);
+        gate.forget("a");
+        assert_eq!(gate.wait("a", 1, t0), None);
+    }
+
+    #[test]
+    fn the_wake_gate_backs_off_failures_and_honours_retry_after() {
+        let gate = WakeGate::default();
+        let t0 = Instant::now();
+        assert_eq!(gate.failed("a", 1, t0, None), Duration::from_secs(5));
+        assert_eq!(gate.failed("a", 1, t0, None), Duration::from_secs(10));
+        assert_eq!(
+            gate.failed("a", 1, t0, Some(Duration::from_secs(60))),
+            Duration::from_secs(60)
+        );
+        for _ in 0..10 {
+            gate.failed("a", 1, t0, None);
+        }
+        assert_eq!(gate.failed("a", 1, t0, None), Duration::from_secs(300));
+        gate.finished("a", 1, t0, Duration::from_secs(1));
+        assert_eq!(
+            gate.failed("a", 1, t0, None),
+            Duration::from_secs(5),
+            "success resets"
+        );
+        assert_eq!(fingerprint(("x", 1)), fingerprint(("x", 1)));
+        assert_ne!(fingerprint(("x", 1)), fingerprint(("x", 2)));
     }
 
     #[test]

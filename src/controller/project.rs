@@ -5,8 +5,8 @@
 //! reads only. Waiting (for a trust policy, for clusters to turn off) is an `Ok` with a condition and a
 //! growing requeue; an `Err` is a failure that backs off.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -14,7 +14,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use super::plan::{self, KeyStep, RoleStep};
+use super::plan::{self, KeyStep, RoleStep, WakeGate};
 use super::{Context, Error, NORMAL, Result, Step, USER_ACTION_REQUEUE, WARNING, credentials, patient_delay};
 use crate::atlas::{AtlasError, AwsIamRole, AwsKmsPatch, Credentials, EncryptionProvider, Group};
 use crate::aws::{KeyRef, Region, RoleArn};
@@ -29,18 +29,59 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, ctx: Arc<Context>) -> Result<
     let span = tracing::info_span!("reconcile", kind = "ProjectEncryption", object = %format!("{namespace}/{}", pe.name_any()));
     let _enter = span.enter();
 
+    let gate_key = gate_key(&ctx, pe.as_ref());
     if pe.meta().deletion_timestamp.is_some() {
+        GATE.forget(&gate_key);
         return cleanup(&pe, &ctx, &api, &namespace).await;
     }
     if super::ensure_finalizer(&api, pe.as_ref()).await? {
         // The finalizer patch is itself a change the watch delivers.
         return Ok(Action::await_change());
     }
+    let fingerprint = gate_fingerprint(pe.as_ref());
+    if let Some(wait) = GATE.wait(&gate_key, fingerprint, Instant::now()) {
+        // Our own status write, or nothing the user controls changed: the look already scheduled stands.
+        return Ok(Action::requeue(wait));
+    }
 
     let now = ctx.now();
     let mut status = pe.status.clone().unwrap_or_default();
     let result = drive(&pe, &ctx, &namespace, &mut status, now).await;
-    super::finish(pe.as_ref(), pe.status.as_ref(), &ctx, &api, status, result, now).await
+    let next = result.as_ref().map(|step| step.requeue).ok();
+    let action = super::finish(pe.as_ref(), pe.status.as_ref(), &ctx, &api, status, result, now).await;
+    match (&action, next) {
+        (Ok(_), Some(after)) => GATE.finished(&gate_key, fingerprint, Instant::now(), after),
+        (Err(e), _) => {
+            GATE.failed(&gate_key, fingerprint, Instant::now(), retry_after(e));
+        }
+        (Ok(_), None) => GATE.forget(&gate_key),
+    }
+    action
+}
+
+/// Project reconciles of this process: see [`WakeGate`].
+static GATE: LazyLock<WakeGate> = LazyLock::new(WakeGate::default);
+
+/// Per controller (a restarted controller in the same process starts afresh) and object.
+fn gate_key(ctx: &Arc<Context>, pe: &ProjectEncryption) -> String {
+    format!("{:p}/{}", Arc::as_ptr(ctx), pe.uid().unwrap_or_default())
+}
+
+/// What a person can change to make the operator look again before the next resync: the spec (its
+/// generation), labels and annotations (`kubectl annotate` to force a look).
+fn gate_fingerprint(pe: &ProjectEncryption) -> u64 {
+    plan::fingerprint((
+        pe.metadata.generation,
+        &pe.metadata.labels,
+        &pe.metadata.annotations,
+    ))
+}
+
+fn retry_after(error: &Error) -> Option<Duration> {
+    match error {
+        Error::Atlas(e) => e.retry_after(),
+        _ => None,
+    }
 }
 
 async fn drive(
@@ -304,16 +345,29 @@ async fn enable(
         ));
     }
 
-    // Role handshake.
-    let roles = ctx.atlas.list_aws_roles(creds, &group.id).await?;
+    // Role handshake. While Atlas reports the key valid with the role recorded as authorized, that role
+    // works and the list of roles is not read again.
     let recorded = status.role.as_ref().map(|r| r.role_id.clone());
     let assigned_role_id = status.key.as_ref().and(recorded.clone());
-    let role = match plan::role_step(
+    let atlas_reports_valid = current.is_some_and(|c| c.is_enabled() && c.valid == Some(true));
+    let role_step = match plan::recorded_role_in_use(
         spec.atlas_role_id.as_deref(),
         role_arn.as_ref(),
-        recorded.as_deref(),
-        &roles,
+        status.role.as_ref(),
+        atlas_reports_valid,
     ) {
+        Some(role) => RoleStep::Use(role),
+        None => {
+            let roles = ctx.atlas.list_aws_roles(creds, &group.id).await?;
+            plan::role_step(
+                spec.atlas_role_id.as_deref(),
+                role_arn.as_ref(),
+                recorded.as_deref(),
+                &roles,
+            )
+        }
+    };
+    let role = match role_step {
         RoleStep::Use(role) => Some(role),
         RoleStep::NamedRoleMissing { role_id } => {
             return Ok(role_stalled(
@@ -351,8 +405,13 @@ async fn enable(
                 role.atlas_assumed_role_external_id.as_deref().unwrap_or("?"),
             ))
             .await;
+            // Its external ID was minted just now, so no IAM role can trust it yet: ask for the trust
+            // policy rather than send an authorization Atlas must refuse.
             match role_arn {
-                Some(arn) => authorize(pe, ctx, creds, group, status, role, arn, &key, now).await?,
+                Some(arn) => {
+                    request_trust_policy(pe, ctx, status, &role, &arn, &key, now).await;
+                    None
+                }
                 None => return Err(Error::InvalidObject),
             }
         }
@@ -440,14 +499,24 @@ async fn enable(
         k.valid = valid;
     }
 
-    // Clusters and the snapshots still holding previous keys.
-    let clusters = ctx.atlas.list_clusters(creds, &group.id).await?;
-    status.clusters_using_key = clusters
-        .iter()
-        .filter(|c| c.provider() == EncryptionProvider::Aws)
-        .map(|c| c.name.clone())
-        .collect();
-    count_snapshots_on_previous_keys(ctx, creds, &group.id, &clusters, status).await?;
+    // Clusters and the snapshots still holding previous keys. Atlas's cluster list is read only while a
+    // retired key may still be in snapshots; otherwise the ClusterEncryptions' own status (each read
+    // from Atlas by its reconciler) keeps clustersUsingKey current, and clusters nobody manages keep
+    // their entry from the last list.
+    if status.previous_keys.iter().all(|p| p.safe_to_delete) {
+        let managed = managed_clusters(pe, ctx);
+        status.clusters_using_key = plan::clusters_using_key(&status.clusters_using_key, &managed);
+    } else {
+        let clusters = ctx.atlas.list_clusters(creds, &group.id).await?;
+        let mut using: Vec<String> = clusters
+            .iter()
+            .filter(|c| c.provider() == EncryptionProvider::Aws)
+            .map(|c| c.name.clone())
+            .collect();
+        using.sort();
+        status.clusters_using_key = using;
+        count_snapshots_on_previous_keys(ctx, creds, &group.id, &clusters, status).await?;
+    }
 
     let rotation_due = rotation_due(pe, status, now);
     if rotation_due {
@@ -559,6 +628,20 @@ async fn enable(
     }
 }
 
+/// The Atlas clusters this project's ClusterEncryptions manage, and whether each uses the key (as its
+/// status last read it from Atlas).
+fn managed_clusters(pe: &ProjectEncryption, ctx: &Context) -> Vec<(String, bool)> {
+    ctx.clusters
+        .state()
+        .into_iter()
+        .filter(|c| c.namespace() == pe.namespace() && c.spec.project_encryption_ref.name == pe.name_any())
+        .map(|c| {
+            let uses = c.status.as_ref().and_then(|s| s.provider.as_deref()) == Some("AWS");
+            (c.spec.cluster_name.clone(), uses)
+        })
+        .collect()
+}
+
 /// Atlas says the IAM side is not ready yet: expected for a while after the trust policy is created.
 fn is_iam_propagation(code: &str) -> bool {
     matches!(
@@ -605,32 +688,46 @@ async fn authorize(
             Ok(Some(authorized))
         }
         Err(e) if e.error_code().is_some_and(is_iam_propagation) || e.status() == Some(400) => {
-            let first_time = status::find(&status.conditions, reasons::ROLE_AUTHORIZED)
-                .is_none_or(|c| c.reason != reasons::AWAITING_TRUST_POLICY);
-            let instructions = trust_instructions(&role, &role_arn, key);
-            if first_time {
-                ctx.event(
-                    pe,
-                    WARNING,
-                    reasons::ROLE_ASSIGNED_TRUST_POLICY,
-                    "AuthorizeRole",
-                    instructions.clone(),
-                )
-                .await;
-            }
-            status::set_condition(
-                &mut status.conditions,
-                reasons::ROLE_AUTHORIZED,
-                false,
-                reasons::AWAITING_TRUST_POLICY,
-                &instructions,
-                pe.metadata.generation,
-                now,
-            );
+            request_trust_policy(pe, ctx, status, &role, &role_arn, key, now).await;
             Ok(None)
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Atlas cannot assume the IAM role yet: the condition (and, the first time, a Warning Event) says which
+/// trust and permission policies it needs.
+async fn request_trust_policy(
+    pe: &ProjectEncryption,
+    ctx: &Context,
+    status: &mut ProjectEncryptionStatus,
+    role: &AwsIamRole,
+    role_arn: &RoleArn,
+    key: &KeyRef,
+    now: Timestamp,
+) {
+    let first_time = status::find(&status.conditions, reasons::ROLE_AUTHORIZED)
+        .is_none_or(|c| c.reason != reasons::AWAITING_TRUST_POLICY);
+    let instructions = trust_instructions(role, role_arn, key);
+    if first_time {
+        ctx.event(
+            pe,
+            WARNING,
+            reasons::ROLE_ASSIGNED_TRUST_POLICY,
+            "AuthorizeRole",
+            instructions.clone(),
+        )
+        .await;
+    }
+    status::set_condition(
+        &mut status.conditions,
+        reasons::ROLE_AUTHORIZED,
+        false,
+        reasons::AWAITING_TRUST_POLICY,
+        &instructions,
+        pe.metadata.generation,
+        now,
+    );
 }
 
 /// What the user must put on their IAM role, in the words `kubectl describe` shows.
