@@ -152,7 +152,9 @@ fn stalled_on_access(error: Error) -> Result<Step> {
             ),
             USER_ACTION_REQUEUE,
         )),
-        Error::Atlas(e) if e.is_not_found() => Ok(Step::new(
+        // NOT_IN_GROUP is Atlas's 401 for a project that does not exist or that this key cannot see:
+        // the same fix as a 404, not an outage to retry.
+        Error::Atlas(e) if e.is_not_found() || e.is_error_code("NOT_IN_GROUP") => Ok(Step::new(
             Outcome::stalled(
                 reasons::PROJECT_NOT_FOUND,
                 format!("the Atlas project was not found or the key cannot see it: {error}"),
@@ -1081,5 +1083,53 @@ async fn cleanup(
             super::finish(pe, pe.status.as_ref(), ctx, api, status, Ok(step), now).await
         }
         Err(e) => super::finish(pe, pe.status.as_ref(), ctx, api, status, Err(e), now).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn atlas_error(status: u16, code: &str) -> Error {
+        let body = format!(r#"{{"detail":"d","error":{status},"errorCode":"{code}","parameters":[]}}"#);
+        Error::Atlas(AtlasError::from_response(
+            "GET",
+            "/groups/byName/{groupName}",
+            status,
+            body.as_bytes(),
+            None,
+        ))
+    }
+
+    fn stalled_reason(error: Error) -> Option<String> {
+        stalled_on_access(error)
+            .ok()
+            .map(|step| step.outcome.reason().to_string())
+    }
+
+    #[test]
+    fn an_unknown_or_unreachable_project_stalls_instead_of_retrying() {
+        // Atlas answers NOT_IN_GROUP (401) to a key scoped to other projects, GROUP_NOT_FOUND (404) to
+        // an organization-wide key: both mean "fix the project or the key's access".
+        assert_eq!(
+            stalled_reason(atlas_error(401, "NOT_IN_GROUP")).as_deref(),
+            Some(reasons::PROJECT_NOT_FOUND)
+        );
+        assert_eq!(
+            stalled_reason(atlas_error(404, "GROUP_NAME_NOT_FOUND")).as_deref(),
+            Some(reasons::PROJECT_NOT_FOUND)
+        );
+        assert_eq!(
+            stalled_reason(atlas_error(401, "USER_UNAUTHORIZED")).as_deref(),
+            Some(reasons::CREDENTIALS_REJECTED)
+        );
+        assert_eq!(
+            stalled_reason(atlas_error(403, "USER_CANNOT_ACCESS_ORG")).as_deref(),
+            Some(reasons::CREDENTIALS_REJECTED)
+        );
+        assert!(
+            stalled_on_access(atlas_error(503, "SERVICE_UNAVAILABLE")).is_err(),
+            "an outage is retried"
+        );
     }
 }
