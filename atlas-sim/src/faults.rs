@@ -247,6 +247,9 @@ pub struct CallRecord {
     pub principal: Option<String>,
     /// The Accept header's version date, if any.
     pub version: Option<String>,
+    /// Who called, as the client named itself: tells replicas of one operator apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
 }
 
 pub const CALL_LOG_CAP: usize = 100_000;

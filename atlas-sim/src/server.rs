@@ -213,6 +213,11 @@ pub async fn atlas_layer(State(sim): State<Arc<Sim>>, mut req: Request, next: Ne
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .and_then(media_version);
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
     let kill = req.extensions().get::<ConnKill>().cloned();
     let mut principal_label = None;
 
@@ -228,6 +233,7 @@ pub async fn atlas_layer(State(sim): State<Arc<Sim>>, mut req: Request, next: Ne
         duration_ms: start.elapsed().as_secs_f64() * 1000.0,
         principal,
         version: version.clone(),
+        user_agent: user_agent.clone(),
     };
 
     let decision = sim.faults.lock().decide(method.as_str(), &path);
