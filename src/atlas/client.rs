@@ -791,8 +791,16 @@ impl AtlasClient {
     }
 
     fn record(&self, ep: &Endpoint, status: Option<u16>, start: Instant) {
+        let elapsed = start.elapsed();
+        tracing::debug!(
+            endpoint = ep.template,
+            method = ep.method,
+            status,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "atlas call"
+        );
         if let Some(m) = &self.inner.config.metrics {
-            m.on_call(ep.template, ep.method, status, start.elapsed());
+            m.on_call(ep.template, ep.method, status, elapsed);
         }
     }
 }

@@ -82,6 +82,8 @@ const DEFAULT_CHAIN: &str = "default-chain";
 #[derive(Clone, Debug)]
 pub struct KmsPreflightConfig {
     pub enabled: bool,
+    /// Counts each verdict that came from KMS (not from the cache).
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     /// Overrides the KMS endpoint (moto); `None` uses AWS (or `AWS_ENDPOINT_URL`).
     pub endpoint_url: Option<String>,
     pub cache_ttl: Duration,
@@ -96,6 +98,7 @@ impl Default for KmsPreflightConfig {
     fn default() -> Self {
         KmsPreflightConfig {
             enabled: true,
+            metrics: None,
             endpoint_url: None,
             cache_ttl: Duration::from_secs(60),
             failure_ttl: Duration::from_secs(10),
@@ -344,6 +347,9 @@ impl KmsPreflight {
             return verdict.clone();
         }
         let verdict = inner.describe(key, *region, creds, identity).await;
+        if let Some(metrics) = &inner.config.metrics {
+            metrics.kms_preflight(verdict.as_ref().map_or_else(PreflightFailure::reason, |_| "ok"));
+        }
         let ttl = if verdict.is_ok() {
             inner.config.cache_ttl
         } else {
