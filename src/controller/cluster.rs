@@ -37,8 +37,6 @@ const PAUSED_CODE: &str = "CANNOT_UPDATE_PAUSED_CLUSTER";
 pub async fn reconcile(ce: Arc<ClusterEncryption>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = ce.namespace().ok_or(Error::InvalidObject)?;
     let api: Api<ClusterEncryption> = Api::namespaced(ctx.client.clone(), &namespace);
-    let span = tracing::info_span!("reconcile", kind = "ClusterEncryption", object = %format!("{namespace}/{}", ce.name_any()));
-    let _enter = span.enter();
 
     let gate_key = gate_key(&ctx, ce.as_ref());
     if ce.meta().deletion_timestamp.is_some() {
@@ -129,7 +127,7 @@ fn verified_ago(key: &str, generation: Option<i64>) -> Option<Duration> {
 }
 
 /// The referenced ProjectEncryption, from the reflector store (no API call).
-fn find_project(ce: &ClusterEncryption, ctx: &Context) -> Option<Arc<ProjectEncryption>> {
+pub(crate) fn find_project(ce: &ClusterEncryption, ctx: &Context) -> Option<Arc<ProjectEncryption>> {
     let namespace = ce.namespace();
     ctx.projects
         .state()

@@ -15,11 +15,12 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
@@ -28,6 +29,8 @@ use crate::crd::{
     ClusterEncryption, ClusterEncryptionStatus, FIELD_MANAGER, ProjectEncryption, ProjectEncryptionStatus,
 };
 use crate::kms::KmsPreflight;
+use crate::metrics::Metrics;
+use crate::ops::Health;
 use crate::status::{self, Outcome, reasons};
 
 pub use credentials::CredentialsError;
@@ -62,8 +65,9 @@ pub struct Context {
     pub config: ControllerConfig,
     /// Every ProjectEncryption the controller sees, to find two objects claiming one Atlas project and
     /// the project of a ClusterEncryption without extra API calls.
-    pub projects: Store<ProjectEncryption>,
-    pub clusters: Store<ClusterEncryption>,
+    pub projects: Stores<ProjectEncryption>,
+    pub clusters: Stores<ClusterEncryption>,
+    pub metrics: Arc<Metrics>,
     backoff: Mutex<HashMap<String, u32>>,
     now: fn() -> Timestamp,
 }
@@ -74,8 +78,9 @@ impl Context {
         atlas: AtlasClient,
         kms: KmsPreflight,
         config: ControllerConfig,
-        projects: Store<ProjectEncryption>,
-        clusters: Store<ClusterEncryption>,
+        projects: Stores<ProjectEncryption>,
+        clusters: Stores<ClusterEncryption>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
@@ -92,6 +97,7 @@ impl Context {
             config,
             projects,
             clusters,
+            metrics,
             backoff: Mutex::new(HashMap::new()),
             now: Timestamp::now,
         }
@@ -107,10 +113,12 @@ impl Context {
     where
         K: Resource<DynamicType = ()>,
     {
+        let note = truncate_note(note);
+        tracing::info!(event_type = ?type_, reason, action, note = %note, "event");
         let event = Event {
             type_,
             reason: reason.into(),
-            note: Some(truncate_note(note)),
+            note: Some(note),
             action: action.into(),
             secondary: None,
         };
@@ -277,6 +285,68 @@ where
     }
 }
 
+/// The reflector stores of one kind across every watched namespace, read as one.
+pub struct Stores<K: Resource<DynamicType = ()> + 'static>(Vec<Store<K>>);
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Clone for Stores<K> {
+    fn clone(&self) -> Self {
+        Stores(self.0.clone())
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Stores<K> {
+    pub fn state(&self) -> Vec<Arc<K>> {
+        self.0.iter().flat_map(Store::state).collect()
+    }
+
+    /// Resolves once every store has its first full list.
+    pub async fn wait_until_ready(&self) {
+        for store in &self.0 {
+            // A store wakes only the last task that waited on it, and the controller waits on it
+            // too: look again every quarter second rather than rely on being woken.
+            loop {
+                match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+                    Ok(_) => break,
+                    Err(_elapsed) => continue,
+                }
+            }
+        }
+    }
+}
+
+/// Where the controllers report: metrics and readiness. The defaults observe into the void.
+#[derive(Clone, Default)]
+pub struct Observers {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+}
+
+/// A watch of one kind in one scope, feeding a store without `managedFields`: the operator never reads
+/// them, and they are often the largest part of an object, so the cache stays small at scale.
+fn cached_watch<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(scoped_api::<K>(client, namespace), watcher_config())
+        .modify(|object: &mut K| object.meta_mut().managed_fields = None)
+        .reflect(writer)
+        .applied_objects();
+    (reader, stream)
+}
+
 /// Runs both controllers until `shutdown` resolves. Watches only the operator's own kinds: Secrets are
 /// read on demand, so memory does not grow with unrelated objects in the cluster.
 pub async fn run(
@@ -286,65 +356,160 @@ pub async fn run(
     config: ControllerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
-    // One namespace or all: a list of several would need one controller per namespace, which
-    // `namespace` below does not attempt yet.
-    let namespace = match config.namespaces.as_slice() {
-        [one] => Some(one.clone()),
-        _ => None,
-    };
-    let projects_api: Api<ProjectEncryption> = scoped_api(&client, namespace.as_deref());
-    let clusters_api: Api<ClusterEncryption> = scoped_api(&client, namespace.as_deref());
+    run_observed(client, atlas, kms, config, Observers::default(), shutdown).await
+}
 
-    let project_controller = Controller::new(projects_api.clone(), watcher_config());
-    let cluster_controller = Controller::new(clusters_api, watcher_config());
+/// [`run`], reporting to `observers`. With a list of namespaces, each kind gets one watch per
+/// namespace (so RBAC can be a Role per namespace), and the stores are read as one.
+pub async fn run_observed(
+    client: Client,
+    atlas: AtlasClient,
+    kms: KmsPreflight,
+    config: ControllerConfig,
+    observers: Observers,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut project_watches = Vec::new();
+    let mut cluster_watches = Vec::new();
+    for scope in &scopes {
+        project_watches.push(cached_watch::<ProjectEncryption>(&client, scope.as_deref()));
+        cluster_watches.push(cached_watch::<ClusterEncryption>(&client, scope.as_deref()));
+    }
+    let projects = Stores(project_watches.iter().map(|(store, _)| store.clone()).collect());
+    let clusters = Stores(cluster_watches.iter().map(|(store, _)| store.clone()).collect());
+
+    let metrics_projects = projects.clone();
+    observers
+        .metrics
+        .watch_projects(Box::new(move || metrics_projects.state()));
+    let synced = (projects.clone(), clusters.clone(), observers.health.clone());
+    tokio::spawn(async move {
+        let (projects, clusters, health) = synced;
+        projects.wait_until_ready().await;
+        clusters.wait_until_ready().await;
+        tracing::info!("caches synced");
+        health.set_synced();
+    });
+
     let ctx = Arc::new(Context::new(
-        client,
+        client.clone(),
         atlas,
         kms,
         config.clone(),
-        project_controller.store(),
-        cluster_controller.store(),
+        projects,
+        clusters,
+        observers.metrics,
     ));
     let controller_config = kube::runtime::controller::Config::default().concurrency(config.concurrency);
 
-    let projects = project_controller
-        .with_config(controller_config.clone())
-        .graceful_shutdown_on(shutdown.clone())
-        .run(project::reconcile, error_policy, ctx.clone())
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "project reconcile");
-            }
-        });
+    let mut runs: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    for (scope, (store, stream)) in scopes.iter().zip(project_watches) {
+        let run = Controller::for_stream(stream, store)
+            .with_config(controller_config.clone())
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile_project, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "project reconcile");
+                }
+            });
+        tracing::debug!(
+            namespace = scope.as_deref().unwrap_or("*"),
+            "ProjectEncryption controller"
+        );
+        runs.push(Box::pin(run));
+    }
+    for (scope, (store, stream)) in scopes.iter().zip(cluster_watches) {
+        // A ClusterEncryption follows its ProjectEncryption: any change to the project requeues the
+        // clusters that reference it, so nothing waits for a resync.
+        let cluster_store = ctx.clusters.clone();
+        let run = Controller::for_stream(stream, store)
+            .with_config(controller_config.clone())
+            .watches(
+                scoped_api::<ProjectEncryption>(&client, scope.as_deref()),
+                watcher_config(),
+                move |project: ProjectEncryption| {
+                    let namespace = project.namespace();
+                    let name = project.name_any();
+                    cluster_store
+                        .state()
+                        .into_iter()
+                        .filter(|c| c.namespace() == namespace && c.spec.project_encryption_ref.name == name)
+                        .map(|c| ObjectRef::from_obj(c.as_ref()))
+                        .collect::<Vec<_>>()
+                },
+            )
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile_cluster, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "cluster reconcile");
+                }
+            });
+        runs.push(Box::pin(run));
+    }
+    futures::future::join_all(runs).await;
+}
 
-    // A ClusterEncryption follows its ProjectEncryption: any change to the project requeues the
-    // clusters that reference it, so nothing waits for a resync.
-    let cluster_store = ctx.clusters.clone();
-    let clusters = cluster_controller
-        .with_config(controller_config)
-        .watches(
-            projects_api,
-            watcher_config(),
-            move |project: ProjectEncryption| {
-                let namespace = project.namespace();
-                let name = project.name_any();
-                cluster_store
-                    .state()
-                    .into_iter()
-                    .filter(|c| c.namespace() == namespace && c.spec.project_encryption_ref.name == name)
-                    .map(|c| ObjectRef::from_obj(c.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(cluster::reconcile, error_policy, ctx.clone())
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "cluster reconcile");
-            }
-        });
+/// One reconcile of a ProjectEncryption, in a span naming the object and its Atlas project (so every
+/// log line carries them), timed and counted.
+fn reconcile_project(
+    pe: Arc<ProjectEncryption>,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = Result<Action>> + Send {
+    let project_id = pe
+        .status
+        .as_ref()
+        .and_then(|s| s.project_id.clone())
+        .or_else(|| pe.spec.project_id.clone())
+        .unwrap_or_default();
+    let span = reconcile_span("ProjectEncryption", pe.as_ref(), &project_id);
+    measured("ProjectEncryption", ctx.clone(), project::reconcile(pe, ctx)).instrument(span)
+}
 
-    futures::join!(projects, clusters);
+fn reconcile_cluster(
+    ce: Arc<ClusterEncryption>,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = Result<Action>> + Send {
+    let project_id = cluster::find_project(&ce, &ctx)
+        .and_then(|pe| pe.status.as_ref().and_then(|s| s.project_id.clone()))
+        .unwrap_or_default();
+    let span = reconcile_span("ClusterEncryption", ce.as_ref(), &project_id);
+    measured("ClusterEncryption", ctx.clone(), cluster::reconcile(ce, ctx)).instrument(span)
+}
+
+fn reconcile_span<K: Resource<DynamicType = ()>>(
+    kind: &'static str,
+    object: &K,
+    project_id: &str,
+) -> tracing::Span {
+    let meta = object.meta();
+    tracing::info_span!(
+        "reconcile",
+        kind,
+        object = %format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default()
+        ),
+        project_id,
+    )
+}
+
+async fn measured(
+    kind: &'static str,
+    ctx: Arc<Context>,
+    reconcile: impl std::future::Future<Output = Result<Action>>,
+) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let result = reconcile.await;
+    ctx.metrics.reconciled(kind, result.is_ok(), started.elapsed());
+    result
 }
 
 /// How a reconcile ended when it did not fail.

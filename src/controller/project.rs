@@ -26,8 +26,6 @@ use crate::status::{self, Outcome, reasons};
 pub async fn reconcile(pe: Arc<ProjectEncryption>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = pe.namespace().ok_or(Error::InvalidObject)?;
     let api: Api<ProjectEncryption> = Api::namespaced(ctx.client.clone(), &namespace);
-    let span = tracing::info_span!("reconcile", kind = "ProjectEncryption", object = %format!("{namespace}/{}", pe.name_any()));
-    let _enter = span.enter();
 
     let gate_key = gate_key(&ctx, pe.as_ref());
     if pe.meta().deletion_timestamp.is_some() {
