@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod k8s;
 pub mod operator;
+pub mod process;
 pub mod snapshots;
 
 use std::collections::HashMap;
