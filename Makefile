@@ -22,13 +22,16 @@ lint: ## rustfmt check and clippy with warnings denied
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 .PHONY: generate
-generate: ## regenerate crds/ from the Rust types
-	cargo run -q --bin crdgen -- --out crds
+GENERATED := crds docs/api-reference.md charts/atlas-encryption-operator/crds
+
+generate: ## regenerate crds/, the chart's copy of them and docs/api-reference.md from the Rust types
+	cargo run -q --bin crdgen -- --out crds --reference docs/api-reference.md
+	$(MAKE) -s chart-sync-crds
 
 .PHONY: check-generated
-check-generated: generate ## fail when crds/ is not what crdgen writes
-	@git diff --exit-code -- crds || { echo "crds/ is out of date: run 'make generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- crds)" || { git status --porcelain -- crds; echo "crds/ has untracked output: run 'make generate' and commit"; exit 1; }
+check-generated: generate ## fail when crds/, the chart's CRDs or the API reference are not what crdgen writes
+	@git diff --exit-code -- $(GENERATED) || { echo "generated files are out of date: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || { git status --porcelain -- $(GENERATED); echo "generated files are untracked: run 'make generate' and commit"; exit 1; }
 
 .PHONY: test-unit
 test-unit: ## hermetic unit tests (no control plane needed)

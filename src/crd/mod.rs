@@ -5,6 +5,7 @@
 
 mod cluster_encryption;
 mod project_encryption;
+pub mod reference;
 
 pub use cluster_encryption::*;
 pub use project_encryption::*;
