@@ -26,6 +26,8 @@ REGION=eu-west-2
 SEED="$ROOT/config/dev/atlas-sim-seed.yaml"
 SAMPLES="$ROOT/config/samples"
 TIMEOUT="${DEMO_TIMEOUT:-120}"
+METRICS_PORT="${DEMO_METRICS_PORT:-9480}"
+HEALTH_PORT="${DEMO_HEALTH_PORT:-9481}"
 CLUSTER_TIMEOUT="${DEMO_CLUSTER_TIMEOUT:-90}"
 # The seed's fake API key (it opens only the local simulator).
 ATLAS_PUBLIC_KEY=demo-public-key
@@ -215,11 +217,16 @@ start_operator() {
   NO_COLOR=1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION="$REGION" \
     AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
     setsid "$BIN_DIR/atlas-encryption-operator" \
-    --atlas-base-url "$SIM_URL" --watch-namespace "$NS" --kms-endpoint-url "$MOTO_ENDPOINT" \
+    --atlas-base-url "$SIM_URL" --watch-namespaces "$NS" --kms-endpoint-url "$MOTO_ENDPOINT" \
+    --metrics-bind-address "127.0.0.1:$METRICS_PORT" --health-bind-address "127.0.0.1:$HEALTH_PORT" \
     --resync-period 30s --log-format text </dev/null >"$DEMO_DIR/operator.log" 2>&1 &
   echo $! >"$DEMO_DIR/operator.pid"
-  sleep 1
-  pid_alive "$DEMO_DIR/operator.pid" || die "the operator exited at start (log: $DEMO_DIR/operator.log)"
+  local deadline=$((SECONDS + 30))
+  until curl -sf --max-time 2 "http://127.0.0.1:$HEALTH_PORT/readyz" >/dev/null; do
+    pid_alive "$DEMO_DIR/operator.pid" || die "the operator exited at start (log: $DEMO_DIR/operator.log)"
+    [ $SECONDS -lt $deadline ] || die "the operator was not ready within 30s (log: $DEMO_DIR/operator.log)"
+    sleep 0.3
+  done
 }
 
 # A namespace left by an earlier run refers to Atlas roles of a simulator that is gone: start clean.
@@ -267,7 +274,7 @@ cmd_up() {
   start_sim
   ok "atlas-sim at $SIM_URL, seeded with project demo-project: orders (M10), analytics (M30), sandbox (M0)"
   start_operator
-  ok "operator pid $(cat "$DEMO_DIR/operator.pid"), watching namespace $NS (log: $DEMO_DIR/operator.log)"
+  ok "operator pid $(cat "$DEMO_DIR/operator.pid"), watching namespace $NS, ready: $(curl -s "http://127.0.0.1:$HEALTH_PORT/readyz") (log: $DEMO_DIR/operator.log)"
 
   step "In AWS (moto): a KMS key and an IAM role that may use it, but does not trust Atlas yet"
   local suffix role_name key1 key1_id role_arn
@@ -399,6 +406,11 @@ for label in ("trust policy: ", "permission policy: "):
     -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message 2>&1 | cut -c1-150 | indent
   snapshot
 
+  step "What Prometheus scrapes from the operator (/metrics)"
+  curl -s "http://127.0.0.1:$METRICS_PORT/metrics" |
+    grep -E '^atlas_encryption_operator_(key_age_seconds|key_valid|key_rotation_due|leader|reconciles_total|atlas_requests_total\{[^}]*method="(PATCH|POST)")' |
+    cut -c1-160 | indent
+
   printf '\n%s== Done in %ss.%s Everything keeps running so you can look around:\n' "$B$G" "$((SECONDS - T0))" "$N"
   cat <<EOF
    export KUBECONFIG=$KUBECONFIG
@@ -408,6 +420,8 @@ for label in ("trust policy: ", "permission policy: "):
    kubectl describe clusterencryption -n $NS orders
    kubectl get events -n $NS
    curl -s $SIM_URL/__sim/projects/6512a0f0c0ffee00000000d0/keyHistory    # the simulator's key history
+   curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep ^atlas_encryption_operator_   # the operator's metrics
+   curl -s http://127.0.0.1:$HEALTH_PORT/readyz
    logs: $DEMO_DIR/operator.log
          $DEMO_DIR/atlas-sim.log
          $TESTENV_DIR/*.log

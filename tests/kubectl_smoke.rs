@@ -137,5 +137,21 @@ async fn kubectl_applies_refuses_and_shows_what_the_controller_wrote() {
         None,
     );
     assert!(waited.status.success(), "{}", text(&waited));
+
+    // `kubectl explain` serves the field documentation written in src/crd/ from the published schema.
+    for (path, expected) in [
+        ("projectencryption.spec.awsKms", "customerMasterKeyId"),
+        ("projectencryption.spec.deletionPolicy", "Retain"),
+        ("projectencryption.status.key", "rotationDueAt"),
+        ("clusterencryption.spec", "clusterName"),
+    ] {
+        let explained = kubectl(testenv, &["explain", path], None);
+        let explained = text(&explained);
+        assert!(explained.contains("DESCRIPTION:"), "{path}: {explained}");
+        assert!(
+            explained.contains(expected),
+            "{path} lacks {expected}: {explained}"
+        );
+    }
     env.finish().await;
 }
