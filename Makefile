@@ -38,13 +38,14 @@ test-unit: ## hermetic unit tests (no control plane needed)
 	cargo test --workspace
 
 .PHONY: test
-test: ## everything: lint, generated-file check, unit, simulator, integration and e2e tests on the local control plane
+test: ## everything: lint, generated files, chart, unit, simulator, integration and e2e tests on the local control plane, kstatus/Argo CD health
 	$(MAKE) lint
 	$(MAKE) check-generated
 	$(MAKE) test-chart
 	$(MAKE) test-unit
 	$(MAKE) test-sim
 	$(MAKE) test-integration
+	$(MAKE) test-health
 
 # Concern-specific targets (test environment, simulator, chart, demo, bench) live in mk/.
 -include mk/*.mk
