@@ -267,7 +267,7 @@ async fn fill_crowd_namespace(
     let last = format!("unrelated-{}", per_namespace.saturating_sub(1));
     if present {
         // Complete when its last object exists.
-        let done = if per_namespace.saturating_sub(1) % 2 == 0 {
+        let done = if per_namespace.saturating_sub(1).is_multiple_of(2) {
             Api::<Secret>::namespaced(client.clone(), &name)
                 .get_opt(&last)
                 .await?
@@ -287,7 +287,7 @@ async fn fill_crowd_namespace(
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     for j in 0..per_namespace {
         let object_name = format!("unrelated-{j}");
-        if j % 2 == 0 {
+        if j.is_multiple_of(2) {
             let s = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": object_name},
                 "stringData": {"payload": filler}});
             Api::<Secret>::namespaced(client.clone(), &name)

@@ -745,7 +745,7 @@ async fn fill_namespace(client: &Client, ns: &str, count: u64) -> Result<()> {
             let (client, filler, pp) = (client.clone(), filler.clone(), pp.clone());
             async move {
                 let name = format!("unrelated-{i}");
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     let s = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {"payload": filler}});
                     Api::<Secret>::namespaced(client, ns).patch(&name, &pp, &Patch::Apply(&s)).await?;
                 } else {
