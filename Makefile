@@ -40,9 +40,11 @@ test-unit: ## hermetic unit tests (no control plane needed)
 .PHONY: test
 test: ## everything: lint, generated files, chart, unit, simulator, integration and e2e tests on the local control plane, kstatus/Argo CD health
 	$(MAKE) lint
+	$(MAKE) deny
 	$(MAKE) check-generated
 	$(MAKE) test-chart
 	$(MAKE) test-unit
+	$(MAKE) fuzz-seeds
 	$(MAKE) test-sim
 	$(MAKE) test-integration
 	$(MAKE) test-health
