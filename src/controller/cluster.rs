@@ -76,12 +76,13 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, ctx: Arc<Context>) -> Result<
 /// Cluster reconciles of this process: see [`WakeGate`].
 static GATE: LazyLock<WakeGate> = LazyLock::new(WakeGate::default);
 
-/// When each cluster was last read from Atlas and found converged on the project's key, for the
-/// generation of its ClusterEncryption then.
+/// When each cluster was last read from Atlas and found converged on the project's key, for what a
+/// person controls on its ClusterEncryption then (generation, labels, annotations): touching any of
+/// them, `kubectl annotate` included, asks for a fresh look at Atlas.
 static VERIFIED: LazyLock<Mutex<HashMap<String, Verified>>> = LazyLock::new(Default::default);
 
 /// The generation found converged, and when.
-type Verified = (Option<i64>, Instant);
+type Verified = (u64, Instant);
 
 fn gate_key(ctx: &Arc<Context>, ce: &ClusterEncryption) -> String {
     format!("{:p}/{}", Arc::as_ptr(ctx), ce.uid().unwrap_or_default())
@@ -106,23 +107,23 @@ fn gate_fingerprint(ce: &ClusterEncryption, pe: Option<&ProjectEncryption>) -> u
     ))
 }
 
-fn mark_verified(key: &str, generation: Option<i64>) {
+fn mark_verified(key: &str, owned: u64) {
     VERIFIED
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(key.to_string(), (generation, Instant::now()));
+        .insert(key.to_string(), (owned, Instant::now()));
 }
 
 fn forget_verified(key: &str) {
     VERIFIED.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
 }
 
-/// How long ago this cluster was found converged on the key, for this generation.
-fn verified_ago(key: &str, generation: Option<i64>) -> Option<Duration> {
+/// How long ago this cluster was found converged on the key, with what a person controls unchanged.
+fn verified_ago(key: &str, owned: u64) -> Option<Duration> {
     let verified = VERIFIED.lock().unwrap_or_else(|e| e.into_inner());
     verified
         .get(key)
-        .filter(|(g, _)| *g == generation)
+        .filter(|(o, _)| *o == owned)
         .map(|(_, at)| at.elapsed())
 }
 
@@ -428,11 +429,11 @@ async fn drive(
     // A cluster found converged on the key less than a resync period ago stays so until the resync
     // reads it again: the project becoming Ready again (after a rotation, say) needs no Atlas call.
     let verified_key = format!("{:p}/{}", ctx as *const Context, ce.uid().unwrap_or_default());
+    let owned = plan::fingerprint((generation, &ce.metadata.labels, &ce.metadata.annotations));
     if want_aws
         && project_state(&pe) == ProjectState::Ready
         && status.provider.as_deref() == Some("AWS")
-        && let Some(ago) =
-            verified_ago(&verified_key, generation).filter(|ago| *ago < ctx.config.resync_period)
+        && let Some(ago) = verified_ago(&verified_key, owned).filter(|ago| *ago < ctx.config.resync_period)
     {
         return Ok(Step::new(
             Outcome::ready(
@@ -463,7 +464,7 @@ async fn drive(
 
     let plan = cluster_plan(want_aws, &cluster);
     if plan == ClusterStep::Converged && want_aws {
-        mark_verified(&verified_key, generation);
+        mark_verified(&verified_key, owned);
     } else {
         forget_verified(&verified_key);
     }
