@@ -266,6 +266,28 @@ async fn a_namespace_list_is_watched_and_nothing_else() {
     env.finish().await;
 }
 
+/// Flags for a replica watching `ns` with a short-lived Lease in `ns`, so takeovers happen in seconds.
+fn leader_election_args(ns: &str, lease: &str) -> Vec<String> {
+    [
+        "--watch-namespaces",
+        ns,
+        "--leader-elect",
+        "true",
+        "--leader-election-namespace",
+        ns,
+        "--leader-election-lease-name",
+        lease,
+        "--leader-election-lease-duration",
+        "6s",
+        "--leader-election-renew-deadline",
+        "4s",
+        "--leader-election-retry-period",
+        "1s",
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
 fn lease_holder(lease: &Lease) -> Option<String> {
     lease.spec.as_ref().and_then(|s| s.holder_identity.clone())
 }
@@ -280,22 +302,8 @@ async fn two_replicas_elect_one_leader_which_alone_writes_and_a_standby_takes_ov
         .unwrap();
     let ns = env.ns.name().to_string();
     let lease_name = unique_name("lease");
-    let args = [
-        "--watch-namespaces",
-        ns.as_str(),
-        "--leader-elect",
-        "true",
-        "--leader-election-namespace",
-        ns.as_str(),
-        "--leader-election-lease-name",
-        lease_name.as_str(),
-        "--leader-election-lease-duration",
-        "6s",
-        "--leader-election-renew-deadline",
-        "4s",
-        "--leader-election-retry-period",
-        "1s",
-    ];
+    let args = leader_election_args(&ns, &lease_name);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let leases: Api<Lease> = env.ns.api();
     let a_name = unique_name("replica-a");
     let b_name = unique_name("replica-b");
@@ -419,22 +427,10 @@ async fn a_leader_that_loses_its_lease_stops_at_once() {
     let mut leader = OperatorProcess::spawn(
         &me,
         &env.sim().base_url(),
-        &[
-            "--watch-namespaces",
-            &ns,
-            "--leader-elect",
-            "true",
-            "--leader-election-namespace",
-            &ns,
-            "--leader-election-lease-name",
-            &lease_name,
-            "--leader-election-lease-duration",
-            "6s",
-            "--leader-election-renew-deadline",
-            "4s",
-            "--leader-election-retry-period",
-            "1s",
-        ],
+        &leader_election_args(&ns, &lease_name)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
     )
     .unwrap();
     leader.wait_ready(Duration::from_secs(30)).await.unwrap();
