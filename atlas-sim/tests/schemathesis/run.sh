@@ -73,6 +73,9 @@ cat >"$WORK/schemathesis.toml" <<'TOML'
 TOML
 
 cd "$WORK"
+# One worker: with two, hypothesis compiles strategy code on two threads at once, which CPython 3.11
+# can fail with "SystemError: AST constructor recursion depth mismatch", a crash of the tool, not a
+# finding about the simulator.
 ATLAS_SIM_SPEC="$WORK/spec.json" PYTHONPATH="$HERE" SCHEMATHESIS_HOOKS=hooks \
   "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run "$WORK/spec.json" \
   --url "$URL" \
@@ -83,5 +86,5 @@ ATLAS_SIM_SPEC="$WORK/spec.json" PYTHONPATH="$HERE" SCHEMATHESIS_HOOKS=hooks \
   --max-examples "${ST_MAX_EXAMPLES:-25}" \
   --seed "${ST_SEED:-1}" \
   --generation-database none \
-  --workers 2 \
+  --workers 1 \
   --no-color
