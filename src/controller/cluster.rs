@@ -81,11 +81,13 @@ static GATE: LazyLock<WakeGate> = LazyLock::new(WakeGate::default);
 /// them, `kubectl annotate` included, asks for a fresh look at Atlas.
 static VERIFIED: LazyLock<Mutex<HashMap<String, Verified>>> = LazyLock::new(Default::default);
 
-/// The generation found converged, and when.
+/// The fingerprint of what a person controls when the cluster was found converged, and when.
 type Verified = (u64, Instant);
 
-fn gate_key(ctx: &Arc<Context>, ce: &ClusterEncryption) -> String {
-    format!("{:p}/{}", Arc::as_ptr(ctx), ce.uid().unwrap_or_default())
+/// The key of this cluster in the per-process tables (`GATE`, `VERIFIED`): one entry per
+/// controller context and object, so two controllers in one process (tests) never share one.
+fn gate_key(ctx: &Context, ce: &ClusterEncryption) -> String {
+    format!("{:p}/{}", ctx as *const Context, ce.uid().unwrap_or_default())
 }
 
 /// What makes a cluster worth a look before its resync: its spec, labels and annotations, and where its
@@ -428,7 +430,7 @@ async fn drive(
 
     // A cluster found converged on the key less than a resync period ago stays so until the resync
     // reads it again: the project becoming Ready again (after a rotation, say) needs no Atlas call.
-    let verified_key = format!("{:p}/{}", ctx as *const Context, ce.uid().unwrap_or_default());
+    let verified_key = gate_key(ctx, ce);
     let owned = plan::fingerprint((generation, &ce.metadata.labels, &ce.metadata.annotations));
     if want_aws
         && project_state(&pe) == ProjectState::Ready

@@ -304,12 +304,10 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Stores<K> {
         for store in &self.0 {
             // A store wakes only the last task that waited on it, and the controller waits on it
             // too: look again every quarter second rather than rely on being woken.
-            loop {
-                match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
-                    Ok(_) => break,
-                    Err(_elapsed) => continue,
-                }
-            }
+            while tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready())
+                .await
+                .is_err()
+            {}
         }
     }
 }
