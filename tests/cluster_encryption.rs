@@ -161,15 +161,7 @@ async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
     )
     .await
     .unwrap();
-    let waiting_project = env
-        .wait_project("payments", WAIT, "awaiting trust", |pe| {
-            pe.status
-                .as_ref()
-                .and_then(|s| s.role.as_ref())
-                .is_some_and(|r| r.external_id.is_some())
-        })
-        .await
-        .unwrap();
+    let role = env.wait_atlas_role("payments").await.unwrap();
     let waiting = env
         .wait_cluster("cluster0", WAIT, "waiting for the project", |ce| {
             reason(ce, "Ready").as_deref() == Some("WaitingForProject")
@@ -190,7 +182,6 @@ async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
     );
     assert!(calls(&env, "PATCH", CLUSTER_PATCH).is_empty());
 
-    let role = waiting_project.status.unwrap().role.unwrap();
     env.trust_atlas(
         &role_name,
         &role.atlas_aws_account_arn.unwrap(),

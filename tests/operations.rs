@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use atlas_encryption_operator::crd::ProjectEncryption;
-use common::operator::{API_PRIVATE_KEY, OperatorEnv, condition, seed};
+use common::operator::{API_PRIVATE_KEY, OperatorEnv, condition, project_ready, seed};
 use common::process::OperatorProcess;
 use common::{TestNamespace, unique_name};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -18,13 +18,6 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn is_ready(pe: &ProjectEncryption) -> bool {
-    pe.status.as_ref().is_some_and(|s| {
-        condition(&s.conditions, "Ready").is_some_and(|(st, _)| st == "True")
-            && s.observed_generation == pe.metadata.generation
-    })
-}
 
 /// One replica without leader election: health, readiness after the caches sync, every metric family
 /// with real values, JSON logs naming the object and its Atlas project, no secret in them, and a clean
@@ -330,16 +323,7 @@ async fn two_replicas_elect_one_leader_which_alone_writes_and_a_standby_takes_ov
 
     // A leads the handshake up to the trust policy.
     let handshake = env.begin_handshake("payments", "proj-ha").await.unwrap();
-    let waiting = env
-        .wait_project("payments", WAIT, "awaiting trust", |pe| {
-            pe.status
-                .as_ref()
-                .and_then(|s| s.role.as_ref())
-                .is_some_and(|r| r.external_id.is_some())
-        })
-        .await
-        .unwrap();
-    let role = waiting.status.unwrap().role.unwrap();
+    let role = env.wait_atlas_role("payments").await.unwrap();
 
     // The leader dies without a word; the work is finished by the standby.
     a.kill();
@@ -352,7 +336,7 @@ async fn two_replicas_elect_one_leader_which_alone_writes_and_a_standby_takes_ov
     .await
     .unwrap();
     let started = Instant::now();
-    env.wait_project("payments", WAIT, "Ready under the new leader", is_ready)
+    env.wait_project("payments", WAIT, "Ready under the new leader", project_ready)
         .await
         .unwrap();
     let takeover = started.elapsed();

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use atlas_encryption_operator::atlas::{AtlasClient, AtlasClientConfig, AwsIamRole};
 use atlas_encryption_operator::aws::RoleArn;
 use atlas_encryption_operator::controller::{self, ControllerConfig};
-use atlas_encryption_operator::crd::{ClusterEncryption, ProjectEncryption};
+use atlas_encryption_operator::crd::{AtlasRoleStatus, ClusterEncryption, ProjectEncryption};
 use atlas_encryption_operator::kms::{KmsPreflight, KmsPreflightConfig};
 use atlas_sim::{CallRecord, SimConfig, SimHandle};
 use futures::FutureExt;
@@ -366,6 +366,21 @@ impl OperatorEnv {
     /// Brings a ProjectEncryption for `project` to Ready, as a user following `kubectl describe` would.
     pub async fn encrypt_project(&self, name: &str, project: &str) -> Result<Handshake> {
         let handshake = self.begin_handshake(name, project).await?;
+        let role = self.wait_atlas_role(name).await?;
+        self.trust_atlas(
+            &handshake.role_name,
+            &role.atlas_aws_account_arn.unwrap_or_default(),
+            &role.external_id.unwrap_or_default(),
+        )
+        .await?;
+        self.wait_project(name, Duration::from_secs(90), "Ready", project_ready)
+            .await?;
+        Ok(handshake)
+    }
+
+    /// Waits until the ProjectEncryption shows the Atlas role and the external ID its IAM role must
+    /// trust, as a user reading `kubectl describe` would, and returns that role.
+    pub async fn wait_atlas_role(&self, name: &str) -> Result<AtlasRoleStatus> {
         let waiting = self
             .wait_project(name, Duration::from_secs(90), "awaiting trust", |pe| {
                 pe.status
@@ -374,21 +389,7 @@ impl OperatorEnv {
                     .is_some_and(|r| r.external_id.is_some())
             })
             .await?;
-        let role = waiting.status.and_then(|s| s.role).context("role in status")?;
-        self.trust_atlas(
-            &handshake.role_name,
-            &role.atlas_aws_account_arn.unwrap_or_default(),
-            &role.external_id.unwrap_or_default(),
-        )
-        .await?;
-        self.wait_project(name, Duration::from_secs(90), "Ready", |pe| {
-            pe.status.as_ref().is_some_and(|s| {
-                condition(&s.conditions, "Ready").is_some_and(|(st, _)| st == "True")
-                    && s.observed_generation == pe.metadata.generation
-            })
-        })
-        .await?;
-        Ok(handshake)
+        waiting.status.and_then(|s| s.role).context("role in status")
     }
 
     /// Atlas calls other than reads (the writes the operator caused).
@@ -445,6 +446,14 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     Ok(())
+}
+
+/// Ready for the generation the object has now.
+pub fn project_ready(pe: &ProjectEncryption) -> bool {
+    pe.status.as_ref().is_some_and(|s| {
+        condition(&s.conditions, "Ready").is_some_and(|(st, _)| st == "True")
+            && s.observed_generation == pe.metadata.generation
+    })
 }
 
 pub fn trust_policy(principal: &str, external_id: &str) -> Value {
