@@ -14,24 +14,7 @@ import sys
 
 import yaml
 
-PASSED = []
-
-
-def fail(msg):
-    print(f"FAIL: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-    PASSED.append(msg)
-    print(f"ok: {msg}")
-
-
-def load(path):
-    with open(path) as f:
-        return [d for d in yaml.safe_load_all(f) if d]
+from checks import PASSED, check, fail, load
 
 
 def main(gitops, rendered, values_out=None):

@@ -15,27 +15,11 @@ import sys
 
 import yaml
 
+from checks import PASSED, check, fail, load
+
 RELEASE_NS = "aeo-system"
 GROUP = "encryption.atlasops.dev"
 CRD_KINDS = {"projectencryptions", "clusterencryptions"}
-PASSED = []
-
-
-def fail(msg):
-    print(f"FAIL: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-    PASSED.append(msg)
-    print(f"ok: {msg}")
-
-
-def load(path):
-    with open(path) as f:
-        return [d for d in yaml.safe_load_all(f) if d]
 
 
 def of_kind(docs, kind):

@@ -21,19 +21,7 @@ import subprocess
 import sys
 import tempfile
 
-PASSED = []
-
-
-def fail(msg):
-    print(f"FAIL: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-    PASSED.append(msg)
-    print(f"ok: {msg}")
+from checks import PASSED, check, fail
 
 
 def logical_lines(text):
