@@ -29,6 +29,8 @@ GROUP="encryption.atlasops.dev"
 MAX_AGE_MIN="${STATUS_SNAPSHOT_MAX_AGE_MIN:-1440}"
 
 log() { echo "health: $*" >&2; }
+# shellcheck source=scripts/apt.sh
+source "$ROOT/scripts/apt.sh"
 die() {
   log "error: $*"
   exit 1
@@ -41,15 +43,6 @@ snapshot_dir() {
   fi
   case "$d" in /*) ;; *) d="$ROOT/$d" ;; esac
   echo "$d"
-}
-
-apt_install() {
-  command -v apt-get >/dev/null || die "apt-get not available to install $*"
-  local sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  log "installing $* with apt-get"
-  $sudo apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >&2
 }
 
 # The cache key covers everything that decides the binary, as scripts/testenv.sh's build_key does.
@@ -123,10 +116,10 @@ cmd_kstatus() {
 lua_ready() {
   local v
   for v in 5.1 5.4; do
-    command -v "lua$v" >/dev/null || apt_install "lua$v"
+    command -v "lua$v" >/dev/null || apt_install "lua$v" || die "could not install lua$v"
   done
   if ! lua5.1 -e 'require("dkjson")' 2>/dev/null || ! lua5.4 -e 'require("dkjson")' 2>/dev/null; then
-    apt_install lua-dkjson
+    apt_install lua-dkjson || die "could not install lua-dkjson"
   fi
 }
 

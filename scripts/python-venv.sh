@@ -11,15 +11,8 @@ CACHE="${ATLAS_EO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/atlas-encryption-op
 PYTHON="${PYTHON:-python3}"
 
 log() { echo "python-venv: $*" >&2; }
-
-apt_install() {
-  command -v apt-get >/dev/null || { log "apt-get not available to install $*"; return 1; }
-  local sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  log "installing $* with apt-get"
-  $sudo apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >&2
-}
+# shellcheck source=scripts/apt.sh
+source "$ROOT/scripts/apt.sh"
 
 if ! command -v "$PYTHON" >/dev/null; then
   apt_install python3 python3-venv

@@ -24,6 +24,8 @@ BINARIES=(kube-apiserver kube-controller-manager kubectl etcd)
 START_TIMEOUT="${TESTENV_START_TIMEOUT:-120}"
 
 log() { echo "testenv: $*" >&2; }
+# shellcheck source=scripts/apt.sh
+source "$ROOT/scripts/apt.sh"
 STARTING=""
 die() {
   log "error: $*"
@@ -32,18 +34,9 @@ die() {
   exit 1
 }
 
-apt_install() {
-  command -v apt-get >/dev/null || die "apt-get not available to install $*"
-  local sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  log "installing $* with apt-get"
-  $sudo apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >&2
-}
-
 # need CMD [DEBIAN_PACKAGE]: a fresh machine may lack small tools; fetch them from Debian.
 need() {
-  command -v "$1" >/dev/null || apt_install "${2:-$1}"
+  command -v "$1" >/dev/null || apt_install "${2:-$1}" || die "could not install ${2:-$1}"
 }
 
 # The cache key covers everything that decides the binaries' content, so a bumped go.sum or an
