@@ -216,19 +216,19 @@ async fn assert_outcomes(env: &OperatorEnv, cases: &[Case]) {
             );
         }
         // The status is written before the Event is published: give the Event the same deadline.
-        let mut events = env.event_reasons(&c.name).await.unwrap();
-        if c.event && matches!(c.expect, Expect::Stalled { .. }) {
-            while !events.iter().any(|(r, _)| r == reason) {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "case {:?} ({}): a Warning Event {reason}: {events:?}",
-                    c.name,
-                    c.what
-                );
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                events = env.event_reasons(&c.name).await.unwrap();
-            }
-        }
+        let events = if c.event && matches!(c.expect, Expect::Stalled { .. }) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let events = env.wait_event(&c.name, reason, left).await.unwrap();
+            assert!(
+                events.iter().any(|(r, _)| r == reason),
+                "case {:?} ({}): a Warning Event {reason}: {events:?}",
+                c.name,
+                c.what
+            );
+            events
+        } else {
+            env.event_reasons(&c.name).await.unwrap()
+        };
         let events = serde_json::to_string(&events).unwrap();
         for secret in SECRET_VALUES {
             assert!(

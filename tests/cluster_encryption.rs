@@ -235,7 +235,10 @@ async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
     assert!(
         cluster.provider() == atlas_encryption_operator::atlas::EncryptionProvider::Aws && cluster.is_idle()
     );
-    let events = env.event_reasons("cluster0").await.unwrap();
+    let events = env
+        .wait_event("cluster0", "EncryptionProviderSet", WAIT)
+        .await
+        .unwrap();
     assert!(
         events.iter().any(|(r, _)| r == "EncryptionProviderSet"),
         "{events:?}"
@@ -310,7 +313,7 @@ async fn stalled_reasons_come_from_real_clusters_without_writes() {
         assert!(!is_true(&ce, "Reconciling"), "{object}: kstatus Stalled alone");
         let text = message(&ce, "Ready");
         assert!(text.contains(hint), "{object}: {text}");
-        let events = env.event_reasons(object).await.unwrap();
+        let events = env.wait_event(object, expected, WAIT).await.unwrap();
         assert!(
             events.iter().any(|(r, _)| r == expected),
             "{object}: Warning Event {expected}: {events:?}"

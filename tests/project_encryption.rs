@@ -73,7 +73,10 @@ async fn fresh_project_is_encrypted_after_the_trust_policy_appears_then_rotates(
         message.contains(&external_id) && message.contains(&atlas_arn),
         "describe shows the trust policy: {message}"
     );
-    let events = env.event_reasons("payments").await.unwrap();
+    let events = env
+        .wait_event("payments", "TrustPolicyRequired", WAIT)
+        .await
+        .unwrap();
     assert!(
         events
             .iter()
@@ -192,7 +195,7 @@ async fn fresh_project_is_encrypted_after_the_trust_policy_appears_then_rotates(
     assert!(!status.previous_keys[0].safe_to_delete);
     let patches: Vec<_> = env.atlas_writes();
     assert_eq!(patches.len(), 1, "one PATCH for a rotation: {patches:?}");
-    let events = env.event_reasons("payments").await.unwrap();
+    let events = env.wait_event("payments", "KeyRotated", WAIT).await.unwrap();
     assert!(events.iter().any(|(r, _)| r == "KeyRotated"), "{events:?}");
     env.finish().await;
 }
@@ -256,7 +259,7 @@ async fn a_key_disabled_after_ready_is_noticed() {
         ("True".into(), "KeyInvalid".into())
     );
     assert_eq!(condition(&status.conditions, "Stalled").unwrap().0, "True");
-    let events = env.event_reasons("dk").await.unwrap();
+    let events = env.wait_event("dk", "KeyInvalid", WAIT).await.unwrap();
     assert!(events.iter().any(|(r, _)| r == "KeyInvalid"), "{events:?}");
     env.finish().await;
 }
@@ -548,7 +551,7 @@ async fn an_old_key_raises_rotation_due() {
     );
     let due_at = status.key.unwrap().rotation_due_at.unwrap().0;
     assert!(due_at < k8s_openapi::jiff::Timestamp::now());
-    let events = env.event_reasons("due").await.unwrap();
+    let events = env.wait_event("due", "KeyRotationDue", WAIT).await.unwrap();
     assert!(events.iter().any(|(r, _)| r == "KeyRotationDue"), "{events:?}");
     env.finish().await;
 }
@@ -742,18 +745,11 @@ async fn drift_in_atlas_is_corrected() {
         .patch("drift", &Default::default(), &poke())
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let events = env.event_reasons("drift").await.unwrap();
-        if events.iter().any(|(r, _)| r == "DriftCorrected") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no DriftCorrected event: {events:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let events = env.wait_event("drift", "DriftCorrected", WAIT).await.unwrap();
+    assert!(
+        events.iter().any(|(r, _)| r == "DriftCorrected"),
+        "no DriftCorrected event: {events:?}"
+    );
     let ear = atlas.get_encryption_at_rest(&creds, &group).await.unwrap();
     assert_eq!(
         ear.aws_kms.unwrap().customer_master_key_id.as_deref(),

@@ -420,6 +420,25 @@ impl OperatorEnv {
             .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
             .collect())
     }
+
+    /// The object's Events once one with `reason` is recorded, or as they are when `timeout` runs
+    /// out. The operator writes the status before it publishes the Event, so a test that has just
+    /// seen the status must give the Event a moment of its own.
+    pub async fn wait_event(
+        &self,
+        name: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> Result<Vec<(String, String)>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let events = self.event_reasons(name).await?;
+            if events.iter().any(|(r, _)| r == reason) || tokio::time::Instant::now() >= deadline {
+                return Ok(events);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
 }
 
 impl Drop for OperatorEnv {
