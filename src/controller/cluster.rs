@@ -7,7 +7,7 @@
 //! to NONE is exactly what lets a project disable.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -38,10 +38,10 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, ctx: Arc<Context>) -> Result<
     let namespace = ce.namespace().ok_or(Error::InvalidObject)?;
     let api: Api<ClusterEncryption> = Api::namespaced(ctx.client.clone(), &namespace);
 
-    let gate_key = gate_key(&ctx, ce.as_ref());
+    let memory = &ctx.cluster_memory;
+    let gate_key = ce.uid().unwrap_or_default();
     if ce.meta().deletion_timestamp.is_some() {
-        GATE.forget(&gate_key);
-        forget_verified(&gate_key);
+        memory.forget(&gate_key);
         return cleanup(&ce, &ctx, &api, &namespace).await;
     }
     if super::ensure_finalizer(&api, ce.as_ref()).await? {
@@ -49,7 +49,7 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, ctx: Arc<Context>) -> Result<
         return Ok(Action::await_change());
     }
     let fingerprint = gate_fingerprint(ce.as_ref(), find_project(ce.as_ref(), &ctx).as_deref());
-    if let Some(wait) = GATE.wait(&gate_key, fingerprint, Instant::now()) {
+    if let Some(wait) = memory.gate.wait(&gate_key, fingerprint, Instant::now()) {
         // Our own status write, or a project change that does not concern this cluster.
         return Ok(Action::requeue(wait));
     }
@@ -60,34 +60,67 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, ctx: Arc<Context>) -> Result<
     let next = result.as_ref().map(|step| step.requeue).ok();
     let action = super::finish(ce.as_ref(), ce.status.as_ref(), &ctx, &api, status, result, now).await;
     match (&action, next) {
-        (Ok(_), Some(after)) => GATE.finished(&gate_key, fingerprint, Instant::now(), after),
+        (Ok(_), Some(after)) => memory
+            .gate
+            .finished(&gate_key, fingerprint, Instant::now(), after),
         (Err(e), _) => {
             let retry_after = match e {
                 Error::Atlas(e) => e.retry_after(),
                 _ => None,
             };
-            GATE.failed(&gate_key, fingerprint, Instant::now(), retry_after);
+            memory
+                .gate
+                .failed(&gate_key, fingerprint, Instant::now(), retry_after);
         }
-        (Ok(_), None) => GATE.forget(&gate_key),
+        (Ok(_), None) => memory.gate.forget(&gate_key),
     }
     action
 }
 
-/// Cluster reconciles of this process: see [`WakeGate`].
-static GATE: LazyLock<WakeGate> = LazyLock::new(WakeGate::default);
-
-/// When each cluster was last read from Atlas and found converged on the project's key, for what a
-/// person controls on its ClusterEncryption then (generation, labels, annotations): touching any of
-/// them, `kubectl annotate` included, asks for a fresh look at Atlas.
-static VERIFIED: LazyLock<Mutex<HashMap<String, Verified>>> = LazyLock::new(Default::default);
+/// What the cluster reconciler remembers between passes, per ClusterEncryption (by uid). It lives in
+/// the controller's [`Context`], so a restarted controller, or a second one in the same process
+/// (tests), starts afresh.
+#[derive(Default)]
+pub struct Memory {
+    /// When each cluster is next due a look: see [`WakeGate`].
+    pub(crate) gate: WakeGate,
+    /// When each cluster was last read from Atlas and found converged on the project's key, for what a
+    /// person controls on its ClusterEncryption then (generation, labels, annotations): touching any
+    /// of them, `kubectl annotate` included, asks for a fresh look at Atlas.
+    verified: Mutex<HashMap<String, Verified>>,
+}
 
 /// The fingerprint of what a person controls when the cluster was found converged, and when.
 type Verified = (u64, Instant);
 
-/// The key of this cluster in the per-process tables (`GATE`, `VERIFIED`): one entry per
-/// controller context and object, so two controllers in one process (tests) never share one.
-fn gate_key(ctx: &Context, ce: &ClusterEncryption) -> String {
-    format!("{:p}/{}", ctx as *const Context, ce.uid().unwrap_or_default())
+impl Memory {
+    fn forget(&self, key: &str) {
+        self.gate.forget(key);
+        self.forget_verified(key);
+    }
+
+    fn mark_verified(&self, key: &str, owned: u64) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), (owned, Instant::now()));
+    }
+
+    fn forget_verified(&self, key: &str) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    /// How long ago this cluster was found converged on the key, with what a person controls unchanged.
+    fn verified_ago(&self, key: &str, owned: u64) -> Option<Duration> {
+        let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        verified
+            .get(key)
+            .filter(|(o, _)| *o == owned)
+            .map(|(_, at)| at.elapsed())
+    }
 }
 
 /// What makes a cluster worth a look before its resync: its spec, labels and annotations, and where its
@@ -107,26 +140,6 @@ fn gate_fingerprint(ce: &ClusterEncryption, pe: Option<&ProjectEncryption>) -> u
         &ce.metadata.annotations,
         project,
     ))
-}
-
-fn mark_verified(key: &str, owned: u64) {
-    VERIFIED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key.to_string(), (owned, Instant::now()));
-}
-
-fn forget_verified(key: &str) {
-    VERIFIED.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
-}
-
-/// How long ago this cluster was found converged on the key, with what a person controls unchanged.
-fn verified_ago(key: &str, owned: u64) -> Option<Duration> {
-    let verified = VERIFIED.lock().unwrap_or_else(|e| e.into_inner());
-    verified
-        .get(key)
-        .filter(|(o, _)| *o == owned)
-        .map(|(_, at)| at.elapsed())
 }
 
 /// The referenced ProjectEncryption, from the reflector store (no API call).
@@ -430,12 +443,15 @@ async fn drive(
 
     // A cluster found converged on the key less than a resync period ago stays so until the resync
     // reads it again: the project becoming Ready again (after a rotation, say) needs no Atlas call.
-    let verified_key = gate_key(ctx, ce);
+    let memory = &ctx.cluster_memory;
+    let verified_key = ce.uid().unwrap_or_default();
     let owned = plan::fingerprint((generation, &ce.metadata.labels, &ce.metadata.annotations));
     if want_aws
         && project_state(&pe) == ProjectState::Ready
         && status.provider.as_deref() == Some("AWS")
-        && let Some(ago) = verified_ago(&verified_key, owned).filter(|ago| *ago < ctx.config.resync_period)
+        && let Some(ago) = memory
+            .verified_ago(&verified_key, owned)
+            .filter(|ago| *ago < ctx.config.resync_period)
     {
         return Ok(Step::new(
             Outcome::ready(
@@ -466,9 +482,9 @@ async fn drive(
 
     let plan = cluster_plan(want_aws, &cluster);
     if plan == ClusterStep::Converged && want_aws {
-        mark_verified(&verified_key, owned);
+        memory.mark_verified(&verified_key, owned);
     } else {
-        forget_verified(&verified_key);
+        memory.forget_verified(&verified_key);
     }
     match plan {
         ClusterStep::Converged => Ok(converged(ce, ctx, &cluster)),

@@ -69,6 +69,11 @@ pub struct Context {
     pub clusters: Stores<ClusterEncryption>,
     pub metrics: Arc<Metrics>,
     backoff: Mutex<HashMap<String, u32>>,
+    /// When each ProjectEncryption is next due a look (see [`plan::WakeGate`]); in the context, not
+    /// the process, so two controllers in one process (tests) never share an entry.
+    pub(crate) project_gate: plan::WakeGate,
+    /// The same for ClusterEncryptions, and what the cluster reconciler remembers between passes.
+    pub(crate) cluster_memory: cluster::Memory,
     now: fn() -> Timestamp,
 }
 
@@ -99,6 +104,8 @@ impl Context {
             clusters,
             metrics,
             backoff: Mutex::new(HashMap::new()),
+            project_gate: plan::WakeGate::default(),
+            cluster_memory: cluster::Memory::default(),
             now: Timestamp::now,
         }
     }

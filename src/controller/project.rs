@@ -5,7 +5,7 @@
 //! reads only. Waiting (for a trust policy, for clusters to turn off) is an `Ok` with a condition and a
 //! growing requeue; an `Err` is a failure that backs off.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -14,7 +14,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use super::plan::{self, KeyStep, RoleStep, WakeGate};
+use super::plan::{self, KeyStep, RoleStep};
 use super::{Context, Error, NORMAL, Result, Step, USER_ACTION_REQUEUE, WARNING, credentials, patient_delay};
 use crate::atlas::{AtlasError, AwsIamRole, AwsKmsPatch, Credentials, EncryptionProvider, Group};
 use crate::aws::{KeyRef, Region, RoleArn};
@@ -27,9 +27,10 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, ctx: Arc<Context>) -> Result<
     let namespace = pe.namespace().ok_or(Error::InvalidObject)?;
     let api: Api<ProjectEncryption> = Api::namespaced(ctx.client.clone(), &namespace);
 
-    let gate_key = gate_key(&ctx, pe.as_ref());
+    let gate = &ctx.project_gate;
+    let gate_key = pe.uid().unwrap_or_default();
     if pe.meta().deletion_timestamp.is_some() {
-        GATE.forget(&gate_key);
+        gate.forget(&gate_key);
         return cleanup(&pe, &ctx, &api, &namespace).await;
     }
     if super::ensure_finalizer(&api, pe.as_ref()).await? {
@@ -37,7 +38,7 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, ctx: Arc<Context>) -> Result<
         return Ok(Action::await_change());
     }
     let fingerprint = gate_fingerprint(pe.as_ref());
-    if let Some(wait) = GATE.wait(&gate_key, fingerprint, Instant::now()) {
+    if let Some(wait) = gate.wait(&gate_key, fingerprint, Instant::now()) {
         // Our own status write, or nothing the user controls changed: the look already scheduled stands.
         return Ok(Action::requeue(wait));
     }
@@ -48,21 +49,13 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, ctx: Arc<Context>) -> Result<
     let next = result.as_ref().map(|step| step.requeue).ok();
     let action = super::finish(pe.as_ref(), pe.status.as_ref(), &ctx, &api, status, result, now).await;
     match (&action, next) {
-        (Ok(_), Some(after)) => GATE.finished(&gate_key, fingerprint, Instant::now(), after),
+        (Ok(_), Some(after)) => gate.finished(&gate_key, fingerprint, Instant::now(), after),
         (Err(e), _) => {
-            GATE.failed(&gate_key, fingerprint, Instant::now(), retry_after(e));
+            gate.failed(&gate_key, fingerprint, Instant::now(), retry_after(e));
         }
-        (Ok(_), None) => GATE.forget(&gate_key),
+        (Ok(_), None) => gate.forget(&gate_key),
     }
     action
-}
-
-/// Project reconciles of this process: see [`WakeGate`].
-static GATE: LazyLock<WakeGate> = LazyLock::new(WakeGate::default);
-
-/// Per controller (a restarted controller in the same process starts afresh) and object.
-fn gate_key(ctx: &Arc<Context>, pe: &ProjectEncryption) -> String {
-    format!("{:p}/{}", Arc::as_ptr(ctx), pe.uid().unwrap_or_default())
 }
 
 /// What a person can change to make the operator look again before the next resync: the spec (its
