@@ -32,6 +32,10 @@ fn one() -> u64 {
     1
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FaultSpec {
@@ -43,6 +47,10 @@ pub struct FaultSpec {
     pub path: String,
     #[serde(flatten)]
     pub kind: FaultKind,
+    /// Let this many matching requests through untouched first, so a fault can hit the second call of
+    /// a kind rather than the first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub after: u64,
     /// Apply to the next N matching requests only; absent = until removed.
     #[serde(default)]
     pub count: Option<u64>,
@@ -124,6 +132,10 @@ impl Faults {
             }
             let is_terminal = !matches!(s.kind, FaultKind::Latency { .. });
             if is_terminal && d.terminal.is_some() {
+                continue;
+            }
+            if s.after > 0 {
+                f.spec.after -= 1;
                 continue;
             }
             if let Some(p) = s.probability
@@ -315,6 +327,29 @@ mod tests {
             "/api/atlas/v2/groups/*",
             "/api/atlas/v2/groups/a/clusters"
         ));
+    }
+
+    #[test]
+    fn after_lets_the_first_matches_through_then_counts() {
+        let mut faults = Faults::default();
+        faults.add(FaultSpec {
+            method: Some("POST".into()),
+            path: "/x/*".into(),
+            kind: FaultKind::Status {
+                status: 500,
+                error_code: None,
+            },
+            after: 2,
+            count: Some(1),
+            probability: None,
+        });
+        let hit = |f: &mut Faults, method: &str, path: &str| f.decide(method, path).terminal.is_some();
+        assert!(!hit(&mut faults, "GET", "/x/a"), "another method does not count");
+        assert!(!hit(&mut faults, "POST", "/x/a"));
+        assert!(!hit(&mut faults, "POST", "/x/b"));
+        assert!(hit(&mut faults, "POST", "/x/c"), "the third match is hit");
+        assert!(faults.rules.is_empty(), "spent after its count");
+        assert!(!hit(&mut faults, "POST", "/x/d"));
     }
 
     #[test]

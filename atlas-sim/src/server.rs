@@ -199,7 +199,22 @@ fn authenticate(sim: &Sim, req: &Request) -> Result<Principal, ApiError> {
 }
 
 /// The layer around every Atlas route.
-pub async fn atlas_layer(State(sim): State<Arc<Sim>>, mut req: Request, next: Next) -> Response {
+pub async fn atlas_layer(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
+    // Atlas finishes a request it has received even when the caller stops waiting (a client timeout, a
+    // crash): the call runs in a task of its own, so a closed connection does not cancel it half-way.
+    match tokio::spawn(answer_call(sim, req, next)).await {
+        Ok(Some(resp)) => resp,
+        // A `drop` fault: the connection is being closed; never answer on it.
+        Ok(None) => std::future::pending().await,
+        Err(e) => {
+            ApiError::new(500, "UNEXPECTED_ERROR", format!("simulator task failed: {e}")).into_response()
+        }
+    }
+}
+
+/// One Atlas call through faults, authentication, rate limits and version negotiation to its route,
+/// logged. `None` when a fault drops the connection instead of answering.
+async fn answer_call(sim: Arc<Sim>, mut req: Request, next: Next) -> Option<Response> {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -249,7 +264,7 @@ pub async fn atlas_layer(State(sim): State<Arc<Sim>>, mut req: Request, next: Ne
                 if let Some(k) = kill {
                     k.0.notify_one();
                 }
-                return std::future::pending::<Response>().await;
+                return None;
             }
             Some(FaultKind::Status { status, error_code }) => {
                 let code: std::borrow::Cow<'static, str> = match error_code {
@@ -345,5 +360,5 @@ pub async fn atlas_layer(State(sim): State<Arc<Sim>>, mut req: Request, next: Ne
     sim.calls
         .lock()
         .push(record(resp.status().as_u16(), code, principal_label));
-    resp
+    Some(resp)
 }
