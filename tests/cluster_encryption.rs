@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use atlas_encryption_operator::crd::{ClusterEncryption, ProjectEncryption};
 use atlas_sim::CallRecord;
-use common::operator::{API_PRIVATE_KEY, API_PUBLIC_KEY, OperatorEnv, REGION, condition, seed, wait_gone};
+use common::operator::{
+    API_PRIVATE_KEY, API_PUBLIC_KEY, OperatorEnv, REGION, cluster_converged, condition, seed, wait_gone,
+};
 use common::snapshots::{self, Expect};
 use kube::api::Patch;
 use rand::seq::SliceRandom;
@@ -56,17 +58,6 @@ fn project_reason(pe: &ProjectEncryption) -> Option<String> {
         .map(|(_, r)| r)
 }
 
-/// Ready for its current spec, with Atlas showing `provider` and IDLE.
-fn converged(ce: &ClusterEncryption, provider: &str) -> bool {
-    let status = ce.status.as_ref();
-    is_true(ce, "Ready")
-        && status.is_some_and(|s| {
-            s.observed_generation == ce.metadata.generation
-                && s.provider.as_deref() == Some(provider)
-                && s.state_name.as_deref() == Some("IDLE")
-        })
-}
-
 fn spec(project: &str, cluster: &str) -> Value {
     json!({"projectEncryptionRef": {"name": project}, "clusterName": cluster})
 }
@@ -78,11 +69,6 @@ fn poke() -> Patch<Value> {
         .as_nanos()
         .to_string();
     Patch::Merge(json!({"metadata": {"annotations": {"test/poke": nonce}}}))
-}
-
-async fn group_id(env: &OperatorEnv, project: &str) -> String {
-    let (atlas, creds) = env.atlas();
-    atlas.get_project_by_name(&creds, project).await.unwrap().id
 }
 
 async fn atlas_cluster(
@@ -216,14 +202,14 @@ async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
     assert!(is_true(&updating, "ProjectReady"));
 
     let ready = env
-        .wait_cluster("cluster0", WAIT, "Ready", |ce| converged(ce, "AWS"))
+        .wait_cluster("cluster0", WAIT, "Ready", |ce| cluster_converged(ce, "AWS"))
         .await
         .unwrap();
     snapshots::capture("ce-wait", "ready", &ready, Expect::Ready);
     let status = ready.status.clone().unwrap();
     assert_eq!(status.tier.as_deref(), Some("M10"));
     assert_eq!(status.paused, Some(false));
-    let group = group_id(&env, "proj-wait").await;
+    let group = env.group_id("proj-wait").await.unwrap();
     assert_eq!(status.project_id.as_deref(), Some(group.as_str()));
     assert!(!is_true(&ready, "Reconciling") && !is_true(&ready, "Stalled"));
     assert_eq!(
@@ -342,7 +328,7 @@ async fn stalled_reasons_come_from_real_clusters_without_writes() {
     assert!(patches.len() <= 2, "{patches:?}");
 
     // Resuming the cluster in Atlas is all it takes.
-    let group = group_id(&env, "proj-stall").await;
+    let group = env.group_id("proj-stall").await.unwrap();
     env.sim_patch_cluster(&group, "Sleepy0", json!({"paused": false}))
         .await
         .unwrap();
@@ -350,9 +336,11 @@ async fn stalled_reasons_come_from_real_clusters_without_writes() {
         .patch("sleepy0", &Default::default(), &poke())
         .await
         .unwrap();
-    env.wait_cluster("sleepy0", WAIT, "Ready after resume", |ce| converged(ce, "AWS"))
-        .await
-        .unwrap();
+    env.wait_cluster("sleepy0", WAIT, "Ready after resume", |ce| {
+        cluster_converged(ce, "AWS")
+    })
+    .await
+    .unwrap();
     env.finish().await;
 }
 
@@ -374,7 +362,7 @@ async fn disable_sequence_turns_clusters_off_before_the_project() {
         env.apply_cluster(object, spec("seq", cluster)).await.unwrap();
     }
     for (object, _) in names {
-        env.wait_cluster(object, WAIT, "Ready", |ce| converged(ce, "AWS"))
+        env.wait_cluster(object, WAIT, "Ready", |ce| cluster_converged(ce, "AWS"))
             .await
             .unwrap();
     }
@@ -400,7 +388,7 @@ async fn disable_sequence_turns_clusters_off_before_the_project() {
     .unwrap();
     for (object, _) in names {
         let ce = env
-            .wait_cluster(object, WAIT, "off", |ce| converged(ce, "NONE"))
+            .wait_cluster(object, WAIT, "off", |ce| cluster_converged(ce, "NONE"))
             .await
             .unwrap();
         snapshots::capture("ce-sequence", &format!("{object}-disabled"), &ce, Expect::Ready);
@@ -430,7 +418,7 @@ async fn disable_sequence_turns_clusters_off_before_the_project() {
         last_cluster < ear_patches[0].seq,
         "every cluster turned off before the project: {cluster_patches:?} {ear_patches:?}"
     );
-    let group = group_id(&env, "proj-seq").await;
+    let group = env.group_id("proj-seq").await.unwrap();
     let (atlas, creds) = env.atlas();
     assert!(
         !atlas
@@ -458,10 +446,10 @@ async fn an_unmanaged_encrypted_cluster_blocks_the_project_disable() {
     env.apply_cluster("managed0", spec("mixed", "Managed0"))
         .await
         .unwrap();
-    env.wait_cluster("managed0", WAIT, "Ready", |ce| converged(ce, "AWS"))
+    env.wait_cluster("managed0", WAIT, "Ready", |ce| cluster_converged(ce, "AWS"))
         .await
         .unwrap();
-    let group = group_id(&env, "proj-mixed").await;
+    let group = env.group_id("proj-mixed").await.unwrap();
     env.sim_patch_cluster(
         &group,
         "Rogue0",
@@ -481,7 +469,7 @@ async fn an_unmanaged_encrypted_cluster_blocks_the_project_disable() {
     )
     .await
     .unwrap();
-    env.wait_cluster("managed0", WAIT, "off", |ce| converged(ce, "NONE"))
+    env.wait_cluster("managed0", WAIT, "off", |ce| cluster_converged(ce, "NONE"))
         .await
         .unwrap();
     let blocked = env
@@ -526,11 +514,11 @@ async fn deletion_retains_or_disables() {
         env.apply_cluster(object, s).await.unwrap();
     }
     for object in ["keep0", "drop0", "orphan0"] {
-        env.wait_cluster(object, WAIT, "Ready", |ce| converged(ce, "AWS"))
+        env.wait_cluster(object, WAIT, "Ready", |ce| cluster_converged(ce, "AWS"))
             .await
             .unwrap();
     }
-    let group = group_id(&env, "proj-del").await;
+    let group = env.group_id("proj-del").await.unwrap();
     use atlas_encryption_operator::atlas::EncryptionProvider;
 
     env.sim().clear_calls();
@@ -607,7 +595,7 @@ async fn project_and_clusters_applied_in_any_order_converge() {
     .unwrap();
     // The IAM side is prepared beforehand, so nothing waits for a person.
     let key = env.create_key(REGION).await.unwrap();
-    let group = group_id(&env, "proj-any").await;
+    let group = env.group_id("proj-any").await.unwrap();
     let role = env.authorized_atlas_role(&group, &key).await.unwrap();
     env.start_controller().await.unwrap();
     env.sim().clear_calls();
@@ -640,7 +628,7 @@ async fn project_and_clusters_applied_in_any_order_converge() {
         }
     }
     for object in ["x0", "y0", "z0"] {
-        env.wait_cluster(object, WAIT, "Ready", |ce| converged(ce, "AWS"))
+        env.wait_cluster(object, WAIT, "Ready", |ce| cluster_converged(ce, "AWS"))
             .await
             .unwrap();
     }

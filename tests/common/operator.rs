@@ -37,6 +37,10 @@ pub struct OperatorEnv {
     pub sim: Option<SimHandle>,
     pub kms: aws_sdk_kms::Client,
     pub iam: aws_sdk_iam::Client,
+    /// What the simulator was started with (its address once bound), so it can be restarted as it was.
+    sim_config: SimConfig,
+    /// Calls of simulators stopped by [`OperatorEnv::restart_sim`], oldest first.
+    earlier_calls: Vec<CallRecord>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     controller: Option<tokio::task::JoinHandle<()>>,
 }
@@ -69,17 +73,28 @@ pub fn seed(projects: &[(&str, &[&str])]) -> String {
 
 impl OperatorEnv {
     pub async fn start(test: &str, seed_yaml: &str) -> Result<Self> {
+        Self::start_with(test, seed_yaml, |_| {}).await
+    }
+
+    /// [`OperatorEnv::start`] with the simulator's configuration adjusted first.
+    pub async fn start_with(
+        test: &str,
+        seed_yaml: &str,
+        adjust: impl FnOnce(&mut SimConfig),
+    ) -> Result<Self> {
         super::testenv();
         let client = super::client().await?;
         super::install_crds(&client).await?;
         let ns = TestNamespace::new(test).await?;
-        let sim = atlas_sim::spawn(SimConfig {
+        let mut sim_config = SimConfig {
             aws_endpoint: Some(super::moto_endpoint()),
             seed: Some(atlas_sim::Seed::from_yaml_str(seed_yaml)?),
             cluster_update_delay: Duration::from_secs(2),
             ..Default::default()
-        })
-        .await?;
+        };
+        adjust(&mut sim_config);
+        let sim = atlas_sim::spawn(sim_config.clone()).await?;
+        sim_config.listen = sim.addr();
         let sdk = super::aws_sdk_config(REGION).await;
         let env = OperatorEnv {
             client: client.clone(),
@@ -87,6 +102,8 @@ impl OperatorEnv {
             iam: aws_sdk_iam::Client::new(&sdk),
             ns,
             sim: Some(sim),
+            sim_config,
+            earlier_calls: Vec::new(),
             stop: None,
             controller: None,
         };
@@ -102,14 +119,48 @@ impl OperatorEnv {
         self.sim.as_ref().expect("simulator running")
     }
 
+    /// Stops the simulator (it writes its state file, if it has one) and keeps it down for `down_for`,
+    /// then starts it again on the same address from the same configuration: with a state file it
+    /// comes back with the state it had, as Atlas does after an outage.
+    pub async fn restart_sim(&mut self, down_for: Duration) -> Result<()> {
+        if let Some(sim) = self.sim.take() {
+            self.earlier_calls.extend(sim.calls());
+            sim.shutdown().await;
+        }
+        tokio::time::sleep(down_for).await;
+        self.sim = Some(atlas_sim::spawn(self.sim_config.clone()).await?);
+        Ok(())
+    }
+
+    /// Every Atlas call the simulator logged, across restarts.
+    pub fn all_calls(&self) -> Vec<CallRecord> {
+        let mut calls = self.earlier_calls.clone();
+        calls.extend(self.sim().calls());
+        calls
+    }
+
+    /// Adds a fault rule to the simulator (the `POST /__sim/faults` body, as JSON).
+    pub fn inject_fault(&self, spec: Value) -> Result<()> {
+        let spec: atlas_sim::FaultSpec = serde_json::from_value(spec)?;
+        self.sim().sim().faults.lock().add(spec);
+        Ok(())
+    }
+
     /// Starts the controller, watching only this test's namespace.
     pub async fn start_controller(&mut self) -> Result<()> {
-        let atlas = AtlasClient::new(AtlasClientConfig {
+        self.start_controller_with(|_| {}).await
+    }
+
+    /// [`OperatorEnv::start_controller`] with the Atlas client's configuration adjusted first.
+    pub async fn start_controller_with(&mut self, adjust: impl FnOnce(&mut AtlasClientConfig)) -> Result<()> {
+        let mut atlas = AtlasClientConfig {
             base_url: self.sim().base_url(),
             rate_per_second: 50.0,
             burst: 50,
             ..Default::default()
-        })?;
+        };
+        adjust(&mut atlas);
+        let atlas = AtlasClient::new(atlas)?;
         let sdk = super::aws_sdk_config(REGION).await;
         let kms = KmsPreflight::with_sdk_config(
             sdk,
@@ -392,6 +443,12 @@ impl OperatorEnv {
         waiting.status.and_then(|s| s.role).context("role in status")
     }
 
+    /// The Atlas project id of a project name.
+    pub async fn group_id(&self, project: &str) -> Result<String> {
+        let (atlas, creds) = self.atlas();
+        Ok(atlas.get_project_by_name(&creds, project).await?.id)
+    }
+
     /// Atlas calls other than reads (the writes the operator caused).
     pub fn atlas_writes(&self) -> Vec<CallRecord> {
         self.sim()
@@ -468,6 +525,16 @@ where
 }
 
 /// Ready for the generation the object has now.
+/// Ready for its current spec, with Atlas showing `provider` and IDLE.
+pub fn cluster_converged(ce: &ClusterEncryption, provider: &str) -> bool {
+    ce.status.as_ref().is_some_and(|s| {
+        condition(&s.conditions, "Ready").is_some_and(|(st, _)| st == "True")
+            && s.observed_generation == ce.metadata.generation
+            && s.provider.as_deref() == Some(provider)
+            && s.state_name.as_deref() == Some("IDLE")
+    })
+}
+
 pub fn project_ready(pe: &ProjectEncryption) -> bool {
     pe.status.as_ref().is_some_and(|s| {
         condition(&s.conditions, "Ready").is_some_and(|(st, _)| st == "True")
