@@ -1,0 +1,204 @@
+//! The operator process killed with SIGKILL at each step of the project and cluster flows, then started
+//! again: it reaches the same end state with no second Atlas role, no lost rotation history and no
+//! encryption turned off. Runs the real binary against the real kube-apiserver, atlas-sim and moto.
+#![cfg(feature = "integration")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use atlas_sim::CallRecord;
+use common::operator::{OperatorEnv, REGION, cluster_converged, project_ready, seed};
+use common::process::OperatorProcess;
+use common::unique_name;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn accepted(calls: &[CallRecord], method: &str, route_suffix: &str) -> usize {
+    calls
+        .iter()
+        .filter(|c| {
+            c.method == method
+                && (200..300).contains(&c.status)
+                && c.route.as_deref().is_some_and(|r| r.ends_with(route_suffix))
+        })
+        .count()
+}
+
+/// A fresh replica of the operator watching the test's namespace, ready to reconcile.
+async fn start_operator(env: &OperatorEnv, step: &str) -> OperatorProcess {
+    let mut operator = OperatorProcess::spawn(
+        &unique_name(step),
+        &env.sim().base_url(),
+        &["--watch-namespaces", env.ns.name(), "--resync-period", "5m"],
+    )
+    .unwrap();
+    operator.wait_ready(Duration::from_secs(60)).await.unwrap();
+    operator
+}
+
+/// SIGKILLs the operator the moment Atlas has accepted the write `method route_suffix` (the call log
+/// is read every few milliseconds), so it dies before it can record what it did. Returns the call.
+async fn kill_after_write(
+    env: &OperatorEnv,
+    operator: &mut OperatorProcess,
+    method: &str,
+    route_suffix: &str,
+) -> CallRecord {
+    let already = accepted(&env.sim().calls(), method, route_suffix);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let calls = env.sim().calls();
+        if accepted(&calls, method, route_suffix) > already {
+            operator.kill();
+            return calls
+                .into_iter()
+                .rev()
+                .find(|c| c.method == method && c.route.as_deref().is_some_and(|r| r.ends_with(route_suffix)))
+                .unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{method} {route_suffix} never accepted; log:\n{}",
+            operator.log_tail()
+        );
+        operator.check_running().unwrap();
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+}
+
+#[tokio::test]
+async fn killed_at_every_step_the_operator_restarts_to_the_same_end_state() {
+    let env = OperatorEnv::start_with("crash", &seed(&[("proj-crash", &["Orders:M10"])]), |sim| {
+        // Long enough that the kill after the cluster PATCH lands while Atlas shows UPDATING.
+        sim.cluster_update_delay = Duration::from_secs(6);
+    })
+    .await
+    .unwrap();
+    let group = env.group_id("proj-crash").await.unwrap();
+    let (atlas, creds) = env.atlas();
+
+    // 1. Killed right after Atlas created the role, before the role is recorded anywhere.
+    let mut operator = start_operator(&env, "crash-1").await;
+    let handshake = env.begin_handshake("payments", "proj-crash").await.unwrap();
+    kill_after_write(&env, &mut operator, "POST", "/cloudProviderAccess").await;
+
+    // 2. The next replica finds that role instead of creating another, asks for the trust policy, and
+    //    is killed before it can authorize.
+    let mut operator = start_operator(&env, "crash-2").await;
+    let role = env.wait_atlas_role("payments").await.unwrap();
+    operator.kill();
+    let roles = atlas.list_aws_roles(&creds, &group).await.unwrap();
+    assert_eq!(
+        roles.len(),
+        1,
+        "the role created before the kill is the one in use: {roles:?}"
+    );
+    assert_eq!(roles[0].role_id, role.role_id);
+    env.trust_atlas(
+        &handshake.role_name,
+        role.atlas_aws_account_arn.as_deref().unwrap(),
+        role.external_id.as_deref().unwrap(),
+    )
+    .await
+    .unwrap();
+
+    // 3. The next one authorizes and assigns the key, and is killed the moment Atlas accepted the key.
+    let mut operator = start_operator(&env, "crash-3").await;
+    kill_after_write(&env, &mut operator, "PATCH", "/encryptionAtRest").await;
+
+    // 4. The next one finds the key in force and goes Ready without assigning it again.
+    let mut operator = start_operator(&env, "crash-4").await;
+    env.wait_project("payments", WAIT, "Ready after the kill", project_ready)
+        .await
+        .unwrap();
+
+    // 5. Rotation: killed the moment Atlas accepted the new key, before the history is written.
+    let new_key = env.create_key(REGION).await.unwrap();
+    env.allow_keys(&handshake.role_name, &[&handshake.key, &new_key])
+        .await
+        .unwrap();
+    env.apply_project(
+        "payments",
+        json!({"projectName": "proj-crash", "credentialsRef": {"name": "atlas-credentials"},
+               "awsKms": {"customerMasterKeyId": new_key, "region": REGION, "roleArn": handshake.role_arn}}),
+    )
+    .await
+    .unwrap();
+    kill_after_write(&env, &mut operator, "PATCH", "/encryptionAtRest").await;
+    let mut operator = start_operator(&env, "crash-5").await;
+    let rotated = env
+        .wait_project("payments", WAIT, "rotated after the kill", |pe| {
+            project_ready(pe)
+                && pe
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.key.as_ref())
+                    .is_some_and(|k| k.customer_master_key_id == new_key)
+        })
+        .await
+        .unwrap();
+    let history = rotated.status.unwrap().previous_keys;
+    assert_eq!(
+        history
+            .iter()
+            .map(|k| k.customer_master_key_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![handshake.key.as_str()],
+        "the replaced key stays in the history"
+    );
+
+    // 6. A cluster: killed right after Atlas accepted its update, while it is UPDATING.
+    env.apply_cluster(
+        "orders",
+        json!({"projectEncryptionRef": {"name": "payments"}, "clusterName": "Orders"}),
+    )
+    .await
+    .unwrap();
+    kill_after_write(&env, &mut operator, "PATCH", "/clusters/{clusterName}").await;
+    let cluster = atlas.get_cluster(&creds, &group, "Orders").await.unwrap();
+    assert_eq!(
+        cluster.state_name.as_deref(),
+        Some("UPDATING"),
+        "killed during the update"
+    );
+    let mut operator = start_operator(&env, "crash-6").await;
+    env.wait_cluster("orders", WAIT, "Ready on AWS after the kill", |ce| {
+        cluster_converged(ce, "AWS")
+    })
+    .await
+    .unwrap();
+
+    // Same end state as an uninterrupted run, with the same writes: one role created and authorized,
+    // the key assigned once and rotated once, one cluster update, and nothing turned off.
+    let calls = env.sim().calls();
+    let writes: Vec<_> = calls
+        .iter()
+        .filter(|c| c.method != "GET" && (200..300).contains(&c.status))
+        .map(|c| format!("{} {}", c.method, c.route.as_deref().unwrap_or(&c.path)))
+        .collect();
+    assert_eq!(accepted(&calls, "POST", "/cloudProviderAccess"), 1, "{writes:?}");
+    assert_eq!(
+        accepted(&calls, "PATCH", "/cloudProviderAccess/{roleId}"),
+        1,
+        "{writes:?}"
+    );
+    assert_eq!(accepted(&calls, "PATCH", "/encryptionAtRest"), 2, "{writes:?}");
+    assert_eq!(
+        accepted(&calls, "PATCH", "/clusters/{clusterName}"),
+        1,
+        "{writes:?}"
+    );
+    assert_eq!(writes.len(), 5, "no other write: {writes:?}");
+    let ear = atlas.get_encryption_at_rest(&creds, &group).await.unwrap();
+    assert!(ear.aws_enabled(), "{ear:?}");
+    assert_eq!(
+        ear.aws_kms.as_ref().unwrap().customer_master_key_id.as_deref(),
+        Some(new_key.as_str())
+    );
+    assert_eq!(atlas.list_aws_roles(&creds, &group).await.unwrap().len(), 1);
+    let status = operator.terminate(Duration::from_secs(20)).await.unwrap();
+    assert!(status.success(), "{status}");
+    env.finish().await;
+}
