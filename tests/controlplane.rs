@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use aws_sdk_kms::types::{KeySpec, KeyState};
 use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event as EventV1;
@@ -18,17 +17,10 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, W
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::json;
 
-use common::k8s::{client_impersonating, client_with_token};
+use common::k8s::{api_code, client_impersonating, client_with_token, service_account_token};
 use common::{FIELD_MANAGER, TestNamespace};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn api_code(result: &kube::Result<impl std::fmt::Debug>) -> Option<u16> {
-    match result {
-        Err(kube::Error::Api(status)) => Some(status.code),
-        _ => None,
-    }
-}
 
 #[tokio::test]
 async fn apiserver_reports_pinned_version() -> Result<()> {
@@ -231,23 +223,7 @@ async fn service_account_token_is_bound_by_rbac() -> Result<()> {
     .await?;
     let user = format!("system:serviceaccount:{}:operator", ns.name());
 
-    let token = sas
-        .create_token_request(
-            "operator",
-            &PostParams::default(),
-            &TokenRequest {
-                spec: TokenRequestSpec {
-                    expiration_seconds: Some(600),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        )
-        .await?
-        .status
-        .context("TokenRequest without status")?
-        .token;
-    assert!(!token.is_empty(), "empty ServiceAccount token");
+    let token = service_account_token(&ns.client(), ns.name(), "operator", Duration::from_secs(600)).await?;
 
     let as_token: Api<Secret> = Api::namespaced(client_with_token(&token).await?, ns.name());
     let as_impersonated: Api<Secret> = Api::namespaced(client_impersonating(&user).await?, ns.name());

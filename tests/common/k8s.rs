@@ -1,11 +1,13 @@
 //! Kubernetes side of the test ground: clients, per-test namespaces and the project's CRDs.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -13,7 +15,7 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Config};
 use serde::Deserialize;
 
-use super::{FIELD_MANAGER, repo_root, testenv, unique_name};
+use super::{FIELD_MANAGER, repo_root, testenv, testenv_dir, unique_name};
 
 /// Label on every namespace the tests create, so leftovers of a crashed run can be found:
 /// `kubectl get ns -l app.kubernetes.io/managed-by=atlas-eo-tests`.
@@ -50,6 +52,122 @@ pub async fn client_impersonating(user: &str) -> Result<Client> {
     let mut config = admin_config().await?;
     config.auth_info.impersonate = Some(user.to_owned());
     Ok(Client::try_from(config)?)
+}
+
+/// The test kube-apiserver's URL, `https://127.0.0.1:<port>`, from the admin kubeconfig.
+pub fn apiserver_url() -> Result<String> {
+    let admin = &testenv().kubeconfig;
+    Kubeconfig::read_from(admin)
+        .with_context(|| format!("reading {}", admin.display()))?
+        .clusters
+        .into_iter()
+        .find_map(|c| c.cluster.and_then(|c| c.server))
+        .with_context(|| format!("{} names no server", admin.display()))
+}
+
+/// The test ground's own CA (PEM), which signed the kube-apiserver's serving certificate. It is in
+/// no system trust store.
+pub fn testenv_ca() -> PathBuf {
+    testenv_dir().join("pki/ca.crt")
+}
+
+/// The HTTP status the API server answered a failed call with (`None` on success, or when no
+/// answer came).
+pub fn api_code<T>(result: &kube::Result<T>) -> Option<u16> {
+    match result {
+        Err(kube::Error::Api(status)) => Some(status.code),
+        _ => None,
+    }
+}
+
+/// A token for the ServiceAccount `namespace/name` from the TokenRequest API, valid for `ttl`.
+pub async fn service_account_token(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    ttl: Duration,
+) -> Result<String> {
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(i64::try_from(ttl.as_secs())?),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .with_context(|| format!("TokenRequest for ServiceAccount {namespace}/{name}"))?
+        .status
+        .context("TokenRequest without status")?
+        .token;
+    if token.is_empty() {
+        bail!("empty token for ServiceAccount {namespace}/{name}");
+    }
+    Ok(token)
+}
+
+/// A kubeconfig file for the test control plane that authenticates with a bearer token alone and
+/// trusts the test ground's CA (`<testenv>/pki/ca.crt`): what a pod with that ServiceAccount's
+/// token has. Readable by the owner only, and removed when dropped.
+pub struct TokenKubeconfig {
+    path: PathBuf,
+}
+
+impl TokenKubeconfig {
+    pub fn write(token: &str) -> Result<Self> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+
+        let server = apiserver_url()?;
+        let ca = testenv_ca();
+        let text = serde_yaml::to_string(&serde_json::json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "testenv", "cluster": {"server": server, "certificate-authority": ca}}],
+            "users": [{"name": "token", "user": {"token": token}}],
+            "contexts": [{"name": "token", "context": {"cluster": "testenv", "user": "token"}}],
+            "current-context": "token",
+        }))?;
+        let path = std::env::temp_dir().join(format!("{}.kubeconfig", unique_name("token")));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        file.write_all(text.as_bytes())?;
+        Ok(Self { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TokenKubeconfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Runs an async clean-up from a `Drop`: Drop cannot await, and the test's runtime may be
+/// single-threaded or already shutting down, so it runs on its own thread with its own runtime and
+/// a client made from `config`. Failures are printed, not raised.
+pub fn cleanup_on_thread<F, Fut>(config: Config, what: String, f: F)
+where
+    F: FnOnce(Client) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<()>>,
+{
+    let done = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async { f(Client::try_from(config)?).await })
+    })
+    .join();
+    if let Ok(Err(e)) = done {
+        eprintln!("warning: could not delete {what}: {e:#}");
+    }
 }
 
 /// A namespace owned by one test: created by [`TestNamespace::new`], deleted by
@@ -134,22 +252,12 @@ impl Drop for TestNamespace {
         if self.deleted {
             return;
         }
-        // Drop cannot await, and the test's runtime may be single-threaded or already shutting
-        // down, so the delete runs on its own thread with its own runtime and client.
-        let (name, config) = (self.name.clone(), self.config.clone());
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let client = Client::try_from(config)?;
-                delete_namespace(&client, &name).await
-            })
-        })
-        .join();
-        if let Ok(Err(e)) = done {
-            eprintln!("warning: could not delete test namespace {}: {e:#}", self.name);
-        }
+        let name = self.name.clone();
+        cleanup_on_thread(
+            self.config.clone(),
+            format!("test namespace {name}"),
+            move |client| async move { delete_namespace(&client, &name).await },
+        );
     }
 }
 

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod chart;
 pub mod k8s;
 pub mod operator;
 pub mod process;

@@ -26,11 +26,28 @@ fn free_port() -> SocketAddr {
         .expect("a free loopback port")
 }
 
+/// What a process differs in from [`OperatorProcess::spawn`]'s defaults.
+#[derive(Debug, Default, Clone)]
+pub struct SpawnOptions {
+    /// Another kubeconfig than the test ground's admin one, e.g. a [`super::k8s::TokenKubeconfig`]
+    /// with a ServiceAccount's token.
+    pub kubeconfig: Option<PathBuf>,
+    /// More environment variables, set after the common ones (so they may replace them) and read
+    /// only where no flag is given: the common flags and `args` win.
+    pub env: Vec<(String, String)>,
+}
+
 impl OperatorProcess {
     /// Starts the binary with the test ground's kubeconfig, moto as KMS and `args` after the common
     /// flags (JSON logs at debug level, loopback ports).
     pub fn spawn(identity: &str, atlas_url: &str, args: &[&str]) -> Result<Self> {
+        Self::spawn_with(identity, atlas_url, args, SpawnOptions::default())
+    }
+
+    /// [`OperatorProcess::spawn`] with another kubeconfig or more environment variables.
+    pub fn spawn_with(identity: &str, atlas_url: &str, args: &[&str], options: SpawnOptions) -> Result<Self> {
         let env = super::testenv();
+        let kubeconfig = options.kubeconfig.as_ref().unwrap_or(&env.kubeconfig);
         let metrics = free_port();
         let health = free_port();
         let log = std::env::temp_dir().join(format!("{}.log", super::unique_name(identity)));
@@ -38,7 +55,7 @@ impl OperatorProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_atlas-encryption-operator"))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("KUBECONFIG", &env.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", identity)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing-aws-secret-never-logged")
@@ -47,6 +64,7 @@ impl OperatorProcess {
             .env("AWS_CONFIG_FILE", "/dev/null")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .env("NO_COLOR", "1")
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .args(["--atlas-base-url", atlas_url])
             .args(["--kms-endpoint-url", &super::moto_endpoint()])
             .args(["--metrics-bind-address", &metrics.to_string()])
