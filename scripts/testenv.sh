@@ -7,6 +7,9 @@
 #   scripts/testenv.sh down     stop what `up` started and remove its state
 #   scripts/testenv.sh status   exit 0 when everything answers, 1 otherwise
 #   scripts/testenv.sh env      print the env file (source it: eval "$(scripts/testenv.sh env)")
+#   scripts/testenv.sh restart-apiserver [SECONDS]
+#                               stop kube-apiserver, stay down SECONDS (default 0), start it again
+#                               with the same flags on the same port and data (reliability tests)
 #
 # Everything is built from package registries only: the binaries come from the Go module in
 # tests/controlplane (k8s.io/kubernetes pinned there), moto from PyPI through scripts/python-venv.sh.
@@ -112,8 +115,26 @@ start() {
   local name="$1"
   shift
   # Close the lock descriptors: a daemon holding them would block every later `up`/`down`.
-  setsid "$@" </dev/null >"$TESTENV_DIR/$name.log" 2>&1 7>&- 8>&- &
+  setsid "$@" </dev/null >>"$TESTENV_DIR/$name.log" 2>&1 7>&- 8>&- &
   echo $! >"$TESTENV_DIR/$name.pid"
+  # The command line, NUL-separated, so `restart-apiserver` starts exactly the same process again.
+  printf '%s\0' "$@" >"$TESTENV_DIR/$name.cmd"
+}
+
+# stop_one NAME: SIGTERM, up to 10 s to exit, then SIGKILL.
+stop_one() {
+  local f="$TESTENV_DIR/$1.pid" pid
+  [ -f "$f" ] || return 0
+  pid="$(cat "$f")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
 }
 
 wait_for() {
@@ -305,24 +326,31 @@ EOF
 }
 
 stop_all() {
-  local p f pid
+  local p
   # Reverse start order: clients first, so nothing logs storage errors while etcd goes away.
   for p in controller-manager moto apiserver etcd; do
-    f="$TESTENV_DIR/$p.pid"
-    [ -f "$f" ] || continue
-    pid="$(cat "$f")"
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.2
-      done
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$f"
+    stop_one "$p"
+    rm -f "$TESTENV_DIR/$p.log"
   done
   rm -rf "$TESTENV_DIR/etcd" "$TESTENV_DIR/pki" "$TESTENV_DIR/apiserver-certs" \
-    "$TESTENV_DIR/env" "$TESTENV_DIR/kubeconfig" "$TESTENV_DIR"/*.port
+    "$TESTENV_DIR/env" "$TESTENV_DIR/kubeconfig" "$TESTENV_DIR"/*.port "$TESTENV_DIR"/*.cmd
+}
+
+# An API server restart as a rolling upgrade or a crash-looping control plane causes it: every watch
+# and request of a client breaks, then the same server comes back with the same data.
+cmd_restart_apiserver() {
+  local down_for="${1:-0}"
+  TESTENV_DIR="$(cd "$TESTENV_DIR" && pwd)"
+  exec 7>"$TESTENV_DIR/.lock"
+  flock -w 600 7 || die "another testenv.sh holds $TESTENV_DIR/.lock"
+  [ -f "$TESTENV_DIR/apiserver.cmd" ] || die "no apiserver command line in $TESTENV_DIR (run: scripts/testenv.sh up)"
+  local args=()
+  mapfile -d '' args <"$TESTENV_DIR/apiserver.cmd"
+  stop_one apiserver
+  sleep "$down_for"
+  start apiserver "${args[@]}"
+  wait_for "kube-apiserver /readyz" apiserver apiserver_ready
+  log "apiserver restarted"
 }
 
 cmd_down() {
@@ -363,8 +391,9 @@ up) cmd_up ;;
 down) cmd_down ;;
 status) cmd_status ;;
 env) cmd_env ;;
+restart-apiserver) cmd_restart_apiserver "${2:-0}" ;;
 *)
-  sed -n '2,12s/^# \{0,1\}//p' "$0" >&2
+  sed -n '2,15s/^# \{0,1\}//p' "$0" >&2
   exit 2
   ;;
 esac

@@ -1,0 +1,103 @@
+//! The kube-apiserver restarted under a running operator (`scripts/testenv.sh restart-apiserver`): every
+//! watch and request breaks for a few seconds, then the same server comes back. The operator process
+//! survives, its watches resume, and changes made right after the restart are not missed.
+//!
+//! A test binary of its own: the restart breaks every client of the shared control plane, and cargo
+//! runs test binaries one after another, so no other test sees it.
+#![cfg(feature = "integration")]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::operator::{OperatorEnv, REGION, cluster_converged, project_ready, seed};
+use common::process::OperatorProcess;
+use common::unique_name;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn restart_apiserver(down_for: Duration) {
+    let env = common::testenv();
+    let status = Command::new(common::repo_root().join("scripts/testenv.sh"))
+        .env("TESTENV_DIR", &env.dir)
+        .args(["restart-apiserver", &down_for.as_secs().to_string()])
+        .status()
+        .expect("scripts/testenv.sh runs");
+    assert!(status.success(), "restart-apiserver: {status}");
+}
+
+#[tokio::test]
+async fn watches_resume_after_an_apiserver_restart_and_miss_nothing() {
+    let env = OperatorEnv::start(
+        "api-restart",
+        &seed(&[("proj-restart", &["Orders:M10", "Ledger:M10"])]),
+    )
+    .await
+    .unwrap();
+    let mut operator = OperatorProcess::spawn(
+        &unique_name("api-restart"),
+        &env.sim().base_url(),
+        &["--watch-namespaces", env.ns.name(), "--resync-period", "10m"],
+    )
+    .unwrap();
+    operator.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let handshake = env.encrypt_project("payments", "proj-restart").await.unwrap();
+    env.apply_cluster(
+        "orders",
+        json!({"projectEncryptionRef": {"name": "payments"}, "clusterName": "Orders"}),
+    )
+    .await
+    .unwrap();
+    env.wait_cluster("orders", WAIT, "Ready", |ce| cluster_converged(ce, "AWS"))
+        .await
+        .unwrap();
+
+    let outage = Instant::now();
+    restart_apiserver(Duration::from_secs(5));
+    let outage = outage.elapsed();
+    operator.check_running().unwrap();
+
+    // Changes made the moment the server is back, before the operator's watches have reconnected (the
+    // resync period is far away, so only a resumed watch can see them): a rotation and a new cluster.
+    let new_key = env.create_key(REGION).await.unwrap();
+    env.allow_keys(&handshake.role_name, &[&handshake.key, &new_key])
+        .await
+        .unwrap();
+    env.apply_project(
+        "payments",
+        json!({"projectName": "proj-restart", "credentialsRef": {"name": "atlas-credentials"},
+               "awsKms": {"customerMasterKeyId": new_key, "region": REGION, "roleArn": handshake.role_arn}}),
+    )
+    .await
+    .unwrap();
+    env.apply_cluster(
+        "ledger",
+        json!({"projectEncryptionRef": {"name": "payments"}, "clusterName": "Ledger"}),
+    )
+    .await
+    .unwrap();
+    let applied = Instant::now();
+    env.wait_project("payments", WAIT, "rotated after the restart", |pe| {
+        project_ready(pe)
+            && pe
+                .status
+                .as_ref()
+                .and_then(|s| s.key.as_ref())
+                .is_some_and(|k| k.customer_master_key_id == new_key)
+    })
+    .await
+    .unwrap();
+    env.wait_cluster("ledger", WAIT, "Ready after the restart", |ce| {
+        cluster_converged(ce, "AWS")
+    })
+    .await
+    .unwrap();
+    let caught_up = applied.elapsed();
+    operator.check_running().unwrap();
+    eprintln!("apiserver outage {outage:?}; changes after it converged in {caught_up:?}");
+    let status = operator.terminate(Duration::from_secs(20)).await.unwrap();
+    assert!(status.success(), "{status}");
+    env.finish().await;
+}
