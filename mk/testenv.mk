@@ -19,8 +19,14 @@ testenv-status: ## tell whether the local control plane and moto are up
 
 # The env file is sourced so tests see the same KUBECONFIG and MOTO_ENDPOINT a developer gets.
 # On CI the environment is torn down afterwards (keeping the test result) so no daemon outlives the run.
-test-integration: testenv-up ## integration tests against the local control plane and moto
+# What the suite produces (operator logs, each test namespace's Events and objects) is collected in
+# $TESTENV_DIR/e2e and scanned for the credentials it used once every other test has run.
+test-integration: testenv-up ## integration tests against the local control plane and moto, then the secret scan
 	@set -a; source "$${TESTENV_DIR:-.testenv}/env"; set +a; \
+	rm -rf "$$TESTENV_DIR/e2e"; \
 	rc=0; cargo test --workspace --features integration -- --test-threads=4 || rc=$$?; \
+	if [ $$rc = 0 ]; then \
+	  cargo test --features integration --test secret_scan -- --ignored --nocapture || rc=$$?; \
+	fi; \
 	if [ "$${CI:-}" = true ]; then $(TESTENV) down || true; fi; \
 	exit $$rc

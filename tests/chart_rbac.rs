@@ -164,7 +164,7 @@ fn assert_clean_log(installed: &Installed) {
     for (name, secret) in [
         ("the ServiceAccount token", installed.token.as_str()),
         ("the Atlas private key", API_PRIVATE_KEY),
-        ("the AWS secret key", "testing-aws-secret-never-logged"),
+        ("the AWS secret key", common::aws::AWS_SECRET_ACCESS_KEY),
     ] {
         assert!(!log.contains(secret), "{name} leaked into the operator's log");
     }

@@ -141,7 +141,7 @@ async fn one_replica_serves_health_metrics_and_structured_logs() {
         "the Atlas private key leaked into the log"
     );
     assert!(
-        !log.contains("testing-aws-secret-never-logged"),
+        !log.contains(common::aws::AWS_SECRET_ACCESS_KEY),
         "the AWS secret leaked into the log"
     );
 

@@ -12,6 +12,10 @@ pub fn moto_endpoint() -> String {
     }
 }
 
+/// The AWS secret key every test client and operator is given (moto accepts any); distinctive, so the
+/// secret scan can look for it.
+pub const AWS_SECRET_ACCESS_KEY: &str = "testing-aws-secret-never-logged";
+
 /// An SDK config that sends every service to moto with static credentials, so nothing on the
 /// machine (profiles, IMDS, env credentials) can leak into a test or make it reach real AWS.
 pub async fn aws_sdk_config(region: &str) -> SdkConfig {
@@ -20,7 +24,7 @@ pub async fn aws_sdk_config(region: &str) -> SdkConfig {
         .region(Region::new(region.to_owned()))
         .credentials_provider(Credentials::new(
             "testing",
-            "testing",
+            AWS_SECRET_ACCESS_KEY,
             None,
             None,
             "atlas-eo-tests",

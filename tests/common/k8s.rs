@@ -261,7 +261,48 @@ impl Drop for TestNamespace {
     }
 }
 
+/// Keeps what the namespace holds for the secret scan before it goes: its Events, the operator's
+/// objects with their status, and the values of its Secrets (the credentials the scan looks for).
+async fn archive_namespace(client: &Client, name: &str) -> Result<()> {
+    use atlas_encryption_operator::crd::{ClusterEncryption, ProjectEncryption};
+    use k8s_openapi::api::core::v1::{Event, Secret};
+    use kube::api::{ApiResource, DynamicObject, ListParams};
+
+    let lp = ListParams::default();
+    let events = Api::<Event>::namespaced(client.clone(), name).list(&lp).await?;
+    let mut objects = Vec::new();
+    for resource in [
+        ApiResource::erase::<ProjectEncryption>(&()),
+        ApiResource::erase::<ClusterEncryption>(&()),
+    ] {
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), name, &resource);
+        objects.extend(api.list(&lp).await?.items);
+    }
+    let secrets = Api::<Secret>::namespaced(client.clone(), name).list(&lp).await?;
+    let values: Vec<serde_json::Value> = secrets
+        .items
+        .iter()
+        .flat_map(|s| s.data.iter().flatten())
+        .filter_map(|(k, v)| {
+            Some(serde_json::json!({"key": k, "value": String::from_utf8(v.0.clone()).ok()?}))
+        })
+        .collect();
+    let dir = super::evidence_dir("namespaces");
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        serde_json::to_vec_pretty(&serde_json::json!({"events": events.items, "objects": objects}))?,
+    )?;
+    std::fs::write(
+        dir.join(format!("{name}.secrets.json")),
+        serde_json::to_vec(&values)?,
+    )?;
+    Ok(())
+}
+
 async fn delete_namespace(client: &Client, name: &str) -> Result<()> {
+    if let Err(e) = archive_namespace(client, name).await {
+        eprintln!("warning: could not archive namespace {name} for the secret scan: {e:#}");
+    }
     match Api::<Namespace>::all(client.clone())
         .delete(name, &DeleteParams::background())
         .await

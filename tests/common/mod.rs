@@ -56,6 +56,38 @@ pub fn testenv_dir() -> PathBuf {
     }
 }
 
+/// Where the integration tests leave what a secret scan must read: operator logs (`logs/`) and, for
+/// every test namespace as it is deleted, its Events and objects (`namespaces/<ns>.json`) and the
+/// Secret values it held (`namespaces/<ns>.secrets.json`). `tests/secret_scan.rs` reads it all.
+pub fn evidence_dir(kind: &str) -> PathBuf {
+    let dir = testenv_dir().join("e2e").join(kind);
+    let _ = fs::create_dir_all(&dir);
+    dir
+}
+
+/// Sends this test binary's own tracing (the in-process controllers, at debug level) to a JSON log
+/// in the evidence directory, once per binary.
+pub fn capture_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let exe = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "test".into());
+        let path = evidence_dir("logs").join(format!("{exe}-{}.log", std::process::id()));
+        let Ok(file) = File::create(&path) else {
+            return;
+        };
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "info,atlas_encryption_operator=debug,kube_runtime=debug",
+            ))
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+    });
+}
+
 /// Makes sure the test ground is up, once per test binary, and describes it.
 ///
 /// The ambient `KUBECONFIG` is deliberately not used on its own: a developer's shell may point it

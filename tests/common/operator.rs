@@ -83,6 +83,7 @@ impl OperatorEnv {
         adjust: impl FnOnce(&mut SimConfig),
     ) -> Result<Self> {
         super::testenv();
+        super::capture_logs();
         let client = super::client().await?;
         super::install_crds(&client).await?;
         let ns = TestNamespace::new(test).await?;

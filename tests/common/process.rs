@@ -50,7 +50,7 @@ impl OperatorProcess {
         let kubeconfig = options.kubeconfig.as_ref().unwrap_or(&env.kubeconfig);
         let metrics = free_port();
         let health = free_port();
-        let log = std::env::temp_dir().join(format!("{}.log", super::unique_name(identity)));
+        let log = super::evidence_dir("logs").join(format!("{}.log", super::unique_name(identity)));
         let out = File::create(&log)?;
         let child = Command::new(env!("CARGO_BIN_EXE_atlas-encryption-operator"))
             .env_clear()
@@ -58,7 +58,7 @@ impl OperatorProcess {
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", identity)
             .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing-aws-secret-never-logged")
+            .env("AWS_SECRET_ACCESS_KEY", super::aws::AWS_SECRET_ACCESS_KEY)
             .env("AWS_REGION", super::operator::REGION)
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_CONFIG_FILE", "/dev/null")
