@@ -817,3 +817,100 @@ async fn a_restart_during_the_handshake_creates_no_second_role() {
     assert_eq!(atlas.list_aws_roles(&creds, &group).await.unwrap().len(), 1);
     env.finish().await;
 }
+
+/// The credentials Secret is read when it is used: replacing its content (an Atlas API key rotated,
+/// the old one revoked) takes effect at the next reconcile, with no restart and no write of the
+/// operator's own to the Secret.
+#[tokio::test]
+async fn a_replaced_credentials_secret_takes_effect_without_a_restart() {
+    let mut env = OperatorEnv::start("pe-rekey", &seed(&[("proj-rekey", &[])]))
+        .await
+        .unwrap();
+    let (new_public, new_private) = ("rotated-public-key", "rotated-private-key-never-logged");
+    let group = env.group_id("proj-rekey").await.unwrap();
+    env.sim()
+        .apply_seed(
+            &atlas_sim::Seed::from_yaml_str(&format!(
+                "apiKeys:\n  - {{publicKey: {new_public}, privateKey: {new_private}, projects: [proj-rekey]}}\n"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+    env.start_controller().await.unwrap();
+    let Handshake {
+        key,
+        role_name,
+        role_arn,
+    } = env.encrypt_project("payments", "proj-rekey").await.unwrap();
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = env.ns.api();
+    let before = secrets.get("atlas-credentials").await.unwrap();
+
+    // The key is rotated in Atlas: the new one is put in the Secret, the old one revoked.
+    env.apply_secret(
+        "atlas-credentials",
+        &[("publicKey", new_public), ("privateKey", new_private)],
+    )
+    .await
+    .unwrap();
+    env.sim()
+        .sim()
+        .state
+        .lock()
+        .api_keys
+        .remove(common::operator::API_PUBLIC_KEY);
+    env.sim().clear_calls();
+
+    // The next change goes through with the new key.
+    let new_key = env.create_key(REGION).await.unwrap();
+    env.allow_keys(&role_name, &[&key, &new_key]).await.unwrap();
+    env.apply_project(
+        "payments",
+        json!({"projectName": "proj-rekey", "credentialsRef": {"name": "atlas-credentials"},
+               "awsKms": {"customerMasterKeyId": new_key, "region": REGION, "roleArn": role_arn}}),
+    )
+    .await
+    .unwrap();
+    env.wait_project("payments", WAIT, "rotated with the new API key", |pe| {
+        ready(pe.status.as_ref())
+            && pe
+                .status
+                .as_ref()
+                .and_then(|s| s.key.as_ref())
+                .is_some_and(|k| k.customer_master_key_id == new_key)
+    })
+    .await
+    .unwrap();
+    let calls: Vec<_> = env
+        .sim()
+        .calls()
+        .into_iter()
+        .filter(|c| c.path.starts_with("/api/atlas/v2/groups/"))
+        .collect();
+    // Digest auth: a call without credentials gets the challenge (401, no principal) first.
+    let authenticated: Vec<_> = calls.iter().filter(|c| c.principal.is_some()).collect();
+    assert!(!authenticated.is_empty());
+    assert!(
+        authenticated.iter().all(|c| {
+            c.principal.as_deref() == Some(&format!("apiKey:{new_public}")) && (200..300).contains(&c.status)
+        }),
+        "every call after the replacement used the new key, and Atlas took it: {calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.path.ends_with(&format!("{group}/encryptionAtRest")) && c.method == "PATCH")
+    );
+
+    // The operator never wrote the Secret: only the test's own apply changed it.
+    let after = secrets.get("atlas-credentials").await.unwrap();
+    let managers: Vec<_> = after
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert_eq!(managers, vec![common::FIELD_MANAGER.to_string()], "{managers:?}");
+    assert_ne!(before.metadata.resource_version, after.metadata.resource_version);
+    env.finish().await;
+}
