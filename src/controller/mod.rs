@@ -352,6 +352,48 @@ where
     (reader, stream)
 }
 
+/// How many changed objects a shared watch holds for a subscriber that is busy before it waits.
+const SHARED_WATCH_BUFFER: usize = 1024;
+
+/// A [`cached_watch`] whose changes two controllers follow: the returned handle yields each object
+/// only after the store holds it, so whoever is woken by a change reads that change from the store.
+/// (A second, independent watch could wake a ClusterEncryption before the store its reconciler reads
+/// had its project's new status: the cluster would then see the old state and sleep until its next
+/// timed look.) The returned future drives the watch and must be polled for as long as the
+/// controllers run.
+fn shared_watch<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<K>,
+    reflector::ReflectHandle<K>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store_shared(SHARED_WATCH_BUFFER);
+    let handle = writer
+        .subscribe()
+        .expect("a shared store always hands out subscribers");
+    let driver = watcher(scoped_api::<K>(client, namespace), watcher_config())
+        .default_backoff()
+        .modify(|object: &mut K| object.meta_mut().managed_fields = None)
+        .reflect_shared(writer)
+        .for_each(|event| async move {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, kind = K::kind(&()).as_ref(), "watch failed; retrying with backoff");
+            }
+        });
+    (reader, handle, driver)
+}
+
 /// Runs both controllers until `shutdown` resolves. Watches only the operator's own kinds: Secrets are
 /// read on demand, so memory does not grow with unrelated objects in the cluster.
 pub async fn run(
@@ -381,8 +423,11 @@ pub async fn run_observed(
     };
     let mut project_watches = Vec::new();
     let mut cluster_watches = Vec::new();
+    let mut drivers: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
     for scope in &scopes {
-        project_watches.push(cached_watch::<ProjectEncryption>(&client, scope.as_deref()));
+        let (store, handle, driver) = shared_watch::<ProjectEncryption>(&client, scope.as_deref());
+        project_watches.push((store, handle));
+        drivers.push(Box::pin(driver));
         cluster_watches.push(cached_watch::<ClusterEncryption>(&client, scope.as_deref()));
     }
     let projects = Stores(project_watches.iter().map(|(store, _)| store.clone()).collect());
@@ -413,8 +458,8 @@ pub async fn run_observed(
     let controller_config = kube::runtime::controller::Config::default().concurrency(config.concurrency);
 
     let mut runs: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-    for (scope, (store, stream)) in scopes.iter().zip(project_watches) {
-        let run = Controller::for_stream(stream, store)
+    for (scope, (store, handle)) in scopes.iter().zip(project_watches.iter().cloned()) {
+        let run = Controller::for_shared_stream(handle, store)
             .with_config(controller_config.clone())
             .graceful_shutdown_on(shutdown.clone())
             .run(reconcile_project, error_policy, ctx.clone())
@@ -429,26 +474,23 @@ pub async fn run_observed(
         );
         runs.push(Box::pin(run));
     }
-    for (scope, (store, stream)) in scopes.iter().zip(cluster_watches) {
+    for ((store, stream), (_, project_handle)) in cluster_watches.into_iter().zip(project_watches) {
         // A ClusterEncryption follows its ProjectEncryption: any change to the project requeues the
-        // clusters that reference it, so nothing waits for a resync.
+        // clusters that reference it, so nothing waits for a resync. The change comes from the
+        // projects' shared watch, so the reconciler finds it in the store it reads.
         let cluster_store = ctx.clusters.clone();
         let run = Controller::for_stream(stream, store)
             .with_config(controller_config.clone())
-            .watches(
-                scoped_api::<ProjectEncryption>(&client, scope.as_deref()),
-                watcher_config(),
-                move |project: ProjectEncryption| {
-                    let namespace = project.namespace();
-                    let name = project.name_any();
-                    cluster_store
-                        .state()
-                        .into_iter()
-                        .filter(|c| c.namespace() == namespace && c.spec.project_encryption_ref.name == name)
-                        .map(|c| ObjectRef::from_obj(c.as_ref()))
-                        .collect::<Vec<_>>()
-                },
-            )
+            .watches_shared_stream(project_handle, move |project: Arc<ProjectEncryption>| {
+                let namespace = project.namespace();
+                let name = project.name_any();
+                cluster_store
+                    .state()
+                    .into_iter()
+                    .filter(|c| c.namespace() == namespace && c.spec.project_encryption_ref.name == name)
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+                    .collect::<Vec<_>>()
+            })
             .graceful_shutdown_on(shutdown.clone())
             .run(reconcile_cluster, error_policy, ctx.clone())
             .for_each(|result| async move {
@@ -458,7 +500,12 @@ pub async fn run_observed(
             });
         runs.push(Box::pin(run));
     }
-    futures::future::join_all(runs).await;
+    // The watches serve the controllers only: once these have shut down, the watches are dropped.
+    futures::future::select(
+        futures::future::join_all(runs),
+        futures::future::join_all(drivers),
+    )
+    .await;
 }
 
 /// One reconcile of a ProjectEncryption, in a span naming the object and its Atlas project (so every
