@@ -130,7 +130,7 @@ fn gate_fingerprint(ce: &ClusterEncryption, pe: Option<&ProjectEncryption>) -> u
         (
             pe.uid(),
             pe.metadata.generation,
-            format!("{:?}", project_state(pe)),
+            project_state(pe),
             pe.status.as_ref().and_then(|s| s.project_id.clone()),
         )
     });
@@ -151,15 +151,17 @@ pub(crate) fn find_project(ce: &ClusterEncryption, ctx: &Context) -> Option<Arc<
         .find(|p| p.namespace() == namespace && p.name_any() == ce.spec.project_encryption_ref.name)
 }
 
-/// Where the project stands, as this cluster needs to know it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where the project stands, as this cluster needs to know it. Only these three matter: a cluster is
+/// woken when its project moves between them, not on every change of the project's status message
+/// (the trust instructions, say), which would rewrite the cluster's status for nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProjectState {
     /// Ready, for its current generation, with Atlas reporting the key valid.
     Ready,
     /// Turning encryption off: `enabled: false`, or being deleted with `deletionPolicy: Disable`.
     Disabling,
-    /// Anything else: the handshake is under way or stuck; the text says where.
-    NotReady(String),
+    /// Anything else: the handshake is under way or stuck; the project's own status says where.
+    NotReady,
 }
 
 pub fn project_state(pe: &ProjectEncryption) -> ProjectState {
@@ -169,24 +171,15 @@ pub fn project_state(pe: &ProjectEncryption) -> ProjectState {
         return ProjectState::Disabling;
     }
     let Some(status) = pe.status.as_ref() else {
-        return ProjectState::NotReady("it has no status yet".into());
+        return ProjectState::NotReady;
     };
     let current = status.observed_generation == pe.metadata.generation;
-    let ready = status::find(&status.conditions, reasons::READY);
-    if current
-        && ready.is_some_and(|c| c.status == "True")
-        && status::is_true(&status.conditions, reasons::KEY_VALID)
-    {
-        return ProjectState::Ready;
+    let ready = status::find(&status.conditions, reasons::READY).is_some_and(|c| c.status == "True");
+    if current && ready && status::is_true(&status.conditions, reasons::KEY_VALID) {
+        ProjectState::Ready
+    } else {
+        ProjectState::NotReady
     }
-    ProjectState::NotReady(match ready {
-        Some(c) if c.message.is_empty() => format!("its Ready condition is {} ({})", c.status, c.reason),
-        Some(c) => format!(
-            "its Ready condition is {} ({}: {})",
-            c.status, c.reason, c.message
-        ),
-        None => "it has not been reconciled yet".into(),
-    })
 }
 
 /// The single next thing a cluster needs, given whether it should use the project's key and what Atlas
@@ -402,9 +395,12 @@ async fn drive(
                 ));
             }
         }
-        ProjectState::NotReady(why) => {
-            let message =
-                format!("waiting for ProjectEncryption {project_name} to be Ready with a valid key: {why}");
+        ProjectState::NotReady => {
+            // Not the project's own words: they change as its handshake goes on (and carry the trust
+            // instructions), and copying them would rewrite this status each time.
+            let message = format!(
+                "waiting for ProjectEncryption {project_name} to be Ready with a valid key: kubectl describe projectencryption {project_name} says what it waits for"
+            );
             set_project_ready(
                 status,
                 false,
@@ -912,18 +908,20 @@ mod tests {
     #[test]
     fn the_project_must_be_ready_current_and_valid() {
         assert_eq!(project_state(&project(true, true, true, 2)), ProjectState::Ready);
-        assert!(matches!(
+        assert_eq!(
             project_state(&project(true, true, true, 1)),
-            ProjectState::NotReady(_)
-        ));
-        assert!(matches!(
+            ProjectState::NotReady,
+            "not for its current generation"
+        );
+        assert_eq!(
             project_state(&project(true, true, false, 2)),
-            ProjectState::NotReady(_)
-        ));
-        match project_state(&project(true, false, false, 2)) {
-            ProjectState::NotReady(why) => assert!(why.contains("AwaitingTrustPolicy"), "{why}"),
-            other => panic!("{other:?}"),
-        }
+            ProjectState::NotReady,
+            "key not valid"
+        );
+        assert_eq!(
+            project_state(&project(true, false, false, 2)),
+            ProjectState::NotReady
+        );
         assert_eq!(
             project_state(&project(false, true, true, 2)),
             ProjectState::Disabling
