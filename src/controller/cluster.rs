@@ -44,10 +44,9 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, ctx: Arc<Context>) -> Result<
         memory.forget(&gate_key);
         return cleanup(&ce, &ctx, &api, &namespace).await;
     }
-    if super::ensure_finalizer(&api, ce.as_ref()).await? {
-        // The finalizer patch is itself a change the watch delivers.
+    let Some(ce) = super::ensure_finalizer(&api, ce).await? else {
         return Ok(Action::await_change());
-    }
+    };
     let fingerprint = gate_fingerprint(ce.as_ref(), find_project(ce.as_ref(), &ctx).as_deref());
     if let Some(wait) = memory.gate.wait(&gate_key, fingerprint, Instant::now()) {
         // Our own status write, or a project change that does not concern this cluster.

@@ -33,10 +33,9 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, ctx: Arc<Context>) -> Result<
         gate.forget(&gate_key);
         return cleanup(&pe, &ctx, &api, &namespace).await;
     }
-    if super::ensure_finalizer(&api, pe.as_ref()).await? {
-        // The finalizer patch is itself a change the watch delivers.
+    let Some(pe) = super::ensure_finalizer(&api, pe).await? else {
         return Ok(Action::await_change());
-    }
+    };
     let fingerprint = gate_fingerprint(pe.as_ref());
     if let Some(wait) = gate.wait(&gate_key, fingerprint, Instant::now()) {
         // Our own status write, or nothing the user controls changed: the look already scheduled stands.
