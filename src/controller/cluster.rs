@@ -24,6 +24,11 @@ use crate::status::{self, Outcome, reasons};
 /// An update usually takes minutes in Atlas; polling it more often than this buys nothing.
 const MAX_UPDATE_POLL: Duration = Duration::from_secs(30);
 
+/// The first look at a cluster after its update began. Most Atlas updates take minutes, but a provider
+/// change can finish in seconds (the simulator's takes 3 s by default): a first read at 3 s sees those
+/// done without a second poll, and costs a long update one read before the patient schedule.
+const FIRST_UPDATE_POLL: Duration = Duration::from_secs(3);
+
 /// A write Atlas refused for a reason a person must fix is not retried within this window, so the
 /// reconcile caused by our own status write does not send the same refused PATCH again.
 const REFUSAL_QUIET: Duration = Duration::from_secs(30);
@@ -87,6 +92,10 @@ pub struct Memory {
     /// person controls on its ClusterEncryption then (generation, labels, annotations): touching any
     /// of them, `kubectl annotate` included, asks for a fresh look at Atlas.
     verified: Mutex<HashMap<String, Verified>>,
+    /// When each cluster's update began: our PATCH, or the first time it was seen busy. Polls are
+    /// timed from then, not from when the object stopped being Ready (which includes the wait for its
+    /// project).
+    updates: Mutex<HashMap<String, Instant>>,
 }
 
 /// The fingerprint of what a person controls when the cluster was found converged, and when.
@@ -96,6 +105,28 @@ impl Memory {
     fn forget(&self, key: &str) {
         self.gate.forget(key);
         self.forget_verified(key);
+        self.update_over(key);
+    }
+
+    fn update_started(&self, key: &str) {
+        self.updates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), Instant::now());
+    }
+
+    /// How long this cluster has been updating, as far as this process knows.
+    fn updating_for(&self, key: &str) -> Duration {
+        self.updates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_string())
+            .or_insert_with(Instant::now)
+            .elapsed()
+    }
+
+    fn update_over(&self, key: &str) {
+        self.updates.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
     fn mark_verified(&self, key: &str, owned: u64) {
@@ -325,13 +356,10 @@ fn set_project_ready(
     );
 }
 
-/// The delay before looking again at a cluster that is updating: patient, but never longer than
-/// [`MAX_UPDATE_POLL`], and never a spin.
-fn updating_delay(status: &ClusterEncryptionStatus, now: Timestamp) -> Duration {
-    let since = status::find(&status.conditions, reasons::READY)
-        .filter(|c| c.status == "False")
-        .map(|c| c.last_transition_time.0);
-    patient_delay(since, now).min(MAX_UPDATE_POLL)
+/// The delay before looking again at a cluster that has been updating for `waited`: patient, but
+/// never longer than [`MAX_UPDATE_POLL`], and never a spin.
+fn updating_delay(waited: Duration) -> Duration {
+    patient_delay(waited, FIRST_UPDATE_POLL).min(MAX_UPDATE_POLL)
 }
 
 /// `deleting` drives the cluster to NONE for deletion with `Disable`: the project's readiness does not
@@ -481,9 +509,12 @@ async fn drive(
     } else {
         memory.forget_verified(&verified_key);
     }
+    if plan != ClusterStep::AwaitIdle {
+        memory.update_over(&verified_key);
+    }
     match plan {
         ClusterStep::Converged => Ok(converged(ce, ctx, &cluster)),
-        ClusterStep::AwaitIdle => Ok(awaiting_idle(ce, &cluster, status, now)),
+        ClusterStep::AwaitIdle => Ok(awaiting_idle(ce, &cluster, memory.updating_for(&verified_key))),
         ClusterStep::UnsupportedTier => Ok(unsupported_tier(
             cluster_name,
             &format!(
@@ -502,10 +533,7 @@ async fn drive(
                     .unwrap_or_default();
                 return Ok(Step::stalled(&reason, message));
             }
-            set_provider(
-                ce, ctx, &creds, &group_id, &cluster, provider, status, now, deleting,
-            )
-            .await
+            set_provider(ce, ctx, &creds, &group_id, &cluster, provider, status, deleting).await
         }
     }
 }
@@ -532,7 +560,6 @@ async fn set_provider(
     before: &Cluster,
     provider: EncryptionProvider,
     status: &mut ClusterEncryptionStatus,
-    now: Timestamp,
     deleting: bool,
 ) -> Result<Step> {
     let name = &ce.spec.cluster_name;
@@ -559,7 +586,8 @@ async fn set_provider(
             if cluster.provider() == provider && cluster.is_idle() {
                 return Ok(converged(ce, ctx, &cluster));
             }
-            Ok(awaiting_idle(ce, &cluster, status, now))
+            ctx.cluster_memory.update_started(&ce.uid().unwrap_or_default());
+            Ok(awaiting_idle(ce, &cluster, Duration::ZERO))
         }
         Err(e) => refused(ce, e, group_id, status, want_aws, deleting),
     }
@@ -659,12 +687,7 @@ fn converged(ce: &ClusterEncryption, ctx: &Context, cluster: &Cluster) -> Step {
     Step::new(outcome, ctx.config.resync_period)
 }
 
-fn awaiting_idle(
-    ce: &ClusterEncryption,
-    cluster: &Cluster,
-    status: &ClusterEncryptionStatus,
-    now: Timestamp,
-) -> Step {
+fn awaiting_idle(ce: &ClusterEncryption, cluster: &Cluster, updating_for: Duration) -> Step {
     let want = if ce.spec.enabled && ce.meta().deletion_timestamp.is_none() {
         "AWS"
     } else {
@@ -680,7 +703,7 @@ fn awaiting_idle(
                 provider_name(cluster.provider()),
             ),
         ),
-        updating_delay(status, now),
+        updating_delay(updating_for),
     )
 }
 

@@ -669,14 +669,24 @@ fn done<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K, after: Duratio
     Action::requeue(after)
 }
 
-/// How long to wait before looking again at something that is on its way (a trust policy being
-/// created, a cluster updating): a quarter of the time already waited, between 5 s and 5 min. It grows
-/// without any counter to lose on restart, since it derives from the condition's transition time.
-pub fn patient_delay(waiting_since: Option<Timestamp>, now: Timestamp) -> Duration {
-    let waited = waiting_since
-        .map(|since| now.duration_since(since).as_secs().max(0) as u64)
-        .unwrap_or(0);
-    Duration::from_secs((waited / 4).clamp(5, 300))
+/// How long to wait before looking again at something on its way (a trust policy being created, a
+/// cluster updating, clusters turning off), given how long it has been waited for already: at least
+/// `first`; then as long again as has been waited (each look doubles the wait) up to 5 s; then a
+/// quarter of the time waited, at most 5 min. A quick outcome (an automated customer, a short update)
+/// is seen soon after it happens, a long one costs few looks (one every 5 s in its first 20 s, then
+/// ever fewer), and nothing needs counting: the wait derives from a condition's transition time or the
+/// controller's memory.
+pub fn patient_delay(waited: Duration, first: Duration) -> Duration {
+    const STEP: Duration = Duration::from_secs(5);
+    const MAX: Duration = Duration::from_secs(300);
+    waited.min(STEP.max(waited / 4)).max(first).min(MAX)
+}
+
+/// The time from `since` to `now`; zero when unknown (or in the future, a clock skew).
+pub fn waited_since(since: Option<Timestamp>, now: Timestamp) -> Duration {
+    since
+        .map(|since| Duration::from_millis(now.duration_since(since).as_millis().max(0) as u64))
+        .unwrap_or_default()
 }
 
 pub(crate) const WARNING: EventType = EventType::Warning;
@@ -687,13 +697,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn patient_delay_grows_with_the_wait_and_is_bounded() {
+    fn patient_delay_doubles_then_grows_with_the_wait_and_is_bounded() {
+        let s = Duration::from_secs;
+        let first = s(1);
+        assert_eq!(patient_delay(s(0), first), s(1), "the first look comes soon");
+        assert_eq!(patient_delay(s(1), first), s(1));
+        assert_eq!(patient_delay(s(2), first), s(2));
+        assert_eq!(patient_delay(s(4), first), s(4));
+        assert_eq!(patient_delay(s(8), first), s(5), "then every 5 s");
+        assert_eq!(patient_delay(s(20), first), s(5));
+        assert_eq!(patient_delay(s(400), first), s(100), "then a quarter of the wait");
+        assert_eq!(patient_delay(s(100_000), first), s(300));
+        assert_eq!(patient_delay(s(0), s(3)), s(3));
+        assert_eq!(patient_delay(s(3), s(3)), s(3));
+        assert_eq!(patient_delay(s(6), s(3)), s(5));
+        assert_eq!(
+            patient_delay(s(10), s(5)),
+            s(5),
+            "a first of 5 s is a steady 5 s at first"
+        );
+    }
+
+    #[test]
+    fn waited_since_is_never_negative() {
         let now = Timestamp::from_second(1_700_000_000).unwrap();
-        let ago = |s: i64| Some(Timestamp::from_second(1_700_000_000 - s).unwrap());
-        assert_eq!(patient_delay(None, now), Duration::from_secs(5));
-        assert_eq!(patient_delay(ago(10), now), Duration::from_secs(5));
-        assert_eq!(patient_delay(ago(400), now), Duration::from_secs(100));
-        assert_eq!(patient_delay(ago(100_000), now), Duration::from_secs(300));
+        let at = |s: i64| Some(Timestamp::from_second(s).unwrap());
+        assert_eq!(waited_since(at(1_699_999_990), now), Duration::from_secs(10));
+        assert_eq!(waited_since(at(1_700_000_010), now), Duration::ZERO);
+        assert_eq!(waited_since(None, now), Duration::ZERO);
     }
 
     #[test]

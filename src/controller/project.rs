@@ -15,7 +15,10 @@ use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
 use super::plan::{self, KeyStep, RoleStep};
-use super::{Context, Error, NORMAL, Result, Step, USER_ACTION_REQUEUE, WARNING, credentials, patient_delay};
+use super::{
+    Context, Error, NORMAL, Result, Step, USER_ACTION_REQUEUE, WARNING, credentials, patient_delay,
+    waited_since,
+};
 use crate::atlas::{AtlasError, AwsIamRole, AwsKmsPatch, Credentials, EncryptionProvider, Group};
 use crate::aws::{KeyRef, Region, RoleArn};
 use crate::crd::{
@@ -754,9 +757,15 @@ fn awaiting_trust(status: &ProjectEncryptionStatus, now: Timestamp) -> Step {
         .unwrap_or_else(|| "waiting for the IAM role to trust Atlas".to_string());
     Step::new(
         Outcome::progressing(reasons::AWAITING_TRUST_POLICY, message),
-        patient_delay(since, now),
+        patient_delay(waited_since(since, now), TRUST_FIRST_LOOK),
     )
 }
+
+/// The first look for the customer's trust policy after asking for it. Automation that reads the
+/// external ID from the status and writes the policy (Terraform, Crossplane, a pipeline) is done
+/// within a second or two; a person takes minutes, and each look is then one refused authorization
+/// (see `plan::pending_authorization`), its count growing only with the log of the wait.
+const TRUST_FIRST_LOOK: Duration = Duration::from_secs(1);
 
 fn role_stalled(
     status: &mut ProjectEncryptionStatus,
@@ -990,7 +999,7 @@ fn blocked_by_clusters(
                     using.join(", ")
                 ),
             ),
-            patient_delay(since, now).min(Duration::from_secs(30)),
+            patient_delay(waited_since(since, now), Duration::from_secs(5)).min(Duration::from_secs(30)),
         );
     }
     let names: Vec<&str> = unmanaged.iter().map(|s| s.as_str()).collect();
