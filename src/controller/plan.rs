@@ -109,6 +109,30 @@ pub fn recorded_role_in_use(
     })
 }
 
+/// The role recorded in status that this operator created and is waiting to see trusted, with the IAM
+/// role to authorize it for: no Atlas role named in the spec, a `roleArn`, and the recorded role not
+/// authorized. Such a role can only need authorizing, so the pass tries that first without listing.
+pub fn pending_authorization(
+    atlas_role_id: Option<&str>,
+    role_arn: Option<&RoleArn>,
+    recorded: Option<&AtlasRoleStatus>,
+) -> Option<(AwsIamRole, RoleArn)> {
+    let (None, Some(arn), Some(recorded)) = (atlas_role_id, role_arn, recorded) else {
+        return None;
+    };
+    (!recorded.authorized).then(|| {
+        (
+            AwsIamRole {
+                role_id: recorded.role_id.clone(),
+                atlas_aws_account_arn: recorded.atlas_aws_account_arn.clone(),
+                atlas_assumed_role_external_id: recorded.external_id.clone(),
+                ..Default::default()
+            },
+            arn.clone(),
+        )
+    })
+}
+
 /// Per object, when its next look is due and a fingerprint of what could make an earlier look worth
 /// it. A reconcile's own status write comes back as a watch event; answering it with the rest of the
 /// wait instead of a second pass over Atlas halves the calls of every change and keeps a converged
@@ -359,6 +383,30 @@ mod tests {
         assert!(recorded_role_in_use(None, Some(&other), Some(&ok), true).is_none());
         assert!(recorded_role_in_use(Some("r1"), None, Some(&ok), true).is_some());
         assert!(recorded_role_in_use(Some("r2"), None, Some(&ok), true).is_none());
+    }
+
+    #[test]
+    fn only_our_unauthorized_recorded_role_is_authorized_without_a_list() {
+        let (role, role_arn) = pending_authorization(None, Some(&arn()), Some(&recorded(false))).unwrap();
+        assert_eq!(role.role_id, "r1");
+        assert_eq!(role.atlas_assumed_role_external_id.as_deref(), Some("ext"));
+        assert!(!role.is_authorized());
+        assert_eq!(role_arn, arn());
+        // The same role listed from Atlas would be authorized for the spec's IAM role too.
+        assert_eq!(
+            role_step(None, Some(&arn()), Some("r1"), std::slice::from_ref(&role)),
+            RoleStep::Authorize {
+                role: role.clone(),
+                role_arn: arn()
+            }
+        );
+        assert!(pending_authorization(None, Some(&arn()), Some(&recorded(true))).is_none());
+        assert!(pending_authorization(None, Some(&arn()), None).is_none());
+        assert!(pending_authorization(None, None, Some(&recorded(false))).is_none());
+        assert!(
+            pending_authorization(Some("r1"), Some(&arn()), Some(&recorded(false))).is_none(),
+            "a role the user named is checked against Atlas's list"
+        );
     }
 
     #[test]

@@ -326,6 +326,24 @@ async fn enable(
         now,
     );
 
+    // A role this operator created and recorded, waiting for the customer's trust policy: try the
+    // authorization first. While the trust is missing that one refused call is the whole pass (no
+    // reads), and once it succeeds the roles need not be listed again. A role gone from Atlas is found
+    // (or replaced) by the list below.
+    let mut pre_authorized = None;
+    if let Some((role, arn)) = plan::pending_authorization(
+        spec.atlas_role_id.as_deref(),
+        role_arn.as_ref(),
+        status.role.as_ref(),
+    ) {
+        match authorize(pe, ctx, creds, group, status, role, arn, &key, now).await {
+            Ok(Some(role)) => pre_authorized = Some(role),
+            Ok(None) => return Ok(awaiting_trust(status, now)),
+            Err(Error::Atlas(e)) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+
     let ear = ctx.atlas.get_encryption_at_rest(creds, &group.id).await?;
     let current = ear.aws_kms.as_ref();
     if current.is_some_and(|c| c.is_enabled() && c.access_key_id.is_some())
@@ -345,12 +363,15 @@ async fn enable(
     let recorded = status.role.as_ref().map(|r| r.role_id.clone());
     let assigned_role_id = status.key.as_ref().and(recorded.clone());
     let atlas_reports_valid = current.is_some_and(|c| c.is_enabled() && c.valid == Some(true));
-    let role_step = match plan::recorded_role_in_use(
-        spec.atlas_role_id.as_deref(),
-        role_arn.as_ref(),
-        status.role.as_ref(),
-        atlas_reports_valid,
-    ) {
+    let in_use = pre_authorized.or_else(|| {
+        plan::recorded_role_in_use(
+            spec.atlas_role_id.as_deref(),
+            role_arn.as_ref(),
+            status.role.as_ref(),
+            atlas_reports_valid,
+        )
+    });
+    let role_step = match in_use {
         Some(role) => RoleStep::Use(role),
         None => {
             let roles = ctx.atlas.list_aws_roles(creds, &group.id).await?;
@@ -388,11 +409,10 @@ async fn enable(
         }
         RoleStep::Create => {
             let role = ctx.atlas.create_aws_role(creds, &group.id).await?;
+            // Recorded in the status this pass ends with: nothing between here and that write can
+            // fail, and should the write itself fail, the next pass finds the role unused and
+            // unauthorized in Atlas's list and adopts it rather than create a second.
             record_role(status, &role);
-            // Persist the new role before anything else can fail, so a restart finds it.
-            let api: Api<ProjectEncryption> =
-                Api::namespaced(ctx.client.clone(), &pe.namespace().unwrap_or_default());
-            super::apply_status(&api, pe, pe.status.as_ref(), &*status).await?;
             ctx.event(pe, NORMAL, reasons::ROLE_CREATED, "CreateRole", format!(
                 "created Atlas cloud provider access role {}; its IAM role must trust {} with external ID {}",
                 role.role_id,
