@@ -241,8 +241,15 @@ async fn assert_outcomes(env: &OperatorEnv, cases: &[Case]) {
 }
 
 /// The Atlas writes of the whole run must be exactly the ones the cases allow, attributed by project.
+/// A write Atlas refused changed nothing (a role waiting for its trust policy is offered for
+/// authorization at each look, and refused until the customer trusts it); those are only bounded, so
+/// a refusal can never turn into a hot loop.
 async fn assert_writes(env: &OperatorEnv, groups: &BTreeMap<String, String>, cases: &[Case]) {
-    let writes = env.atlas_writes();
+    let (writes, refused): (Vec<_>, Vec<_>) = env
+        .atlas_writes()
+        .into_iter()
+        .partition(|w| (200..300).contains(&w.status));
+    assert!(refused.len() <= 20, "refused Atlas writes: {refused:?}");
     let mut explained = BTreeSet::new();
     for c in cases {
         let Some(project) = c.project else {
