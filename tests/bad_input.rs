@@ -718,8 +718,9 @@ async fn bad_project_encryptions_stall_with_what_to_fix_and_no_atlas_write() {
     );
     long.event = false;
     cases.push(long);
-    // The operator does not compare the role's account with the key's: it creates the Atlas role and
-    // waits for the trust policy, never assigning the key. One role POST, no encryptionAtRest PATCH.
+    // A full key ARN in another account than the role is legal (the key policy decides): the operator
+    // creates the Atlas role and waits for the trust policy, never assigning the key. One role POST, no
+    // encryptionAtRest PATCH.
     let mut wrong_account_role = case(
         "role-other-account",
         "a role ARN in another account than the key ARN",
@@ -732,9 +733,10 @@ async fn bad_project_encryptions_stall_with_what_to_fix_and_no_atlas_write() {
     );
     wrong_account_role.writes = &[("POST", "/cloudProviderAccess")];
     cases.push(wrong_account_role);
-    // A bare key id means "the key in the role's account" to Atlas; a role in another account than the
-    // key therefore needs the ARN, but the operator cannot tell from an id: it waits like the above.
-    let mut bare_id_cross_account = case(
+    // A bare key id means "the key in the role's account" to Atlas; the preflight finds the key in the
+    // operator's account, another than the role's, so the ARN is required: refused before any Atlas
+    // role is created.
+    cases.push(case(
         "bare-id-other-account",
         "a bare key id with a role in another account",
         p,
@@ -745,13 +747,8 @@ async fn bad_project_encryptions_stall_with_what_to_fix_and_no_atlas_write() {
             REGION,
             &other_account_role,
         ),
-        Expect::Waits {
-            reason: "AwaitingTrustPolicy",
-            hint: "sts:ExternalId",
-        },
-    );
-    bare_id_cross_account.writes = &[("POST", "/cloudProviderAccess")];
-    cases.push(bare_id_cross_account);
+        stalled("KeyArnRequired", "full key ARN"),
+    ));
     for c in &mut cases {
         let project = c.spec["projectName"].as_str().unwrap_or_default();
         c.project = PROJECTS.iter().copied().find(|p| *p == project);

@@ -275,7 +275,15 @@ async fn enable(
             },
             None => None,
         };
-        match ctx.kms.check(&key, &region, aws_creds.as_ref()).await {
+        let checked =
+            ctx.kms
+                .check(&key, &region, aws_creds.as_ref())
+                .await
+                .and_then(|report| match &role_arn {
+                    Some(arn) => report.require_reachable_by(&key, arn).map(|()| report),
+                    None => Ok(report),
+                });
+        match checked {
             Ok(report) => Some(report),
             Err(failure) => {
                 status::set_condition(

@@ -26,7 +26,7 @@ use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState, KeyUsageType};
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 
-use crate::aws::{KeyArn, KeyRef, Region};
+use crate::aws::{KeyArn, KeyRef, Region, RoleArn};
 
 /// Condition/Event reasons, one per failure.
 pub mod reasons {
@@ -39,6 +39,7 @@ pub mod reasons {
     pub const KEY_REGION_MISMATCH: &str = "KeyRegionMismatch";
     pub const KMS_ACCESS_DENIED: &str = "KmsAccessDenied";
     pub const KMS_UNREACHABLE: &str = "KmsUnreachable";
+    pub const KEY_ARN_REQUIRED: &str = "KeyArnRequired";
 }
 
 /// Static AWS credentials from a Secret. `Debug` shows only the access key id.
@@ -138,6 +139,23 @@ impl KeyReport {
             creation_date: None,
         }
     }
+
+    /// Atlas looks a bare key id up in the account of the IAM role it assumes. A key the preflight found
+    /// in another account (the operator's credentials see it there) is then out of Atlas's sight: across
+    /// accounts only the full key ARN works, so say so before any Atlas role is created.
+    pub fn require_reachable_by(&self, key: &KeyRef, role: &RoleArn) -> Result<(), PreflightFailure> {
+        match (key, &self.account) {
+            (KeyRef::Id(key_id), Some(key_account)) if *key_account != role.account => {
+                Err(PreflightFailure::KeyArnRequired {
+                    key_id: key_id.clone(),
+                    key_arn: self.key_arn.clone().unwrap_or_else(|| key_id.clone()),
+                    key_account: key_account.clone(),
+                    role_account: role.account.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -176,6 +194,13 @@ pub enum PreflightFailure {
     },
     #[error("{}", self.message())]
     KmsUnreachable { region: Region, detail: String },
+    #[error("{}", self.message())]
+    KeyArnRequired {
+        key_id: String,
+        key_arn: String,
+        key_account: String,
+        role_account: String,
+    },
 }
 
 impl PreflightFailure {
@@ -191,6 +216,7 @@ impl PreflightFailure {
             PreflightFailure::KeyRegionMismatch { .. } => KEY_REGION_MISMATCH,
             PreflightFailure::KmsAccessDenied { .. } => KMS_ACCESS_DENIED,
             PreflightFailure::KmsUnreachable { .. } => KMS_UNREACHABLE,
+            PreflightFailure::KeyArnRequired { .. } => KEY_ARN_REQUIRED,
         }
     }
 
@@ -247,6 +273,14 @@ impl PreflightFailure {
             PreflightFailure::KmsUnreachable { region, detail } => {
                 format!("KMS in {region} could not be reached: {detail}")
             }
+            PreflightFailure::KeyArnRequired {
+                key_id,
+                key_arn,
+                key_account,
+                role_account,
+            } => format!(
+                "KMS key {key_id} is in account {key_account}, but the IAM role is in account {role_account}, where Atlas would look for a bare key id: across accounts set customerMasterKeyId to the full key ARN {key_arn}"
+            ),
         }
     }
 }
@@ -583,6 +617,30 @@ mod tests {
         r: &str,
     ) -> Result<KeyReport, PreflightFailure> {
         evaluate(&b.build().unwrap(), &KeyRef::parse(ID).unwrap(), region(r))
+    }
+
+    #[test]
+    fn a_bare_key_id_must_be_in_the_role_account() {
+        let report = verdict(md(KeyState::Enabled), "eu-west-2").unwrap();
+        let bare = KeyRef::parse(ID).unwrap();
+        let same = RoleArn::parse("arn:aws:iam::111122223333:role/atlas").unwrap();
+        let other = RoleArn::parse("arn:aws:iam::444455556666:role/atlas").unwrap();
+        assert_eq!(report.require_reachable_by(&bare, &same), Ok(()));
+        let refused = report.require_reachable_by(&bare, &other).unwrap_err();
+        assert_eq!(refused.reason(), reasons::KEY_ARN_REQUIRED);
+        assert!(!refused.is_transient());
+        let message = refused.message();
+        assert!(
+            message.contains("444455556666")
+                && message.contains(&format!("arn:aws:kms:eu-west-2:111122223333:key/{ID}")),
+            "{message}"
+        );
+        // The full ARN works across accounts (the key policy decides), and an unchecked report of a
+        // bare id knows no account to compare.
+        let arn = KeyRef::parse(&format!("arn:aws:kms:eu-west-2:111122223333:key/{ID}")).unwrap();
+        assert_eq!(report.require_reachable_by(&arn, &other), Ok(()));
+        let unchecked = KeyReport::unchecked(&bare, region("eu-west-2"));
+        assert_eq!(unchecked.require_reachable_by(&bare, &other), Ok(()));
     }
 
     #[test]
