@@ -84,24 +84,27 @@ async fn the_atlas_client_refuses_a_certificate_from_an_unknown_ca_before_sendin
             .expect_err("an unverified certificate must fail the call");
         eprintln!("{kind}: {error}");
         match &error {
-            AtlasError::Transport { message, connect, .. } => {
-                assert!(*connect, "{kind}: the connection was never established: {error}");
+            AtlasError::UntrustedCertificate { message, .. } => {
                 assert!(
                     message.contains("invalid peer certificate") && message.contains(UNKNOWN_ISSUER),
                     "{kind}: the error says the certificate is not trusted: {message}"
                 );
             }
-            other => panic!("{kind}: expected a transport error, got {other:?}"),
+            other => panic!("{kind}: expected an untrusted certificate, got {other:?}"),
         }
         assert_eq!(error.status(), None, "{kind}: no HTTP status");
-        assert_eq!(error.category(), "atlas_unreachable");
-        assert!(error.is_transient());
+        assert_eq!(error.category(), "atlas_certificate_untrusted");
+        assert!(!error.is_transient(), "{kind}: retrying cannot help");
         assert!(
             !error.to_string().contains(API_PRIVATE_KEY) && !error.to_string().contains("never-sent"),
             "{kind}: no secret in the error"
         );
         let exchanges = exchanges.0.lock().unwrap().clone();
-        assert!(!exchanges.is_empty(), "{kind}: attempts are reported");
+        assert_eq!(
+            exchanges.len(),
+            1,
+            "{kind}: one attempt, not retried: {exchanges:?}"
+        );
         assert!(
             exchanges.iter().all(|(_, _, status)| status.is_none()),
             "{kind}: no attempt got an HTTP answer: {exchanges:?}"
@@ -116,7 +119,7 @@ async fn the_atlas_client_refuses_a_certificate_from_an_unknown_ca_before_sendin
         .await
         .expect_err("unverified");
     assert!(
-        matches!(&error, AtlasError::Transport { connect: true, message, .. } if message.contains(UNKNOWN_ISSUER)),
+        matches!(&error, AtlasError::UntrustedCertificate { message, .. } if message.contains(UNKNOWN_ISSUER)),
         "{error:?}"
     );
 }
@@ -217,28 +220,38 @@ async fn the_operator_reports_an_untrusted_atlas_certificate_and_never_reaches_a
     eprintln!("Ready: {} {}: {}", ready.status, ready.reason, ready.message);
     assert_eq!(
         condition(&status.conditions, "Ready"),
-        Some(("False".into(), "AtlasUnavailable".into()))
+        Some(("False".into(), "AtlasCertificateUntrusted".into()))
     );
     assert!(
-        ready.message.contains("transport error") && ready.message.contains("invalid peer certificate"),
-        "{}",
+        ready.message.contains("not trusted")
+            && ready.message.contains("invalid peer certificate")
+            && ready.message.contains("SSL_CERT_FILE"),
+        "what is wrong and what to do: {}",
         ready.message
     );
     assert_eq!(
-        condition(&status.conditions, "Reconciling").map(|(st, _)| st),
+        condition(&status.conditions, "Stalled").map(|(st, _)| st),
         Some("True".into()),
-        "treated as an outage to retry"
+        "kstatus: failed, not progressing forever"
     );
     assert_ne!(
-        condition(&status.conditions, "Stalled").map(|(st, _)| st),
+        condition(&status.conditions, "Reconciling").map(|(st, _)| st),
         Some("True".into())
+    );
+    let events = env
+        .wait_event("payments", "AtlasCertificateUntrusted", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        events.iter().any(|(r, _)| r == "AtlasCertificateUntrusted"),
+        "a Warning Event: {events:?}"
     );
     assert!(status.role.is_none(), "no Atlas role came of it");
 
     let said = operator.log_json().into_iter().any(|l| {
         l["level"] == "WARN"
-            && l["message"] == "reconcile failed"
-            && l["category"] == "atlas_unreachable"
+            && l["message"] == "reconcile stalled"
+            && l["category"] == "atlas_certificate_untrusted"
             && l["error"]
                 .as_str()
                 .is_some_and(|e| e.contains("invalid peer certificate: UnknownIssuer"))

@@ -80,6 +80,14 @@ pub enum AtlasError {
         /// The connection was never established, so the request was certainly not processed.
         connect: bool,
     },
+    /// The TLS handshake refused Atlas's certificate (unknown issuer, wrong name, expired): nothing was
+    /// sent. Retrying cannot help until the trust store or the network path changes.
+    #[error("Atlas {method} {endpoint}: the server's TLS certificate is not trusted: {message}")]
+    UntrustedCertificate {
+        method: &'static str,
+        endpoint: &'static str,
+        message: String,
+    },
     #[error("Atlas {method} {endpoint}: unreadable response (HTTP {status}): {message}")]
     Decode {
         method: &'static str,
@@ -157,6 +165,7 @@ impl AtlasError {
             AtlasError::Unauthorized { .. } => "atlas_unauthorized",
             AtlasError::Timeout { .. } => "atlas_timeout",
             AtlasError::Transport { .. } => "atlas_unreachable",
+            AtlasError::UntrustedCertificate { .. } => "atlas_certificate_untrusted",
             AtlasError::Decode { .. } => "atlas_decode",
             AtlasError::Config(_) => "atlas_config",
         }

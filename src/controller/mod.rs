@@ -650,6 +650,33 @@ where
             }
             Ok(done(ctx, object, step.requeue))
         }
+        // A refused certificate is not an outage: nothing changes until the trust store or the network
+        // path does, so it is reported as Stalled (kstatus: failed) and looked at again unhurried.
+        Err(error @ Error::Atlas(AtlasError::UntrustedCertificate { .. })) => {
+            let message = format!(
+                "{error}. If a TLS-inspecting proxy or a private CA sits between the operator and Atlas, add its CA to the operator's trust store (SSL_CERT_FILE or SSL_CERT_DIR); verification cannot be turned off"
+            );
+            let already = status::find(status.conditions_mut(), reasons::READY)
+                .is_some_and(|c| c.reason == reasons::ATLAS_CERTIFICATE_UNTRUSTED);
+            Outcome::stalled(reasons::ATLAS_CERTIFICATE_UNTRUSTED, message.clone()).apply(
+                status.conditions_mut(),
+                generation,
+                now,
+            );
+            apply_status(api, object, old, &status).await?;
+            if !already {
+                ctx.event(
+                    object,
+                    WARNING,
+                    reasons::ATLAS_CERTIFICATE_UNTRUSTED,
+                    "Reconcile",
+                    message,
+                )
+                .await;
+            }
+            tracing::warn!(object = %object_key(object), category = "atlas_certificate_untrusted", error = %error, "reconcile stalled");
+            Ok(done(ctx, object, USER_ACTION_REQUEUE))
+        }
         Err(error) => {
             let message = format!("retrying after an error: {error}");
             Outcome::progressing(reasons::ATLAS_UNAVAILABLE, message).apply(

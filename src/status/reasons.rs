@@ -40,6 +40,8 @@ pub const IS_MULTI_REGION_KEY: &str = "MultiRegion";
 pub const ROLE_SWITCH_NOT_ACKNOWLEDGED: &str = "RoleSwitchNotAcknowledged";
 pub const DISABLE_BLOCKED_BY_CLUSTERS: &str = "DisableBlockedByClusters";
 pub const ATLAS_UNAVAILABLE: &str = "AtlasUnavailable";
+/// Atlas's TLS certificate was refused: a proxy or private CA the trust store does not hold.
+pub const ATLAS_CERTIFICATE_UNTRUSTED: &str = "AtlasCertificateUntrusted";
 pub const ATLAS_REFUSED: &str = "AtlasRefused";
 pub const DELETING: &str = "Deleting";
 pub const WAITING_FOR_PROJECT: &str = "WaitingForProject";
