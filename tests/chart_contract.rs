@@ -6,8 +6,9 @@ use std::path::Path;
 use atlas_encryption_operator::config::Config;
 use clap::CommandFactory;
 
-/// Variables the chart may set that are read by libraries, not by the operator's own flags.
-const READ_BY_LIBRARIES: &[&str] = &["AWS_REGION"];
+/// Variables the chart may set that are read by libraries, not by the operator's own flags: the AWS SDK
+/// (region) and rustls-native-certs (the trust store, for `trustedCA`).
+const READ_BY_LIBRARIES: &[&str] = &["AWS_REGION", "SSL_CERT_FILE", "SSL_CERT_DIR"];
 
 #[test]
 fn every_env_var_the_chart_sets_is_a_flag_of_the_operator() {

@@ -159,6 +159,9 @@ def scenario_default(docs):
     check(c["image"] == "ghcr.io/atlasops/atlas-encryption-operator:0.1.0", "image defaults to <repository>:<appVersion>")
     check(c.get("envFrom") is None, "no envFrom without aws.credentialsSecret")
     check("KMS_ENDPOINT_URL" not in env_of(c) and "AWS_REGION" not in env_of(c), "optional AWS env unset by default")
+    check("SSL_CERT_FILE" not in env_of(c) and "SSL_CERT_DIR" not in env_of(c)
+          and [v["name"] for v in deploy["spec"]["template"]["spec"]["volumes"]] == ["tmp"],
+          "no trust store change by default")
     check(env_value(c, "LOG_FORMAT") == "json" and env_value(c, "CONCURRENCY") == "8"
           and env_value(c, "ATLAS_RATE_PER_SECOND") == "5" and env_value(c, "ATLAS_BURST") == "20"
           and env_value(c, "ATLAS_TIMEOUT") == "30s" and env_value(c, "RESYNC_PERIOD") == "10m"
@@ -213,6 +216,16 @@ def scenario_monitoring_irsa(docs):
           "AWS_REGION and KMS_ENDPOINT_URL set")
     check(env_value(c, "ATLAS_RATE_PER_SECOND") == "2.5", "a fractional rate stays fractional")
     check(list(env_of(c))[-1] == "RUST_BACKTRACE", "extraEnv is appended last")
+    pod = deploy["spec"]["template"]["spec"]
+    ca_dir = env_value(c, "SSL_CERT_DIR")
+    check(env_value(c, "SSL_CERT_FILE") == "/etc/ssl/certs/ca-certificates.crt" and ca_dir,
+          "trustedCA keeps the public roots (SSL_CERT_FILE) and adds its directory (SSL_CERT_DIR)")
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    check(mounts.get("trusted-ca", {}).get("mountPath") == ca_dir and mounts["trusted-ca"].get("readOnly") is True,
+          "the trusted CA is mounted read-only where SSL_CERT_DIR points")
+    check(volumes.get("trusted-ca", {}).get("configMap", {}).get("name") == "corp-proxy-ca",
+          "the trusted CA comes from the named ConfigMap")
     meta = deploy["spec"]["template"]["metadata"]
     check(meta["annotations"]["example.com/team"] == "platform" and meta["labels"]["example.com/cost-center"] == "42",
           "podAnnotations and podLabels reach the pod")
