@@ -225,7 +225,7 @@ async fn the_operator_reports_an_untrusted_atlas_certificate_and_never_reaches_a
     assert!(
         ready.message.contains("not trusted")
             && ready.message.contains("invalid peer certificate")
-            && ready.message.contains("SSL_CERT_FILE"),
+            && ready.message.contains("trustedCA"),
         "what is wrong and what to do: {}",
         ready.message
     );

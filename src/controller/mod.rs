@@ -654,7 +654,7 @@ where
         // path does, so it is reported as Stalled (kstatus: failed) and looked at again unhurried.
         Err(error @ Error::Atlas(AtlasError::UntrustedCertificate { .. })) => {
             let message = format!(
-                "{error}. If a TLS-inspecting proxy or a private CA sits between the operator and Atlas, add its CA to the operator's trust store (SSL_CERT_FILE or SSL_CERT_DIR); verification cannot be turned off"
+                "{error}. If a TLS-inspecting proxy or a private CA sits between the operator and Atlas, add its CA to the operator's trust store (the Helm chart's trustedCA.configMap, or SSL_CERT_DIR); verification cannot be turned off"
             );
             let already = status::find(status.conditions_mut(), reasons::READY)
                 .is_some_and(|c| c.reason == reasons::ATLAS_CERTIFICATE_UNTRUSTED);
