@@ -11,9 +11,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::operator::{OperatorEnv, REGION, cluster_converged, project_ready, seed};
-use common::process::OperatorProcess;
-use common::unique_name;
+use common::operator::{OperatorEnv, cluster_converged, project_on_key, seed};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -36,13 +34,7 @@ async fn watches_resume_after_an_apiserver_restart_and_miss_nothing() {
     )
     .await
     .unwrap();
-    let mut operator = OperatorProcess::spawn(
-        &unique_name("api-restart"),
-        &env.sim().base_url(),
-        &["--watch-namespaces", env.ns.name(), "--resync-period", "10m"],
-    )
-    .unwrap();
-    operator.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let mut operator = env.start_operator_process("api-restart", "10m").await.unwrap();
     let handshake = env.encrypt_project("payments", "proj-restart").await.unwrap();
     env.apply_cluster(
         "orders",
@@ -61,17 +53,10 @@ async fn watches_resume_after_an_apiserver_restart_and_miss_nothing() {
 
     // Changes made the moment the server is back, before the operator's watches have reconnected (the
     // resync period is far away, so only a resumed watch can see them): a rotation and a new cluster.
-    let new_key = env.create_key(REGION).await.unwrap();
-    env.allow_keys(&handshake.role_name, &[&handshake.key, &new_key])
+    let new_key = env
+        .rotate_key("payments", "proj-restart", &handshake)
         .await
         .unwrap();
-    env.apply_project(
-        "payments",
-        json!({"projectName": "proj-restart", "credentialsRef": {"name": "atlas-credentials"},
-               "awsKms": {"customerMasterKeyId": new_key, "region": REGION, "roleArn": handshake.role_arn}}),
-    )
-    .await
-    .unwrap();
     env.apply_cluster(
         "ledger",
         json!({"projectEncryptionRef": {"name": "payments"}, "clusterName": "Ledger"}),
@@ -80,12 +65,7 @@ async fn watches_resume_after_an_apiserver_restart_and_miss_nothing() {
     .unwrap();
     let applied = Instant::now();
     env.wait_project("payments", WAIT, "rotated after the restart", |pe| {
-        project_ready(pe)
-            && pe
-                .status
-                .as_ref()
-                .and_then(|s| s.key.as_ref())
-                .is_some_and(|k| k.customer_master_key_id == new_key)
+        project_on_key(pe, &new_key)
     })
     .await
     .unwrap();

@@ -168,13 +168,7 @@ async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
     );
     assert!(calls(&env, "PATCH", CLUSTER_PATCH).is_empty());
 
-    env.trust_atlas(
-        &role_name,
-        &role.atlas_aws_account_arn.unwrap(),
-        &role.external_id.unwrap(),
-    )
-    .await
-    .unwrap();
+    env.trust_role(&role_name, &role).await.unwrap();
     env.wait_project("payments", WAIT, "Ready", |pe| {
         project_reason(pe).as_deref() == Some("Reconciled")
             && pe.status.as_ref().unwrap().observed_generation == pe.metadata.generation

@@ -7,36 +7,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use atlas_sim::CallRecord;
-use common::operator::{OperatorEnv, REGION, cluster_converged, project_ready, seed};
+use common::operator::{
+    OperatorEnv, accepted_writes, cluster_converged, project_on_key, project_ready, seed,
+};
 use common::process::OperatorProcess;
-use common::unique_name;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn accepted(calls: &[CallRecord], method: &str, route_suffix: &str) -> usize {
-    calls
-        .iter()
-        .filter(|c| {
-            c.method == method
-                && (200..300).contains(&c.status)
-                && c.route.as_deref().is_some_and(|r| r.ends_with(route_suffix))
-        })
-        .count()
-}
-
-/// A fresh replica of the operator watching the test's namespace, ready to reconcile.
-async fn start_operator(env: &OperatorEnv, step: &str) -> OperatorProcess {
-    let mut operator = OperatorProcess::spawn(
-        &unique_name(step),
-        &env.sim().base_url(),
-        &["--watch-namespaces", env.ns.name(), "--resync-period", "5m"],
-    )
-    .unwrap();
-    operator.wait_ready(Duration::from_secs(60)).await.unwrap();
-    operator
-}
 
 /// The call log's position now: writes after it belong to what the test does next.
 fn mark(env: &OperatorEnv) -> u64 {
@@ -53,7 +30,7 @@ async fn kill_after_write(
     route_suffix: &str,
 ) {
     let deadline = Instant::now() + WAIT;
-    while accepted(&env.sim().calls_since(since), method, route_suffix) == 0 {
+    while accepted_writes(&env.sim().calls_since(since), method, route_suffix) == 0 {
         assert!(
             Instant::now() < deadline,
             "{method} {route_suffix} never accepted; log:\n{}",
@@ -78,13 +55,13 @@ async fn killed_at_every_step_the_operator_restarts_to_the_same_end_state() {
 
     // 1. Killed right after Atlas created the role, before the role is recorded anywhere.
     let since = mark(&env);
-    let mut operator = start_operator(&env, "crash-1").await;
+    let mut operator = env.start_operator_process("crash-1", "5m").await.unwrap();
     let handshake = env.begin_handshake("payments", "proj-crash").await.unwrap();
     kill_after_write(&env, &mut operator, since, "POST", "/cloudProviderAccess").await;
 
     // 2. The next replica finds that role instead of creating another, asks for the trust policy, and
     //    is killed before it can authorize.
-    let mut operator = start_operator(&env, "crash-2").await;
+    let mut operator = env.start_operator_process("crash-2", "5m").await.unwrap();
     let role = env.wait_atlas_role("payments").await.unwrap();
     operator.kill();
     let roles = atlas.list_aws_roles(&creds, &group).await.unwrap();
@@ -94,48 +71,30 @@ async fn killed_at_every_step_the_operator_restarts_to_the_same_end_state() {
         "the role created before the kill is the one in use: {roles:?}"
     );
     assert_eq!(roles[0].role_id, role.role_id);
-    env.trust_atlas(
-        &handshake.role_name,
-        role.atlas_aws_account_arn.as_deref().unwrap(),
-        role.external_id.as_deref().unwrap(),
-    )
-    .await
-    .unwrap();
+    env.trust_role(&handshake.role_name, &role).await.unwrap();
 
     // 3. The next one authorizes and assigns the key, and is killed the moment Atlas accepted the key.
     let since = mark(&env);
-    let mut operator = start_operator(&env, "crash-3").await;
+    let mut operator = env.start_operator_process("crash-3", "5m").await.unwrap();
     kill_after_write(&env, &mut operator, since, "PATCH", "/encryptionAtRest").await;
 
     // 4. The next one finds the key in force and goes Ready without assigning it again.
-    let mut operator = start_operator(&env, "crash-4").await;
+    let mut operator = env.start_operator_process("crash-4", "5m").await.unwrap();
     env.wait_project("payments", WAIT, "Ready after the kill", project_ready)
         .await
         .unwrap();
 
     // 5. Rotation: killed the moment Atlas accepted the new key, before the history is written.
     let since = mark(&env);
-    let new_key = env.create_key(REGION).await.unwrap();
-    env.allow_keys(&handshake.role_name, &[&handshake.key, &new_key])
+    let new_key = env
+        .rotate_key("payments", "proj-crash", &handshake)
         .await
         .unwrap();
-    env.apply_project(
-        "payments",
-        json!({"projectName": "proj-crash", "credentialsRef": {"name": "atlas-credentials"},
-               "awsKms": {"customerMasterKeyId": new_key, "region": REGION, "roleArn": handshake.role_arn}}),
-    )
-    .await
-    .unwrap();
     kill_after_write(&env, &mut operator, since, "PATCH", "/encryptionAtRest").await;
-    let mut operator = start_operator(&env, "crash-5").await;
+    let mut operator = env.start_operator_process("crash-5", "5m").await.unwrap();
     let rotated = env
         .wait_project("payments", WAIT, "rotated after the kill", |pe| {
-            project_ready(pe)
-                && pe
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.key.as_ref())
-                    .is_some_and(|k| k.customer_master_key_id == new_key)
+            project_on_key(pe, &new_key)
         })
         .await
         .unwrap();
@@ -164,7 +123,7 @@ async fn killed_at_every_step_the_operator_restarts_to_the_same_end_state() {
         Some("UPDATING"),
         "killed during the update"
     );
-    let mut operator = start_operator(&env, "crash-6").await;
+    let mut operator = env.start_operator_process("crash-6", "5m").await.unwrap();
     env.wait_cluster("orders", WAIT, "Ready on AWS after the kill", |ce| {
         cluster_converged(ce, "AWS")
     })
@@ -181,12 +140,20 @@ async fn killed_at_every_step_the_operator_restarts_to_the_same_end_state() {
         .filter(|c| c.method != "GET" && (200..300).contains(&c.status))
         .map(|c| format!("{} {}", c.method, c.route.as_deref().unwrap_or(&c.path)))
         .collect();
-    let authorizations = accepted(&calls, "PATCH", "/cloudProviderAccess/{roleId}");
-    assert_eq!(accepted(&calls, "POST", "/cloudProviderAccess"), 1, "{writes:?}");
-    assert!((1..=2).contains(&authorizations), "{writes:?}");
-    assert_eq!(accepted(&calls, "PATCH", "/encryptionAtRest"), 2, "{writes:?}");
+    let authorizations = accepted_writes(&calls, "PATCH", "/cloudProviderAccess/{roleId}");
     assert_eq!(
-        accepted(&calls, "PATCH", "/clusters/{clusterName}"),
+        accepted_writes(&calls, "POST", "/cloudProviderAccess"),
+        1,
+        "{writes:?}"
+    );
+    assert!((1..=2).contains(&authorizations), "{writes:?}");
+    assert_eq!(
+        accepted_writes(&calls, "PATCH", "/encryptionAtRest"),
+        2,
+        "{writes:?}"
+    );
+    assert_eq!(
+        accepted_writes(&calls, "PATCH", "/clusters/{clusterName}"),
         1,
         "{writes:?}"
     );

@@ -9,24 +9,12 @@ mod common;
 use std::time::Duration;
 
 use atlas_sim::CallRecord;
-use common::operator::{OperatorEnv, cluster_converged, project_ready, seed};
+use common::operator::{OperatorEnv, accepted_writes, cluster_converged, project_ready, seed};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
 /// Shorter than the slow answers injected below, so they time out on the operator's side.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
-
-fn accepted(calls: &[CallRecord], method: &str, route_suffix: &str) -> Vec<CallRecord> {
-    calls
-        .iter()
-        .filter(|c| {
-            c.method == method
-                && (200..300).contains(&c.status)
-                && c.route.as_deref().is_some_and(|r| r.ends_with(route_suffix))
-        })
-        .cloned()
-        .collect()
-}
 
 fn atlas_only(calls: Vec<CallRecord>) -> Vec<CallRecord> {
     calls
@@ -157,16 +145,16 @@ async fn atlas_faults_through_the_whole_flow_converge_without_duplicates() {
 
     // Bounded: each write Atlas applied was applied once, and the whole run stays within a small
     // multiple of the 20 calls a fault-free run needs.
-    assert_eq!(accepted(&calls, "POST", "/cloudProviderAccess").len(), 1);
+    assert_eq!(accepted_writes(&calls, "POST", "/cloudProviderAccess"), 1);
     for cluster in ["Orders", "Ledger"] {
-        let patches: Vec<_> = accepted(&calls, "PATCH", "/clusters/{clusterName}")
-            .into_iter()
-            .filter(|c| c.path.ends_with(&format!("/{cluster}")))
-            .collect();
-        assert_eq!(patches.len(), 1, "{cluster}: {patches:?}");
+        assert_eq!(
+            met("PATCH", &format!("/clusters/{cluster}"), &|c| (200..300)
+                .contains(&c.status)),
+            1,
+            "{cluster}"
+        );
     }
-    let key_patches = accepted(&calls, "PATCH", "/encryptionAtRest");
-    assert_eq!(key_patches.len(), 1, "{key_patches:?}");
+    assert_eq!(accepted_writes(&calls, "PATCH", "/encryptionAtRest"), 1);
     assert!(calls.len() <= 80, "{} Atlas calls", calls.len());
     let pe = env.projects().get("payments").await.unwrap();
     assert!(project_ready(&pe));
@@ -206,13 +194,7 @@ async fn atlas_restarted_from_its_state_mid_flow_is_waited_out() {
     let handshake = env.begin_handshake("payments", "proj-restart").await.unwrap();
     let role = env.wait_atlas_role("payments").await.unwrap();
     env.restart_sim(Duration::from_secs(3)).await.unwrap();
-    env.trust_atlas(
-        &handshake.role_name,
-        role.atlas_aws_account_arn.as_deref().unwrap(),
-        role.external_id.as_deref().unwrap(),
-    )
-    .await
-    .unwrap();
+    env.trust_role(&handshake.role_name, &role).await.unwrap();
     env.wait_project("payments", WAIT, "Ready after Atlas came back", project_ready)
         .await
         .unwrap();
@@ -245,9 +227,9 @@ async fn atlas_restarted_from_its_state_mid_flow_is_waited_out() {
     );
     assert_eq!(Some(&roles[0].role_id), Some(&role.role_id));
     let calls = atlas_only(env.all_calls());
-    assert_eq!(accepted(&calls, "POST", "/cloudProviderAccess").len(), 1);
-    assert_eq!(accepted(&calls, "PATCH", "/clusters/{clusterName}").len(), 1);
-    assert_eq!(accepted(&calls, "PATCH", "/encryptionAtRest").len(), 1);
+    assert_eq!(accepted_writes(&calls, "POST", "/cloudProviderAccess"), 1);
+    assert_eq!(accepted_writes(&calls, "PATCH", "/clusters/{clusterName}"), 1);
+    assert_eq!(accepted_writes(&calls, "PATCH", "/encryptionAtRest"), 1);
     env.finish().await;
     let _ = std::fs::remove_file(&state);
 }

@@ -328,13 +328,7 @@ async fn two_replicas_elect_one_leader_which_alone_writes_and_a_standby_takes_ov
     // The leader dies without a word; the work is finished by the standby.
     a.kill();
     let killed_at = chrono::Utc::now();
-    env.trust_atlas(
-        &handshake.role_name,
-        role.atlas_aws_account_arn.as_deref().unwrap(),
-        role.external_id.as_deref().unwrap(),
-    )
-    .await
-    .unwrap();
+    env.trust_role(&handshake.role_name, &role).await.unwrap();
     let started = Instant::now();
     env.wait_project("payments", WAIT, "Ready under the new leader", project_ready)
         .await

@@ -11,8 +11,6 @@ use std::time::Duration;
 use atlas_encryption_operator::atlas::AwsKmsPatch;
 use atlas_encryption_operator::aws::KeyRef;
 use common::operator::{OperatorEnv, cluster_converged, condition, project_ready, seed, trust_policy};
-use common::process::OperatorProcess;
-use common::unique_name;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -31,13 +29,7 @@ async fn out_of_band_changes_are_corrected_or_reported() {
     let env = OperatorEnv::start("oob", &seed(&[("proj-oob", &["Orders:M10"])]))
         .await
         .unwrap();
-    let mut operator = OperatorProcess::spawn(
-        &unique_name("oob"),
-        &env.sim().base_url(),
-        &["--watch-namespaces", env.ns.name(), "--resync-period", RESYNC],
-    )
-    .unwrap();
-    operator.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let mut operator = env.start_operator_process("oob", RESYNC).await.unwrap();
     let handshake = env.encrypt_project("payments", "proj-oob").await.unwrap();
     env.apply_cluster(
         "orders",
@@ -141,13 +133,7 @@ async fn out_of_band_changes_are_corrected_or_reported() {
     assert!(message.contains(&role_arn), "{message}");
     assert!(env.atlas_writes().is_empty(), "{:?}", env.atlas_writes());
     let role = status.role.unwrap();
-    env.trust_atlas(
-        &handshake.role_name,
-        role.atlas_aws_account_arn.as_deref().unwrap(),
-        role.external_id.as_deref().unwrap(),
-    )
-    .await
-    .unwrap();
+    env.trust_role(&handshake.role_name, &role).await.unwrap();
     env.wait_project("payments", WAIT, "Ready once trusted again", project_ready)
         .await
         .unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::operator::{CUSTOMER_ACCOUNT, Handshake, OperatorEnv, REGION, condition, seed};
+use common::operator::{CUSTOMER_ACCOUNT, Handshake, OperatorEnv, REGION, condition, project_on_key, seed};
 use common::snapshots::{self, Expect};
 use serde_json::json;
 
@@ -787,13 +787,7 @@ async fn a_restart_during_the_handshake_creates_no_second_role() {
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let role = waiting.status.unwrap().role.unwrap();
-    env.trust_atlas(
-        &role_name,
-        &role.atlas_aws_account_arn.unwrap(),
-        &role.external_id.unwrap(),
-    )
-    .await
-    .unwrap();
+    env.trust_role(&role_name, &role).await.unwrap();
     let pe = env
         .wait_project("restart", WAIT, "Ready", |pe| ready(pe.status.as_ref()))
         .await
@@ -837,11 +831,7 @@ async fn a_replaced_credentials_secret_takes_effect_without_a_restart() {
         )
         .unwrap();
     env.start_controller().await.unwrap();
-    let Handshake {
-        key,
-        role_name,
-        role_arn,
-    } = env.encrypt_project("payments", "proj-rekey").await.unwrap();
+    let handshake = env.encrypt_project("payments", "proj-rekey").await.unwrap();
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = env.ns.api();
     let before = secrets.get("atlas-credentials").await.unwrap();
 
@@ -861,22 +851,12 @@ async fn a_replaced_credentials_secret_takes_effect_without_a_restart() {
     env.sim().clear_calls();
 
     // The next change goes through with the new key.
-    let new_key = env.create_key(REGION).await.unwrap();
-    env.allow_keys(&role_name, &[&key, &new_key]).await.unwrap();
-    env.apply_project(
-        "payments",
-        json!({"projectName": "proj-rekey", "credentialsRef": {"name": "atlas-credentials"},
-               "awsKms": {"customerMasterKeyId": new_key, "region": REGION, "roleArn": role_arn}}),
-    )
-    .await
-    .unwrap();
+    let new_key = env
+        .rotate_key("payments", "proj-rekey", &handshake)
+        .await
+        .unwrap();
     env.wait_project("payments", WAIT, "rotated with the new API key", |pe| {
-        ready(pe.status.as_ref())
-            && pe
-                .status
-                .as_ref()
-                .and_then(|s| s.key.as_ref())
-                .is_some_and(|k| k.customer_master_key_id == new_key)
+        project_on_key(pe, &new_key)
     })
     .await
     .unwrap();

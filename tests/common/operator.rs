@@ -133,6 +133,22 @@ impl OperatorEnv {
         Ok(())
     }
 
+    /// The operator binary in a process of its own, watching this test's namespace with `resync`,
+    /// once it reports ready (caches synced).
+    pub async fn start_operator_process(
+        &self,
+        identity: &str,
+        resync: &str,
+    ) -> Result<super::process::OperatorProcess> {
+        let mut operator = super::process::OperatorProcess::spawn(
+            &super::unique_name(identity),
+            &self.sim().base_url(),
+            &["--watch-namespaces", self.ns.name(), "--resync-period", resync],
+        )?;
+        operator.wait_ready(Duration::from_secs(60)).await?;
+        Ok(operator)
+    }
+
     /// Every Atlas call the simulator logged, across restarts.
     pub fn all_calls(&self) -> Vec<CallRecord> {
         let mut calls = self.earlier_calls.clone();
@@ -349,6 +365,32 @@ impl OperatorEnv {
     }
 
     /// What the user does after reading the status: trust Atlas's account with the external ID.
+    /// What the customer does on reading `kubectl describe`: the IAM role trusts the Atlas principal
+    /// with the external ID the ProjectEncryption's status shows.
+    pub async fn trust_role(&self, role_name: &str, role: &AtlasRoleStatus) -> Result<()> {
+        self.trust_atlas(
+            role_name,
+            role.atlas_aws_account_arn.as_deref().unwrap_or_default(),
+            role.external_id.as_deref().unwrap_or_default(),
+        )
+        .await
+    }
+
+    /// A rotation as a user makes one: a new KMS key the role may use, named in the ProjectEncryption.
+    /// Returns the new key's ARN.
+    pub async fn rotate_key(&self, name: &str, project: &str, handshake: &Handshake) -> Result<String> {
+        let new_key = self.create_key(REGION).await?;
+        self.allow_keys(&handshake.role_name, &[&handshake.key, &new_key])
+            .await?;
+        self.apply_project(
+            name,
+            json!({"projectName": project, "credentialsRef": {"name": "atlas-credentials"},
+                   "awsKms": {"customerMasterKeyId": new_key, "region": REGION, "roleArn": handshake.role_arn}}),
+        )
+        .await?;
+        Ok(new_key)
+    }
+
     pub async fn trust_atlas(&self, role_name: &str, atlas_arn: &str, external_id: &str) -> Result<()> {
         self.iam
             .update_assume_role_policy()
@@ -419,12 +461,7 @@ impl OperatorEnv {
     pub async fn encrypt_project(&self, name: &str, project: &str) -> Result<Handshake> {
         let handshake = self.begin_handshake(name, project).await?;
         let role = self.wait_atlas_role(name).await?;
-        self.trust_atlas(
-            &handshake.role_name,
-            &role.atlas_aws_account_arn.unwrap_or_default(),
-            &role.external_id.unwrap_or_default(),
-        )
-        .await?;
+        self.trust_role(&handshake.role_name, &role).await?;
         self.wait_project(name, Duration::from_secs(90), "Ready", project_ready)
             .await?;
         Ok(handshake)
@@ -534,6 +571,29 @@ pub fn cluster_converged(ce: &ClusterEncryption, provider: &str) -> bool {
             && s.provider.as_deref() == Some(provider)
             && s.state_name.as_deref() == Some("IDLE")
     })
+}
+
+/// Writes Atlas accepted among `calls` for `method` on a route ending in `route_suffix`; a write Atlas
+/// refused changed nothing.
+pub fn accepted_writes(calls: &[CallRecord], method: &str, route_suffix: &str) -> usize {
+    calls
+        .iter()
+        .filter(|c| {
+            c.method == method
+                && (200..300).contains(&c.status)
+                && c.route.as_deref().is_some_and(|r| r.ends_with(route_suffix))
+        })
+        .count()
+}
+
+/// Ready, with `key` recorded as the key in force.
+pub fn project_on_key(pe: &ProjectEncryption, key: &str) -> bool {
+    project_ready(pe)
+        && pe
+            .status
+            .as_ref()
+            .and_then(|s| s.key.as_ref())
+            .is_some_and(|k| k.customer_master_key_id == key)
 }
 
 pub fn project_ready(pe: &ProjectEncryption) -> bool {
