@@ -13,6 +13,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=scripts/pidfile.sh
+source "$ROOT/scripts/pidfile.sh"
 CACHE="${ATLAS_EO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/atlas-encryption-operator}"
 RUST_VERSION="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target-rust-$RUST_VERSION}"
@@ -69,21 +71,6 @@ die() {
 }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
-stop_pid() {
-  local f="$1" pid
-  [ -f "$f" ] || return 0
-  pid="$(cat "$f")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.2
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$f"
-}
 
 # The AWS side, as the customer would do it in their account: boto3 against moto.
 aws_py() {
@@ -198,7 +185,7 @@ render() { # render SAMPLE SED-EXPRESSIONS...: a sample manifest with the demo's
 
 start_sim() {
   local bin="$BIN_DIR/atlas-sim" deadline
-  stop_pid "$DEMO_DIR/atlas-sim.pid"
+  stop_pidfile "$DEMO_DIR/atlas-sim.pid"
   NO_COLOR=1 setsid "$bin" serve --listen 127.0.0.1:0 --aws-endpoint "$MOTO_ENDPOINT" --seed "$SEED" \
     --cluster-update-delay 3s </dev/null >"$DEMO_DIR/atlas-sim.log" 2>&1 &
   echo $! >"$DEMO_DIR/atlas-sim.pid"
@@ -213,7 +200,7 @@ start_sim() {
 }
 
 start_operator() {
-  stop_pid "$DEMO_DIR/operator.pid"
+  stop_pidfile "$DEMO_DIR/operator.pid"
   NO_COLOR=1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION="$REGION" \
     AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
     setsid "$BIN_DIR/atlas-encryption-operator" \
@@ -269,7 +256,7 @@ cmd_up() {
   kubectl apply --server-side --force-conflicts -f crds/ | indent
   kubectl wait --for=condition=Established --timeout=60s \
     crd/projectencryptions.encryption.atlasops.dev crd/clusterencryptions.encryption.atlasops.dev >/dev/null
-  stop_pid "$DEMO_DIR/operator.pid"
+  stop_pidfile "$DEMO_DIR/operator.pid"
   clean_namespace
   start_sim
   ok "atlas-sim at $SIM_URL, seeded with project demo-project: orders (M10), analytics (M30), sandbox (M0)"
@@ -434,8 +421,8 @@ EOF
 
 cmd_down() {
   if [ -d "$DEMO_DIR" ]; then
-    stop_pid "$DEMO_DIR/operator.pid"
-    stop_pid "$DEMO_DIR/atlas-sim.pid"
+    stop_pidfile "$DEMO_DIR/operator.pid"
+    stop_pidfile "$DEMO_DIR/atlas-sim.pid"
     rm -rf "$DEMO_DIR"
     log "operator and atlas-sim stopped"
   fi

@@ -29,6 +29,8 @@ START_TIMEOUT="${TESTENV_START_TIMEOUT:-120}"
 log() { echo "testenv: $*" >&2; }
 # shellcheck source=scripts/apt.sh
 source "$ROOT/scripts/apt.sh"
+# shellcheck source=scripts/pidfile.sh
+source "$ROOT/scripts/pidfile.sh"
 STARTING=""
 die() {
   log "error: $*"
@@ -119,22 +121,6 @@ start() {
   echo $! >"$TESTENV_DIR/$name.pid"
   # The command line, NUL-separated, so `restart-apiserver` starts exactly the same process again.
   printf '%s\0' "$@" >"$TESTENV_DIR/$name.cmd"
-}
-
-# stop_one NAME: SIGTERM, up to 10 s to exit, then SIGKILL.
-stop_one() {
-  local f="$TESTENV_DIR/$1.pid" pid
-  [ -f "$f" ] || return 0
-  pid="$(cat "$f")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.2
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$f"
 }
 
 wait_for() {
@@ -343,7 +329,7 @@ stop_all() {
   local p
   # Reverse start order: clients first, so nothing logs storage errors while etcd goes away.
   for p in controller-manager moto apiserver etcd; do
-    stop_one "$p"
+    stop_pidfile "$TESTENV_DIR/$p.pid"
     rm -f "$TESTENV_DIR/$p.log"
   done
   rm -rf "$TESTENV_DIR/etcd" "$TESTENV_DIR/pki" "$TESTENV_DIR/apiserver-certs" \
@@ -360,7 +346,7 @@ cmd_restart_apiserver() {
   [ -f "$TESTENV_DIR/apiserver.cmd" ] || die "no apiserver command line in $TESTENV_DIR (run: scripts/testenv.sh up)"
   local args=()
   mapfile -d '' args <"$TESTENV_DIR/apiserver.cmd"
-  stop_one apiserver
+  stop_pidfile "$TESTENV_DIR/apiserver.pid"
   sleep "$down_for"
   start apiserver "${args[@]}"
   wait_for "kube-apiserver /readyz" apiserver apiserver_ready
