@@ -61,7 +61,8 @@ pub struct Context {
     pub client: Client,
     pub atlas: AtlasClient,
     pub kms: KmsPreflight,
-    pub recorder: Recorder,
+    /// Who publishes the Events (see [`Context::event`]).
+    reporter: Reporter,
     pub config: ControllerConfig,
     /// Every ProjectEncryption the controller sees, to find two objects claiming one Atlas project and
     /// the project of a ClusterEncryption without extra API calls.
@@ -87,18 +88,15 @@ impl Context {
         clusters: Stores<ClusterEncryption>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        );
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
         Context {
             client,
             atlas,
             kms,
-            recorder,
+            reporter,
             config,
             projects,
             clusters,
@@ -129,7 +127,14 @@ impl Context {
             action: action.into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        // A fresh Recorder each time: a shared one keeps every Event it published for 6 minutes, to
+        // fold a repeat (same object, reason and action, whatever the note) into a series on the
+        // first one. Ours are published on transitions, not repeated, and at 1,000 projects that
+        // cache held some 20 MB of Events (~8,000 in a convergence wave), swept under one lock on
+        // every publish; it also folded a later `EncryptionProviderSet` into an earlier one with
+        // the other direction in its note.
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(e) = recorder.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish event");
         }
     }
