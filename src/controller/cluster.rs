@@ -154,12 +154,12 @@ impl Memory {
 }
 
 /// What makes a cluster worth a look before its resync: its spec, labels and annotations, and where its
-/// project stands (readiness, generation, Atlas project).
+/// project stands (its state, its Atlas project). Not the project's generation: a change to the
+/// project's spec reaches the cluster only if it changes the project's state (see [`project_state`]).
 fn gate_fingerprint(ce: &ClusterEncryption, pe: Option<&ProjectEncryption>) -> u64 {
     let project = pe.map(|pe| {
         (
             pe.uid(),
-            pe.metadata.generation,
             project_state(pe),
             pe.status.as_ref().and_then(|s| s.project_id.clone()),
         )
@@ -186,7 +186,9 @@ pub(crate) fn find_project(ce: &ClusterEncryption, ctx: &Context) -> Option<Arc<
 /// (the trust instructions, say), which would rewrite the cluster's status for nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProjectState {
-    /// Ready, for its current generation, with Atlas reporting the key valid.
+    /// Its last pass found the key in force and Atlas reporting it valid. A change to its spec being
+    /// applied (a key rotation, say) leaves it so: Atlas keeps the project's encryption on throughout,
+    /// so clusters neither stop being Ready nor wait for it; a change that fails makes it NotReady.
     Ready,
     /// Turning encryption off: `enabled: false`, or being deleted with `deletionPolicy: Disable`.
     Disabling,
@@ -203,9 +205,11 @@ pub fn project_state(pe: &ProjectEncryption) -> ProjectState {
     let Some(status) = pe.status.as_ref() else {
         return ProjectState::NotReady;
     };
-    let current = status.observed_generation == pe.metadata.generation;
-    let ready = status::find(&status.conditions, reasons::READY).is_some_and(|c| c.status == "True");
-    if current && ready && status::is_true(&status.conditions, reasons::KEY_VALID) {
+    // Reconciled, not EncryptionDisabled: a project turned back on after a disable is not Ready until
+    // its key is in force again.
+    let ready = status::find(&status.conditions, reasons::READY)
+        .is_some_and(|c| c.status == "True" && c.reason == reasons::RECONCILED);
+    if ready && status::is_true(&status.conditions, reasons::KEY_VALID) {
         ProjectState::Ready
     } else {
         ProjectState::NotReady
@@ -932,8 +936,8 @@ mod tests {
         assert_eq!(project_state(&project(true, true, true, 2)), ProjectState::Ready);
         assert_eq!(
             project_state(&project(true, true, true, 1)),
-            ProjectState::NotReady,
-            "not for its current generation"
+            ProjectState::Ready,
+            "applying a new spec (a rotation) with the last one in force and valid"
         );
         assert_eq!(
             project_state(&project(true, true, false, 2)),
@@ -947,6 +951,17 @@ mod tests {
         assert_eq!(
             project_state(&project(false, true, true, 2)),
             ProjectState::Disabling
+        );
+        let mut turned_back_on = project(true, true, true, 1);
+        Outcome::ready(reasons::ENCRYPTION_DISABLED, "off").apply(
+            &mut turned_back_on.status.as_mut().unwrap().conditions,
+            Some(1),
+            Timestamp::from_second(1_700_000_000).unwrap(),
+        );
+        assert_eq!(
+            project_state(&turned_back_on),
+            ProjectState::NotReady,
+            "Ready because encryption was off is not a key in force"
         );
         let mut deleting = project(true, true, true, 2);
         deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
