@@ -31,8 +31,10 @@ pub struct Config {
     #[arg(long, env = "RESYNC_PERIOD", default_value = "10m", value_parser = parse_duration)]
     pub resync_period: Duration,
 
-    /// Reconciles of one kind running at once.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
+    /// Reconciles of one kind running at once. A reconcile holds its slot through several Atlas and
+    /// Kubernetes round trips, so this, more than the rate budget, bounds how fast thousands of
+    /// objects converge once the budget is raised.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
 
     /// Atlas requests per second allowed per organization (credential), shared by all projects.

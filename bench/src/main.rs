@@ -46,8 +46,8 @@ struct Args {
     /// atlas-sim reuses a computed awsKms.valid this long, so moto is not asked on every EAR read.
     #[arg(long, default_value_t = 60)]
     validity_ttl_s: u64,
-    /// The operator's --concurrency.
-    #[arg(long, default_value_t = 8)]
+    /// The operator's --concurrency (its default).
+    #[arg(long, default_value_t = 16)]
     concurrency: u64,
     /// The operator's --atlas-rate-per-second.
     #[arg(long, default_value_t = 100.0)]

@@ -50,7 +50,7 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         ControllerConfig {
             resync_period: Duration::from_secs(600),
-            concurrency: 8,
+            concurrency: 16,
             namespaces: Vec::new(),
         }
     }
@@ -130,7 +130,7 @@ impl Context {
         // A fresh Recorder each time: a shared one keeps every Event it published for 6 minutes, to
         // fold a repeat (same object, reason and action, whatever the note) into a series on the
         // first one. Ours are published on transitions, not repeated, and at 1,000 projects that
-        // cache held some 20 MB of Events (~8,000 in a convergence wave), swept under one lock on
+        // cache held 20-30 MB of Events (~8,000 in a convergence wave), swept under one lock on
         // every publish; it also folded a later `EncryptionProviderSet` into an earlier one with
         // the other direction in its note.
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());

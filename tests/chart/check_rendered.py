@@ -162,7 +162,7 @@ def scenario_default(docs):
     check("SSL_CERT_FILE" not in env_of(c) and "SSL_CERT_DIR" not in env_of(c)
           and [v["name"] for v in deploy["spec"]["template"]["spec"]["volumes"]] == ["tmp"],
           "no trust store change by default")
-    check(env_value(c, "LOG_FORMAT") == "json" and env_value(c, "CONCURRENCY") == "8"
+    check(env_value(c, "LOG_FORMAT") == "json" and env_value(c, "CONCURRENCY") == "16"
           and env_value(c, "ATLAS_RATE_PER_SECOND") == "5" and env_value(c, "ATLAS_BURST") == "20"
           and env_value(c, "ATLAS_TIMEOUT") == "30s" and env_value(c, "RESYNC_PERIOD") == "10m"
           and env_value(c, "KMS_PREFLIGHT") == "true" and env_value(c, "ATLAS_BASE_URL") == "https://cloud.mongodb.com",
