@@ -1,7 +1,7 @@
 //! The Helm chart configures the operator through environment variables: every one it sets must be a
 //! variable the binary reads, so a renamed flag cannot leave the chart silently setting nothing.
 
-use std::path::Path;
+mod common;
 
 use atlas_encryption_operator::config::Config;
 use clap::CommandFactory;
@@ -12,8 +12,7 @@ const READ_BY_LIBRARIES: &[&str] = &["AWS_REGION", "SSL_CERT_FILE", "SSL_CERT_DI
 
 #[test]
 fn every_env_var_the_chart_sets_is_a_flag_of_the_operator() {
-    let template = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("charts/atlas-encryption-operator/templates/deployment.yaml");
+    let template = common::repo_root().join("charts/atlas-encryption-operator/templates/deployment.yaml");
     let template = std::fs::read_to_string(&template).expect("the chart's deployment template");
     let known: Vec<String> = Config::command()
         .get_arguments()

@@ -1,12 +1,13 @@
 //! `crds/` must be exactly what `crdgen` writes from the Rust types, so the YAML users apply never
 //! drifts from what the operator expects. Fix a failure with `make generate`.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 
 #[test]
 fn crds_directory_matches_the_rust_types() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let dir = common::repo_root().join("crds");
     let on_disk: BTreeMap<String, String> = std::fs::read_dir(&dir)
         .expect("crds/ exists")
         .map(|entry| {
@@ -64,7 +65,7 @@ fn conditions_merge_by_type_under_server_side_apply() {
 /// The Helm chart ships the same CRDs, byte for byte, and the API reference is the one crdgen writes.
 #[test]
 fn chart_crds_and_api_reference_match_the_rust_types() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::repo_root();
     for (name, yaml) in atlas_encryption_operator::crd::all_crds_yaml().unwrap() {
         let path = root.join("charts/atlas-encryption-operator/crds").join(&name);
         let on_disk = std::fs::read_to_string(&path).unwrap_or_default();

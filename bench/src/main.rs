@@ -92,7 +92,7 @@ struct Args {
     /// Where the release binaries are (default: $CARGO_TARGET_DIR/release).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
-    /// Results file (default: bench/results/<date>.json).
+    /// Results file (default: bench/results/<date>.json under the current directory).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Work directory for logs and seeds.
@@ -203,9 +203,9 @@ async fn main() -> Result<()> {
 
 fn results_path(env: &Env, started: chrono::DateTime<chrono::Utc>) -> PathBuf {
     env.args.out.clone().unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("results")
-            .join(format!("{}.json", started.format("%Y-%m-%d")))
+        // Relative to the repo root `make bench` runs in, not the compile-time manifest dir: checkouts
+        // sharing one cached target dir reuse each other's binaries.
+        PathBuf::from("bench/results").join(format!("{}.json", started.format("%Y-%m-%d")))
     })
 }
 

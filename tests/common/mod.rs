@@ -37,8 +37,13 @@ pub struct TestEnv {
     pub moto_endpoint: String,
 }
 
+/// Read when the test runs, not baked in when it compiles: checkouts that share one cached target dir
+/// (the CI clone and a working copy) reuse each other's test binaries, and a compile-time path would
+/// point into whichever checkout built them.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .expect("CARGO_MANIFEST_DIR: run the tests with cargo test")
 }
 
 /// `$TESTENV_DIR`, else `<repo>/.testenv`: the same rule as `scripts/testenv.sh`.
