@@ -28,6 +28,8 @@ pub struct Config {
     pub watch_namespaces: Vec<String>,
 
     /// How often a converged object is re-read from Atlas to find changes made outside the operator.
+    /// Stretched when one read per object per period would take more than a quarter of
+    /// --atlas-rate-per-second.
     #[arg(long, env = "RESYNC_PERIOD", default_value = "10m", value_parser = parse_duration)]
     pub resync_period: Duration,
 

@@ -84,6 +84,7 @@ pub struct Metrics {
     atlas_rate_limit_wait_seconds: Counter<f64, AtomicU64>,
     kms_preflight: Family<PreflightLabels, Counter>,
     leader: Gauge,
+    resync_period_seconds: Gauge,
     key_age_seconds: Family<ProjectLabels, Gauge<f64, AtomicU64>>,
     key_rotation_due: Family<ProjectLabels, Gauge>,
     key_valid: Family<ProjectLabels, Gauge>,
@@ -170,6 +171,13 @@ impl Metrics {
             "1 while this replica runs the controllers (holds the Lease, or leader election is off)",
             leader.clone(),
         );
+        let resync_period_seconds = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "resync_period_seconds",
+            "How often a converged object is re-read from Atlas: --resync-period, or longer when that \
+             would take more than a quarter of the Atlas rate budget",
+            resync_period_seconds.clone(),
+        );
         let key_age_seconds = Family::<ProjectLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "key_age_seconds",
@@ -199,6 +207,7 @@ impl Metrics {
             atlas_rate_limit_wait_seconds,
             kms_preflight,
             leader,
+            resync_period_seconds,
             key_age_seconds,
             key_rotation_due,
             key_valid,
@@ -225,6 +234,11 @@ impl Metrics {
 
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    pub fn set_resync_period(&self, period: Duration) {
+        self.resync_period_seconds
+            .set(i64::try_from(period.as_secs()).unwrap_or(i64::MAX));
     }
 
     /// Tells the metrics where to find the ProjectEncryptions at scrape time.

@@ -105,6 +105,8 @@ async fn one_replica_serves_health_metrics_and_structured_logs() {
     assert_eq!(sample(&format!("{p}_key_valid{labels}")), Some(1.0));
     assert_eq!(sample(&format!("{p}_key_rotation_due{labels}")), Some(0.0));
     assert_eq!(sample(&format!("{p}_leader")), Some(1.0));
+    // A handful of objects at the default 5 calls/s: the configured 5 min stands.
+    assert_eq!(sample(&format!("{p}_resync_period_seconds")), Some(300.0));
     assert!(text.contains(&format!("# TYPE {p}_atlas_rate_limit_waits counter")));
 
     // Every line logged inside a reconcile names the object and, once known, its Atlas project.

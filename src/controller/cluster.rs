@@ -473,19 +473,20 @@ async fn drive(
     let memory = &ctx.cluster_memory;
     let verified_key = ce.uid().unwrap_or_default();
     let owned = plan::fingerprint((generation, &ce.metadata.labels, &ce.metadata.annotations));
+    let resync = ctx.resync_period();
     if want_aws
         && project_state(&pe) == ProjectState::Ready
         && status.provider.as_deref() == Some("AWS")
         && let Some(ago) = memory
             .verified_ago(&verified_key, owned)
-            .filter(|ago| *ago < ctx.config.resync_period)
+            .filter(|ago| *ago < resync)
     {
         return Ok(Step::new(
             Outcome::ready(
                 reasons::RECONCILED,
                 format!("cluster {cluster_name} is encrypted with the project's AWS KMS key"),
             ),
-            ctx.config.resync_period - ago,
+            resync - ago,
         ));
     }
 
@@ -688,7 +689,7 @@ fn converged(ce: &ClusterEncryption, ctx: &Context, cluster: &Cluster) -> Step {
             ),
         )
     };
-    Step::new(outcome, ctx.config.resync_period)
+    Step::new(outcome, ctx.resync_period())
 }
 
 fn awaiting_idle(ce: &ClusterEncryption, cluster: &Cluster, updating_for: Duration) -> Step {

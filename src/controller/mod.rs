@@ -7,6 +7,7 @@ pub mod plan;
 pub mod project;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,6 +76,8 @@ pub struct Context {
     pub(crate) project_gate: plan::WakeGate,
     /// The same for ClusterEncryptions, and what the cluster reconciler remembers between passes.
     pub(crate) cluster_memory: cluster::Memory,
+    /// The stretched resync period last logged, in seconds (see [`Context::resync_period`]).
+    resync_logged: AtomicU64,
     now: fn() -> Timestamp,
 }
 
@@ -104,12 +107,52 @@ impl Context {
             backoff: Mutex::new(HashMap::new()),
             project_gate: plan::WakeGate::default(),
             cluster_memory: cluster::Memory::default(),
+            resync_logged: AtomicU64::new(0),
             now: Timestamp::now,
         }
     }
 
     pub fn now(&self) -> Timestamp {
         (self.now)()
+    }
+
+    /// How long a converged object waits before Atlas is read again: `--resync-period`, stretched by
+    /// [`plan::resync_period`] when the objects in the cache would spend too much of the Atlas rate
+    /// budget on resyncs. Logged when the stretch changes by a fifth or more, not on every pass.
+    pub fn resync_period(&self) -> Duration {
+        let configured = self.config.resync_period;
+        let objects = self.projects.len() + self.clusters.len();
+        let rate = self.atlas.config().rate_per_second;
+        let period = plan::resync_period(configured, objects, rate);
+        self.metrics.set_resync_period(period);
+        let stretched = if period > configured { period.as_secs() } else { 0 };
+        let logged = self.resync_logged.load(Ordering::Relaxed);
+        let worth_telling = if stretched == 0 {
+            logged != 0
+        } else {
+            stretched * 5 >= logged * 6 || stretched * 5 <= logged * 4
+        };
+        // One task logs each change, however many reconciles see it at once.
+        if worth_telling
+            && self
+                .resync_logged
+                .compare_exchange(logged, stretched, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            if stretched == 0 {
+                tracing::info!(objects, "resync period back to the configured one");
+            } else {
+                tracing::warn!(
+                    objects,
+                    configured_s = configured.as_secs(),
+                    effective_s = stretched,
+                    atlas_rate_per_second = rate,
+                    "resync period stretched: re-reading every object once per configured period would \
+                     take more than a quarter of the Atlas rate budget"
+                );
+            }
+        }
+        period
     }
 
     /// Publishes an Event. Failing to record one must never fail a reconcile: the status carries the
@@ -316,6 +359,14 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Clone for Stores<K> {
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Stores<K> {
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Store::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(Store::is_empty)
+    }
+
     pub fn state(&self) -> Vec<Arc<K>> {
         self.0.iter().flat_map(Store::state).collect()
     }

@@ -133,6 +133,23 @@ pub fn pending_authorization(
     })
 }
 
+/// The share of the Atlas rate budget that re-reading converged objects may take. The rest stays free
+/// for changes, so a large fleet converging or rotating is never starved by its own resyncs.
+pub const RESYNC_BUDGET_SHARE: f64 = 0.25;
+
+/// How often each converged object is re-read from Atlas: the configured period, stretched when
+/// `objects` reads per period (one per converged object) would take more than
+/// [`RESYNC_BUDGET_SHARE`] of `rate_per_second`. At 6,000 objects and 100 calls/s a 60 s resync would
+/// be the whole budget; it becomes 240 s.
+pub fn resync_period(configured: Duration, objects: usize, rate_per_second: f64) -> Duration {
+    let floor = objects as f64 / (RESYNC_BUDGET_SHARE * rate_per_second);
+    if floor.is_finite() && floor > configured.as_secs_f64() {
+        Duration::from_secs(floor.ceil() as u64)
+    } else {
+        configured
+    }
+}
+
 /// Per object, when its next look is due and a fingerprint of what could make an earlier look worth
 /// it. A reconcile's own status write comes back as a watch event; answering it with the rest of the
 /// wait instead of a second pass over Atlas halves the calls of every change and keeps a converged
@@ -334,6 +351,25 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn resync_period_stretches_only_when_resyncs_would_crowd_the_budget() {
+        let minute = Duration::from_secs(60);
+        // 600 objects a minute at 100/s is 10/s: a tenth of the budget, the period stands.
+        assert_eq!(resync_period(minute, 600, 100.0), minute);
+        // 6,000 a minute would be the whole budget: a quarter of it allows one per 240 s.
+        assert_eq!(resync_period(minute, 6_000, 100.0), Duration::from_secs(240));
+        // The default 10 min at the default 5/s serves 750 objects; 3,000 need 40 min.
+        assert_eq!(
+            resync_period(Duration::from_secs(600), 750, 5.0),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            resync_period(Duration::from_secs(600), 3_000, 5.0),
+            Duration::from_secs(2_400)
+        );
+        assert_eq!(resync_period(minute, 0, 100.0), minute);
+    }
 
     const ARN: &str = "arn:aws:iam::123456789012:role/atlas-kms";
     const KEY: &str = "arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";

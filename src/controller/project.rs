@@ -598,7 +598,7 @@ async fn enable(
                     reasons::RECONCILED,
                     format!("Encryption at Rest uses key {key}; {clusters} cluster(s) use it"),
                 ),
-                ctx.config.resync_period,
+                ctx.resync_period(),
             ))
         }
         Some(false) => {
@@ -947,7 +947,7 @@ async fn disable(
                 reasons::ENCRYPTION_DISABLED,
                 "Encryption at Rest with AWS KMS is off for this project",
             ),
-            ctx.config.resync_period,
+            ctx.resync_period(),
         ));
     }
     let clusters = ctx.atlas.list_clusters(creds, &group.id).await?;
@@ -982,7 +982,7 @@ async fn disable(
                     reasons::ENCRYPTION_DISABLED,
                     "Encryption at Rest with AWS KMS is off for this project",
                 ),
-                ctx.config.resync_period,
+                ctx.resync_period(),
             ))
         }
         // A cluster turned on between our read and the PATCH: look again shortly.
