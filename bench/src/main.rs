@@ -308,6 +308,13 @@ impl Operator {
         count_k8s_requests(&text)
     }
 
+    /// The resync period the operator runs with: `--resync-period`, unless it logged that it
+    /// stretched it to spare the Atlas rate budget.
+    fn effective_resync_s(&self, configured: u64) -> u64 {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        stretched_resync_s(&String::from_utf8_lossy(&text)).unwrap_or(configured)
+    }
+
     async fn stop(mut self) -> f64 {
         let peak = self.rss.mib().max(
             procstat::rss_kib(self.pid)
@@ -322,6 +329,20 @@ impl Operator {
         let _ = self.child.kill().await;
         peak
     }
+}
+
+/// `effective_s` of the operator's last "resync period stretched" warning, if any.
+fn stretched_resync_s(log: &str) -> Option<u64> {
+    let line = log.lines().rev().find(|l| l.contains("resync period"))?;
+    if !line.contains("stretched") {
+        return None;
+    }
+    let at = line.find("effective_s=")? + "effective_s=".len();
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Counts kube-client "requesting" lines by method and resource kind (the URL path's plural, with
@@ -667,7 +688,9 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
         out["rotation_k8s_requests"] = json!(op.k8s_requests_since(log1));
 
         // Steady state: let the first resync after the changes pass, then measure a quiet period.
-        let settle = Duration::from_secs(a.resync_s + 10);
+        let resync_s = op.effective_resync_s(a.resync_s);
+        out["effective_resync_s"] = json!(resync_s);
+        let settle = Duration::from_secs(resync_s + 10);
         eprintln!(
             "bench: settling {}s, then {}s of quiet",
             settle.as_secs(),
@@ -686,7 +709,7 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
             projects.writes.load(Ordering::Relaxed) + clusters.writes.load(Ordering::Relaxed) - writes2;
         let idle_k8s = op.k8s_requests_since(log2);
         let idle_cpu = op.cpu() - cpu2;
-        let resync_per_min = 60.0 / a.resync_s as f64;
+        let resync_per_min = 60.0 / resync_s as f64;
         out["idle_minutes"] = json!(round2(minutes));
         out["idle_atlas_reads_per_min"] = json!(round2(idle_calls.reads as f64 / minutes));
         out["idle_atlas_writes_per_min"] = json!(round2(idle_calls.writes as f64 / minutes));
@@ -791,6 +814,24 @@ fn print_run(run: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_resync_stretch_warning_gives_the_effective_period() {
+        let warn = |n: u64| {
+            format!(
+                "2026-11-30T13:40:00.123456Z  WARN atlas_encryption_operator::controller: resync period \
+                 stretched: re-reading every object once per configured period would take more than a \
+                 quarter of the Atlas rate budget objects={} configured_s=60 effective_s={n} \
+                 atlas_rate_per_second=100.0\n",
+                n * 25
+            )
+        };
+        assert_eq!(stretched_resync_s("nothing about resyncs\n"), None);
+        assert_eq!(stretched_resync_s(&(warn(75) + &warn(240))), Some(240));
+        let back = "2026-11-30T13:50:00Z  INFO atlas_encryption_operator::controller: resync period back \
+                    to the configured one objects=10\n";
+        assert_eq!(stretched_resync_s(&(warn(240) + back)), None);
+    }
 
     #[test]
     fn kube_client_request_lines_are_counted_by_verb_and_resource() {
