@@ -9,7 +9,7 @@ use atlas_encryption_operator::atlas::{
     AtlasClient, AtlasClientConfig, AtlasError, AtlasMetrics, AwsKmsPatch, Credentials, EncryptionProvider,
 };
 use atlas_encryption_operator::aws::{KeyRef, Region, RoleArn};
-use atlas_sim::{Seed, SimConfig, SimHandle};
+use atlas_sim::{BucketConfig, Seed, SimConfig, SimHandle};
 use serde_json::{Value, json};
 
 const ALPHA: &str = "5f43a1b2c3d4e5f678901234";
@@ -492,6 +492,56 @@ async fn rate_limit_retry_after_is_honoured_for_reads_and_writes() {
             .filter(|r| **r == "rate_limited")
             .count(),
         2
+    );
+    sim.shutdown().await;
+}
+
+/// A budget ten times Atlas's real limit (another tool shares the organization, or the budget is set
+/// too high): the client is refused a few times, slows its pace, and the rest of the work goes through
+/// without a 429, where a fixed pace would be refused again after every Retry-After.
+#[tokio::test]
+async fn a_budget_above_the_organization_limit_settles_below_it() {
+    let sim = sim_with(|c| {
+        c.rate_limit.organization = Some(BucketConfig {
+            capacity: 5,
+            refill_rate: 5,
+            refill_seconds: 1,
+        });
+    })
+    .await;
+    let (atlas, _) = client(&sim, |c| {
+        c.rate_per_second = 50.0;
+        c.burst = 5;
+        c.max_retries = 10;
+    });
+    let creds = api_key();
+    const CALLS: usize = 80;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers = (0..8).map(|_| {
+        let (atlas, creds, next) = (atlas.clone(), creds.clone(), next.clone());
+        async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < CALLS {
+                atlas.get_encryption_at_rest(&creds, ALPHA).await.unwrap();
+            }
+        }
+    });
+    futures::future::join_all(workers).await;
+    let statuses: Vec<u16> = sim
+        .calls()
+        .iter()
+        .filter(|c| c.path.ends_with("/encryptionAtRest") && c.status != 401)
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), CALLS);
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    let last_half = &statuses[statuses.len() / 2..];
+    let refused_late = last_half.iter().filter(|s| **s == 429).count();
+    eprintln!("{refused} refused in all, {refused_late} in the last {} calls", last_half.len());
+    assert!(refused > 0, "the budget must overrun the limit for this test to mean anything");
+    assert!(
+        refused_late <= 2,
+        "{refused_late} of the last {} calls refused: {statuses:?}",
+        last_half.len()
     );
     sim.shutdown().await;
 }

@@ -494,9 +494,14 @@ impl AtlasClient {
                         .and_then(|v| v.to_str().ok())
                         .and_then(parse_retry_after);
                     if resp.status == 429
-                        && let Some(ra) = retry_after
+                        && let Some(pace) = self.inner.limiter.throttled(key, retry_after)
                     {
-                        self.inner.limiter.block(key, ra);
+                        tracing::warn!(
+                            calls_per_second = pace,
+                            endpoint = ep.template,
+                            "Atlas refused a call with 429: slowing this organization's pace, \
+                             regaining the configured rate over minutes without another 429"
+                        );
                     }
                     let err = AtlasError::from_response(
                         ep.method,

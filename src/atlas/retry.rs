@@ -49,14 +49,26 @@ impl Backoff {
 
 struct Bucket {
     tokens: f64,
+    /// Calls per second this organization is paced at now: the configured rate, or less after a 429.
+    rate: f64,
     last: Instant,
     /// Set when Atlas answered 429: nobody using this organization's credentials sends before then.
     blocked_until: Option<Instant>,
+    /// When a 429 last cut `rate`.
+    last_cut: Option<Instant>,
 }
 
 /// Token buckets keyed by credential identity. A caller takes a token immediately when one is there;
 /// otherwise it reserves the next one (the balance goes negative) and sleeps until it is due, so
 /// waiting callers are served in arrival order without holding a lock while asleep.
+///
+/// The configured rate is a ceiling, not a promise: Atlas's limits can be lower than the budget (other
+/// tools share the organization, or the budget is simply set too high). Each 429 halves the
+/// organization's pace (once per [`RateLimiter::CUT_INTERVAL`], since one overload refuses every call
+/// in flight at once) down to a sixteenth of the configured rate, and the pace then climbs back by a
+/// [`RateLimiter::RECOVERY`] share of the configured rate per second: the same additive increase,
+/// multiplicative decrease that keeps TCP below a link's capacity, so a budget above Atlas's limit
+/// costs a few refused calls per climb instead of a stream of them.
 pub struct RateLimiter {
     rate_per_second: f64,
     burst: f64,
@@ -64,6 +76,13 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
+    /// 429s closer together than this are one overload and cut the pace once.
+    pub const CUT_INTERVAL: Duration = Duration::from_secs(1);
+    /// The share of the configured rate regained per second without a 429: back to full in 5 min.
+    pub const RECOVERY: f64 = 1.0 / 300.0;
+    /// The pace never falls below the configured rate divided by this.
+    pub const FLOOR_DIVISOR: f64 = 16.0;
+
     pub fn new(rate_per_second: f64, burst: u32) -> Self {
         RateLimiter {
             rate_per_second: rate_per_second.max(0.001),
@@ -72,23 +91,41 @@ impl RateLimiter {
         }
     }
 
-    /// Takes (or reserves) one token and returns how long the caller must wait before sending.
-    pub fn reserve(&self, key: &str) -> Duration {
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+    /// The key's bucket brought up to `now`: tokens refilled and the pace regained since it was last
+    /// touched.
+    fn advanced<'a>(
+        &self,
+        buckets: &'a mut HashMap<String, Bucket>,
+        key: &str,
+        now: Instant,
+    ) -> &'a mut Bucket {
         let b = buckets.entry(key.to_string()).or_insert(Bucket {
             tokens: self.burst,
+            rate: self.rate_per_second,
             last: now,
             blocked_until: None,
+            last_cut: None,
         });
         let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * self.rate_per_second).min(self.burst);
-        b.last = now;
+        b.rate = (b.rate + elapsed * self.rate_per_second * Self::RECOVERY).min(self.rate_per_second);
+        b.tokens = (b.tokens + elapsed * b.rate).min(self.burst);
+        b.last = b.last.max(now);
+        b
+    }
+
+    /// Takes (or reserves) one token and returns how long the caller must wait before sending.
+    pub fn reserve(&self, key: &str) -> Duration {
+        self.reserve_at(key, Instant::now())
+    }
+
+    fn reserve_at(&self, key: &str, now: Instant) -> Duration {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let b = self.advanced(&mut buckets, key, now);
         b.tokens -= 1.0;
         let mut wait = if b.tokens >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-b.tokens / self.rate_per_second)
+            Duration::from_secs_f64(-b.tokens / b.rate)
         };
         if let Some(until) = b.blocked_until {
             if until > now {
@@ -100,17 +137,27 @@ impl RateLimiter {
         wait
     }
 
-    /// Atlas said 429: hold every caller of this organization until `retry_after` has passed.
-    pub fn block(&self, key: &str, retry_after: Duration) {
-        let now = Instant::now();
+    /// Atlas said 429: hold every caller of this organization until `retry_after` (when given) has
+    /// passed, and slow its pace. Returns the new pace in calls per second when this 429 cut it.
+    pub fn throttled(&self, key: &str, retry_after: Option<Duration>) -> Option<f64> {
+        self.throttled_at(key, retry_after, Instant::now())
+    }
+
+    fn throttled_at(&self, key: &str, retry_after: Option<Duration>, now: Instant) -> Option<f64> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let b = buckets.entry(key.to_string()).or_insert(Bucket {
-            tokens: self.burst,
-            last: now,
-            blocked_until: None,
-        });
-        let until = now + retry_after;
-        b.blocked_until = Some(b.blocked_until.map_or(until, |u| u.max(until)));
+        let b = self.advanced(&mut buckets, key, now);
+        if let Some(retry_after) = retry_after {
+            let until = now + retry_after;
+            b.blocked_until = Some(b.blocked_until.map_or(until, |u| u.max(until)));
+        }
+        if b.last_cut
+            .is_some_and(|at| now.saturating_duration_since(at) < Self::CUT_INTERVAL)
+        {
+            return None;
+        }
+        b.last_cut = Some(now);
+        b.rate = (b.rate / 2.0).max(self.rate_per_second / Self::FLOOR_DIVISOR);
+        Some(b.rate)
     }
 }
 
@@ -186,9 +233,46 @@ mod tests {
     #[test]
     fn a_429_blocks_the_whole_organization() {
         let rl = RateLimiter::new(100.0, 10);
-        rl.block("org-a", Duration::from_secs(2));
+        rl.throttled("org-a", Some(Duration::from_secs(2)));
         let w = rl.reserve("org-a");
         assert!(w > Duration::from_millis(1900), "{w:?}");
         assert_eq!(rl.reserve("org-b"), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_429_halves_the_pace_once_per_overload_and_the_pace_climbs_back() {
+        let rl = RateLimiter::new(100.0, 1);
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(rl.throttled_at("org", None, t0), Some(50.0));
+        assert_eq!(
+            rl.throttled_at("org", None, t0 + Duration::from_millis(300)),
+            None,
+            "the other calls refused in the same overload"
+        );
+        // A second later: half of 50 plus the 1/3 call/s regained in that second.
+        let second = rl.throttled_at("org", None, t0 + s(1)).unwrap();
+        assert!((second - 25.17).abs() < 0.01, "{second}");
+        for i in 2..10 {
+            rl.throttled_at("org", None, t0 + s(i));
+        }
+        // The floor: a sixteenth of the budget. One token, then the next is 1/6.25 s away.
+        assert_eq!(rl.reserve_at("org", t0 + s(9)), Duration::ZERO);
+        let wait = rl.reserve_at("org", t0 + s(9));
+        assert!((wait.as_secs_f64() - 0.16).abs() < 0.001, "{wait:?}");
+        // A minute without a 429 regains a fifth of the budget; five minutes all of it.
+        let rate_after = |at: Duration| {
+            rl.reserve_at("org", t0 + at);
+            1.0 / rl.reserve_at("org", t0 + at).as_secs_f64()
+        };
+        let after_a_minute = rate_after(s(69));
+        assert!((20.0..28.0).contains(&after_a_minute), "{after_a_minute}");
+        let much_later = rate_after(s(1_000));
+        assert!((95.0..=100.5).contains(&much_later), "{much_later}");
+        assert_eq!(
+            rl.reserve_at("org-b", t0 + s(9)),
+            Duration::ZERO,
+            "another organization keeps its pace"
+        );
     }
 }
