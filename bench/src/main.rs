@@ -58,7 +58,7 @@ struct Args {
     /// The operator's --resync-period, in seconds.
     #[arg(long, default_value_t = 60)]
     resync_s: u64,
-    /// Quiet period measured for the steady state.
+    /// Quiet period measured for the steady state (at least one of the operator's resync periods).
     #[arg(long, default_value_t = 120)]
     idle_s: u64,
     /// Atlas's limits in the simulator for the normal runs: per project CAPACITY,REFILL,SECONDS.
@@ -252,6 +252,7 @@ struct Operator {
     child: Child,
     pid: u32,
     log: PathBuf,
+    metrics_url: String,
     rss: procstat::RssPeak,
 }
 
@@ -259,8 +260,12 @@ impl Operator {
     async fn start(env: &Env, sim_url: &str, ns: &str, log: &Path) -> Result<Self> {
         let a = &env.args;
         let log_file = std::fs::File::create(log)?;
+        // A port of its own, so the bench reads this operator's metrics and no one else's.
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new(env.bin_dir.join("atlas-encryption-operator"))
             .args(["--atlas-base-url", sim_url, "--watch-namespace", ns])
+            .args(["--metrics-bind-address", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--health-bind-address", "127.0.0.1:0"])
             .args(["--kms-endpoint-url", &env.moto])
             .args(["--resync-period", &format!("{}s", a.resync_s)])
             .args(["--concurrency", &a.concurrency.to_string()])
@@ -289,6 +294,7 @@ impl Operator {
             child,
             pid,
             log: log.to_path_buf(),
+            metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
             rss: procstat::RssPeak::spawn(pid),
         })
     }
@@ -308,11 +314,17 @@ impl Operator {
         count_k8s_requests(&text)
     }
 
-    /// The resync period the operator runs with: `--resync-period`, unless it logged that it
-    /// stretched it to spare the Atlas rate budget.
-    fn effective_resync_s(&self, configured: u64) -> u64 {
-        let text = std::fs::read(&self.log).unwrap_or_default();
-        stretched_resync_s(&String::from_utf8_lossy(&text)).unwrap_or(configured)
+    /// The resync period the operator runs with: `--resync-period`, or longer when it stretched it to
+    /// spare the Atlas rate budget (its `resync_period_seconds` gauge).
+    async fn effective_resync_s(&self) -> Result<u64> {
+        let text = reqwest::get(&self.metrics_url)
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let value = gauge_value(&text, "atlas_encryption_operator_resync_period_seconds")
+            .with_context(|| format!("no resync_period_seconds in {}", self.metrics_url))?;
+        Ok(value as u64)
     }
 
     async fn stop(mut self) -> f64 {
@@ -331,18 +343,12 @@ impl Operator {
     }
 }
 
-/// `effective_s` of the operator's last "resync period stretched" warning, if any.
-fn stretched_resync_s(log: &str) -> Option<u64> {
-    let line = log.lines().rev().find(|l| l.contains("resync period"))?;
-    if !line.contains("stretched") {
-        return None;
-    }
-    let at = line.find("effective_s=")? + "effective_s=".len();
-    line[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+/// The value of an unlabelled metric in a Prometheus text exposition.
+fn gauge_value(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
 }
 
 /// Counts kube-client "requesting" lines by method and resource kind (the URL path's plural, with
@@ -688,13 +694,15 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
         out["rotation_k8s_requests"] = json!(op.k8s_requests_since(log1));
 
         // Steady state: let the first resync after the changes pass, then measure a quiet period.
-        let resync_s = op.effective_resync_s(a.resync_s);
+        let resync_s = op.effective_resync_s().await?;
         out["effective_resync_s"] = json!(resync_s);
         let settle = Duration::from_secs(resync_s + 10);
+        // At least one whole resync period, so every object's resync falls in the window once.
+        let idle = Duration::from_secs(a.idle_s.max(resync_s));
         eprintln!(
-            "bench: settling {}s, then {}s of quiet",
+            "bench: resync period {resync_s}s; settling {}s, then {}s of quiet",
             settle.as_secs(),
-            a.idle_s
+            idle.as_secs()
         );
         tokio::time::sleep(settle).await;
         sim.clear_calls().await?;
@@ -702,7 +710,7 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
         let log2 = op.log_len();
         let writes2 = projects.writes.load(Ordering::Relaxed) + clusters.writes.load(Ordering::Relaxed);
         let t2 = Instant::now();
-        tokio::time::sleep(Duration::from_secs(a.idle_s)).await;
+        tokio::time::sleep(idle).await;
         let minutes = t2.elapsed().as_secs_f64() / 60.0;
         let idle_calls = CallSummary::of(&sim.calls().await?);
         let idle_writes =
@@ -816,21 +824,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_last_resync_stretch_warning_gives_the_effective_period() {
-        let warn = |n: u64| {
-            format!(
-                "2026-11-30T13:40:00.123456Z  WARN atlas_encryption_operator::controller: resync period \
-                 stretched: re-reading every object once per configured period would take more than a \
-                 quarter of the Atlas rate budget objects={} configured_s=60 effective_s={n} \
-                 atlas_rate_per_second=100.0\n",
-                n * 25
-            )
-        };
-        assert_eq!(stretched_resync_s("nothing about resyncs\n"), None);
-        assert_eq!(stretched_resync_s(&(warn(75) + &warn(240))), Some(240));
-        let back = "2026-11-30T13:50:00Z  INFO atlas_encryption_operator::controller: resync period back \
-                    to the configured one objects=10\n";
-        assert_eq!(stretched_resync_s(&(warn(240) + back)), None);
+    fn an_unlabelled_gauge_is_read_from_the_exposition() {
+        let text = "# HELP atlas_encryption_operator_resync_period_seconds How often.\n\
+                    # TYPE atlas_encryption_operator_resync_period_seconds gauge\n\
+                    atlas_encryption_operator_resync_period_seconds_total 7\n\
+                    atlas_encryption_operator_resync_period_seconds 240\n";
+        let name = "atlas_encryption_operator_resync_period_seconds";
+        assert_eq!(gauge_value(text, name), Some(240.0));
+        assert_eq!(gauge_value(text, "atlas_encryption_operator_leader"), None);
     }
 
     #[test]
