@@ -536,8 +536,14 @@ async fn a_budget_above_the_organization_limit_settles_below_it() {
     let refused = statuses.iter().filter(|s| **s == 429).count();
     let last_half = &statuses[statuses.len() / 2..];
     let refused_late = last_half.iter().filter(|s| **s == 429).count();
-    eprintln!("{refused} refused in all, {refused_late} in the last {} calls", last_half.len());
-    assert!(refused > 0, "the budget must overrun the limit for this test to mean anything");
+    eprintln!(
+        "{refused} refused in all, {refused_late} in the last {} calls",
+        last_half.len()
+    );
+    assert!(
+        refused > 0,
+        "the budget must overrun the limit for this test to mean anything"
+    );
     assert!(
         refused_late <= 2,
         "{refused_late} of the last {} calls refused: {statuses:?}",
