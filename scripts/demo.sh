@@ -70,8 +70,6 @@ die() {
   exit 1
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
 # The AWS side, as the customer would do it in their account: boto3 against moto.
 aws_py() {
   MOTO_ENDPOINT="$MOTO_ENDPOINT" REGION="$REGION" "$VENV/bin/python" - "$@" <<'PY'
@@ -192,7 +190,7 @@ start_sim() {
   deadline=$((SECONDS + 30))
   until SIM_URL="$(grep -o 'atlas-sim listening on http://[0-9.:]*' "$DEMO_DIR/atlas-sim.log" | sed 's/.* on //')" &&
     [ -n "$SIM_URL" ] && curl -sf --max-time 2 "$SIM_URL/__sim/health" >/dev/null; do
-    pid_alive "$DEMO_DIR/atlas-sim.pid" || die "atlas-sim exited (log: $DEMO_DIR/atlas-sim.log)"
+    pidfile_alive "$DEMO_DIR/atlas-sim.pid" || die "atlas-sim exited (log: $DEMO_DIR/atlas-sim.log)"
     [ $SECONDS -lt $deadline ] || die "atlas-sim did not answer within 30s"
     sleep 0.3
   done
@@ -210,7 +208,7 @@ start_operator() {
   echo $! >"$DEMO_DIR/operator.pid"
   local deadline=$((SECONDS + 30))
   until curl -sf --max-time 2 "http://127.0.0.1:$HEALTH_PORT/readyz" >/dev/null; do
-    pid_alive "$DEMO_DIR/operator.pid" || die "the operator exited at start (log: $DEMO_DIR/operator.log)"
+    pidfile_alive "$DEMO_DIR/operator.pid" || die "the operator exited at start (log: $DEMO_DIR/operator.log)"
     [ $SECONDS -lt $deadline ] || die "the operator was not ready within 30s (log: $DEMO_DIR/operator.log)"
     sleep 0.3
   done

@@ -106,10 +106,7 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-pid_alive() {
-  local f="$TESTENV_DIR/$1.pid"
-  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
-}
+pid_alive() { pidfile_alive "$TESTENV_DIR/$1.pid"; }
 
 # start NAME CMD...: detached from the caller's session and stdio, so a test binary, make or CI's
 # pipe can exit while the control plane keeps running for the next run.
