@@ -520,7 +520,11 @@ mod tests {
     use super::*;
 
     fn seeds(target: &str) -> Vec<Vec<u8>> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(target);
+        // Read at run time: checkouts sharing the cached fuzz target dir reuse each other's test
+        // binaries, and a compile-time path would point into whichever checkout built them.
+        let manifest_dir =
+            std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run with cargo test");
+        let dir = Path::new(&manifest_dir).join("seeds").join(target);
         let mut out: Vec<Vec<u8>> = fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .map(|e| fs::read(e.expect("entry").path()).expect("readable"))
