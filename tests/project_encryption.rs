@@ -172,15 +172,7 @@ async fn fresh_project_is_encrypted_after_the_trust_policy_appears_then_rotates(
     snapshots::capture("pe-fresh", "rotation-applied", &applied, Expect::InProgress);
     let rotated = env
         .wait_project("payments", WAIT, "rotated and Ready", |pe| {
-            ready(pe.status.as_ref())
-                && pe
-                    .status
-                    .as_ref()
-                    .unwrap()
-                    .key
-                    .as_ref()
-                    .is_some_and(|k| k.customer_master_key_id == new_key)
-                && pe.status.as_ref().unwrap().observed_generation == pe.metadata.generation
+            project_on_key(pe, &new_key)
         })
         .await
         .unwrap();

@@ -364,7 +364,6 @@ impl OperatorEnv {
             .await?)
     }
 
-    /// What the user does after reading the status: trust Atlas's account with the external ID.
     /// What the customer does on reading `kubectl describe`: the IAM role trusts the Atlas principal
     /// with the external ID the ProjectEncryption's status shows.
     pub async fn trust_role(&self, role_name: &str, role: &AtlasRoleStatus) -> Result<()> {
@@ -391,6 +390,7 @@ impl OperatorEnv {
         Ok(new_key)
     }
 
+    /// What the user does after reading the status: trust Atlas's account with the external ID.
     pub async fn trust_atlas(&self, role_name: &str, atlas_arn: &str, external_id: &str) -> Result<()> {
         self.iam
             .update_assume_role_policy()
