@@ -14,3 +14,4 @@ pub mod operator;
 pub mod ops;
 pub mod status;
 pub mod telemetry;
+pub mod tls;

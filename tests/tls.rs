@@ -156,8 +156,8 @@ async fn the_kms_preflight_refuses_a_certificate_from_an_unknown_ca() {
         .await
         .expect_err("an unverified certificate must fail the preflight");
     eprintln!("after {:?}: {failure}", started.elapsed());
-    let PreflightFailure::KmsUnreachable { detail, .. } = &failure else {
-        panic!("expected KmsUnreachable, got {failure:?}");
+    let PreflightFailure::KmsCertificateUntrusted { detail, .. } = &failure else {
+        panic!("expected KmsCertificateUntrusted, got {failure:?}");
     };
     assert!(
         detail.contains("dispatch failure") && detail.contains(UNKNOWN_ISSUER),
@@ -167,7 +167,12 @@ async fn the_kms_preflight_refuses_a_certificate_from_an_unknown_ca() {
         !detail.contains("service error") && !detail.contains("status code"),
         "no HTTP answer: {detail}"
     );
-    assert!(failure.is_transient());
+    assert!(
+        !failure.is_transient(),
+        "a trust store to mend, not an outage to wait out"
+    );
+    assert_eq!(failure.reason(), "KmsCertificateUntrusted");
+    assert!(failure.message().contains("trustedCA.configMap"), "{failure}");
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "fails fast: {:?}",

@@ -829,7 +829,7 @@ fn transport_error(ep: &Endpoint, e: reqwest::Error, timeout: Duration) -> Atlas
         };
     }
     let connect = e.is_connect();
-    let untrusted = refused_certificate(&e);
+    let untrusted = crate::tls::refused_certificate(&e);
     let e = e.without_url();
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);
@@ -851,25 +851,4 @@ fn transport_error(ep: &Endpoint, e: reqwest::Error, timeout: Duration) -> Atlas
         message: bounded(&message),
         connect,
     }
-}
-
-/// Whether the TLS handshake failed on the server's certificate. rustls's error sits behind hyper's
-/// and an `io::Error`, whose `source()` skips the error it wraps, so that one is opened by hand.
-fn refused_certificate(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if matches!(
-            error.downcast_ref::<rustls::Error>(),
-            Some(rustls::Error::InvalidCertificate(_))
-        ) {
-            return true;
-        }
-        if let Some(inner) = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
-            && refused_certificate(inner)
-        {
-            return true;
-        }
-        next = error.source();
-    }
-    false
 }

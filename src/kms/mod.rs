@@ -40,6 +40,7 @@ pub mod reasons {
     pub const KMS_ACCESS_DENIED: &str = "KmsAccessDenied";
     pub const KMS_UNREACHABLE: &str = "KmsUnreachable";
     pub const KEY_ARN_REQUIRED: &str = "KeyArnRequired";
+    pub const KMS_CERTIFICATE_UNTRUSTED: &str = "KmsCertificateUntrusted";
 }
 
 /// Static AWS credentials from a Secret. `Debug` shows only the access key id.
@@ -194,6 +195,10 @@ pub enum PreflightFailure {
     },
     #[error("{}", self.message())]
     KmsUnreachable { region: Region, detail: String },
+    /// The TLS handshake refused the KMS endpoint's certificate: nothing was sent, and retrying cannot
+    /// help until the trust store holds the CA that signed it.
+    #[error("{}", self.message())]
+    KmsCertificateUntrusted { region: Region, detail: String },
     #[error("{}", self.message())]
     KeyArnRequired {
         key_id: String,
@@ -216,6 +221,7 @@ impl PreflightFailure {
             PreflightFailure::KeyRegionMismatch { .. } => KEY_REGION_MISMATCH,
             PreflightFailure::KmsAccessDenied { .. } => KMS_ACCESS_DENIED,
             PreflightFailure::KmsUnreachable { .. } => KMS_UNREACHABLE,
+            PreflightFailure::KmsCertificateUntrusted { .. } => KMS_CERTIFICATE_UNTRUSTED,
             PreflightFailure::KeyArnRequired { .. } => KEY_ARN_REQUIRED,
         }
     }
@@ -273,6 +279,9 @@ impl PreflightFailure {
             PreflightFailure::KmsUnreachable { region, detail } => {
                 format!("KMS in {region} could not be reached: {detail}")
             }
+            PreflightFailure::KmsCertificateUntrusted { region, detail } => format!(
+                "the TLS certificate of KMS in {region} is not trusted, so nothing was sent (a TLS-inspecting proxy or a private CA?): add that CA to the operator's trust store (chart value trustedCA.configMap, or SSL_CERT_DIR); verification cannot be turned off. {detail}"
+            ),
             PreflightFailure::KeyArnRequired {
                 key_id,
                 key_arn,
@@ -539,7 +548,7 @@ const DENIED_CODES: &[&str] = &[
     "ExpiredToken",
 ];
 
-fn classify_error<R: fmt::Debug>(
+fn classify_error<R: fmt::Debug + 'static>(
     e: &SdkError<DescribeKeyError, R>,
     key: &KeyRef,
     region: Region,
@@ -573,6 +582,12 @@ fn classify_error<R: fmt::Debug>(
             key: key_text,
             region,
             code: "NoCredentials".to_string(),
+        };
+    }
+    if matches!(e, SdkError::DispatchFailure(_)) && crate::tls::refused_certificate(e) {
+        return PreflightFailure::KmsCertificateUntrusted {
+            region,
+            detail: bounded(&detail),
         };
     }
     PreflightFailure::KmsUnreachable {
