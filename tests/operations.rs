@@ -39,6 +39,15 @@ async fn one_replica_serves_health_metrics_and_structured_logs() {
     assert_eq!((code, body.as_str()), (200, "ok"));
     let ready = operator.wait_ready(Duration::from_secs(30)).await.unwrap();
     assert!(ready.contains("caches synced"), "{ready}");
+    let idle = operator.metrics_text().await.unwrap();
+    assert!(
+        idle.lines().any(|l| {
+            l.strip_prefix("atlas_encryption_operator_resync_period_seconds ")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                == Some(300.0)
+        }),
+        "the period in force is exported before any object exists: {idle}"
+    );
 
     env.encrypt_project("payments", "proj-ops").await.unwrap();
     let pe = env.projects().get("payments").await.unwrap();

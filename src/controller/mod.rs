@@ -543,14 +543,6 @@ pub async fn run_observed(
         .metrics
         .watch_projects(Box::new(move || metrics_projects.state()));
     let synced = (projects.clone(), clusters.clone(), observers.health.clone());
-    tokio::spawn(async move {
-        let (projects, clusters, health) = synced;
-        projects.wait_until_ready().await;
-        clusters.wait_until_ready().await;
-        tracing::info!("caches synced");
-        health.set_synced();
-    });
-
     let ctx = Arc::new(Context::new(
         client.clone(),
         atlas,
@@ -560,6 +552,16 @@ pub async fn run_observed(
         clusters,
         observers.metrics,
     ));
+    let synced_ctx = ctx.clone();
+    tokio::spawn(async move {
+        let (projects, clusters, health) = synced;
+        projects.wait_until_ready().await;
+        clusters.wait_until_ready().await;
+        tracing::info!("caches synced");
+        // The resync period in force, for the gauge and the log, before any object needs it.
+        synced_ctx.resync_period();
+        health.set_synced();
+    });
     let controller_config = kube::runtime::controller::Config::default().concurrency(config.concurrency);
 
     let mut runs: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
