@@ -262,7 +262,7 @@ cmd_up() {
   ok "operator pid $(cat "$DEMO_DIR/operator.pid"), watching namespace $NS, ready: $(curl -s "http://127.0.0.1:$HEALTH_PORT/readyz") (log: $DEMO_DIR/operator.log)"
 
   step "In AWS (moto): a KMS key and an IAM role that may use it, but does not trust Atlas yet"
-  local suffix role_name key1 key1_id role_arn
+  local suffix role_name key1 role_arn
   suffix="$(date +%s)"
   role_name="atlas-kms-demo-$suffix"
   key1="$(aws_py create-key "atlas demo key 1")" || die "creating the KMS key in moto failed"
@@ -386,6 +386,18 @@ for label in ("trust policy: ", "permission policy: "):
     die "the disabled key was not noticed within ${TIMEOUT}s"
   ok "KeyValid=False/$(cond pe $PE KeyValid reason): $(cond pe $PE KeyValid message)"
   ok "Ready=$(cond pe $PE Ready status)/$(cond pe $PE Ready reason), Degraded=$(cond pe $PE Degraded status)/$(cond pe $PE Degraded reason)"
+  if [ "$clusters_ok" = 1 ]; then
+    clusters_follow() {
+      [ "$(cond ce orders Ready reason)" = ProjectStalled ] && [ "$(cond ce analytics Ready reason)" = ProjectStalled ] &&
+        [ "$(cond ce sandbox ProjectReady reason)" = ProjectStalled ]
+    }
+    if wait_until "waiting for the clusters to follow their project" "$CLUSTER_TIMEOUT" clusters_follow ce_progress; then
+      ok "orders and analytics: Stalled/ProjectStalled (Argo CD Degraded, Flux fails fast), still provider $(jp ce orders '{.status.provider}') in Atlas"
+      ok "sandbox keeps its own reason: $(cond ce sandbox Ready reason)"
+    else
+      warn "the clusters did not follow their Stalled project within ${CLUSTER_TIMEOUT}s: $(ce_progress)"
+    fi
+  fi
   say "${DIM}\$ kubectl get events -n $NS --field-selector involvedObject.name=$PE${N}"
   kubectl get events -n "$NS" --field-selector "involvedObject.name=$PE" --sort-by=.lastTimestamp \
     -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message 2>&1 | cut -c1-150 | indent

@@ -338,6 +338,121 @@ async fn stalled_reasons_come_from_real_clusters_without_writes() {
     env.finish().await;
 }
 
+/// (2b) A project that stalls (its key disabled in KMS) stalls the clusters waiting on it, so GitOps tools
+/// report them failed rather than progressing forever; a cluster's own blocker (an M0) keeps its reason.
+/// Neither costs an Atlas write, and both recover once the key is enabled again.
+#[tokio::test]
+async fn a_stalled_project_stalls_its_clusters_and_a_clusters_own_blocker_stays() {
+    let mut env = OperatorEnv::start(
+        "ce-project-stalled",
+        &seed(&[("proj-ps", &["Orders:M10", "Sandbox:M0"])]),
+    )
+    .await
+    .unwrap();
+    env.start_controller().await.unwrap();
+    let handshake = env.encrypt_project("ps", "proj-ps").await.unwrap();
+    env.apply_cluster("orders", spec("ps", "Orders")).await.unwrap();
+    env.apply_cluster("sandbox", spec("ps", "Sandbox")).await.unwrap();
+    env.wait_cluster("orders", WAIT, "Ready", |ce| cluster_converged(ce, "AWS"))
+        .await
+        .unwrap();
+    env.wait_cluster("sandbox", WAIT, "UnsupportedTier", |ce| {
+        reason(ce, "Ready").as_deref() == Some("UnsupportedTier")
+    })
+    .await
+    .unwrap();
+    env.sim().clear_calls();
+
+    let key_id = handshake.key.rsplit('/').next().unwrap().to_string();
+    env.kms.disable_key().key_id(&key_id).send().await.unwrap();
+    env.projects()
+        .patch("ps", &Default::default(), &poke())
+        .await
+        .unwrap();
+    let stalled_project = env
+        .wait_project("ps", WAIT, "Stalled", |pe| {
+            pe.status
+                .as_ref()
+                .and_then(|s| condition(&s.conditions, "Stalled"))
+                .is_some_and(|(st, _)| st == "True")
+        })
+        .await
+        .unwrap();
+    let project_stall = stalled_project
+        .status
+        .as_ref()
+        .and_then(|s| condition(&s.conditions, "Stalled"))
+        .unwrap()
+        .1;
+
+    let orders = env
+        .wait_cluster("orders", WAIT, "ProjectStalled", |ce| {
+            reason(ce, "Ready").as_deref() == Some("ProjectStalled")
+        })
+        .await
+        .unwrap();
+    snapshots::capture("ce-project-stalled", "orders", &orders, Expect::Failed);
+    assert!(is_true(&orders, "Stalled") && !is_true(&orders, "Reconciling"));
+    assert_eq!(reason(&orders, "ProjectReady").as_deref(), Some("ProjectStalled"));
+    let text = message(&orders, "Ready");
+    assert!(
+        text.contains(&project_stall) && text.contains("kubectl describe projectencryption ps"),
+        "{text}"
+    );
+    assert_eq!(
+        orders.status.as_ref().unwrap().provider.as_deref(),
+        Some("AWS"),
+        "what Atlas last showed is kept"
+    );
+    env.wait_event("orders", "ProjectStalled", WAIT).await.unwrap();
+
+    let sandbox = env
+        .wait_cluster("sandbox", WAIT, "the project's state noted", |ce| {
+            reason(ce, "ProjectReady").as_deref() == Some("ProjectStalled")
+        })
+        .await
+        .unwrap();
+    snapshots::capture(
+        "ce-project-stalled",
+        "sandbox-UnsupportedTier",
+        &sandbox,
+        Expect::Failed,
+    );
+    assert_eq!(
+        reason(&sandbox, "Ready").as_deref(),
+        Some("UnsupportedTier"),
+        "the cluster's own blocker is not hidden by the project's"
+    );
+    assert!(
+        message(&sandbox, "Ready").contains("M10"),
+        "{}",
+        message(&sandbox, "Ready")
+    );
+    assert!(accepted_writes(&env).is_empty(), "{:?}", accepted_writes(&env));
+    assert!(calls(&env, "PATCH", CLUSTER_PATCH).is_empty());
+
+    env.kms.enable_key().key_id(&key_id).send().await.unwrap();
+    env.projects()
+        .patch("ps", &Default::default(), &poke())
+        .await
+        .unwrap();
+    env.wait_cluster("orders", WAIT, "Ready again", |ce| cluster_converged(ce, "AWS"))
+        .await
+        .unwrap();
+    let sandbox = env
+        .wait_cluster("sandbox", WAIT, "the project Ready again", |ce| {
+            is_true(ce, "ProjectReady")
+        })
+        .await
+        .unwrap();
+    assert_eq!(reason(&sandbox, "Ready").as_deref(), Some("UnsupportedTier"));
+    assert!(
+        calls(&env, "PATCH", CLUSTER_PATCH).is_empty(),
+        "the cluster never stopped being encrypted: nothing to write"
+    );
+    env.finish().await;
+}
+
 /// (3) Turning everything off: the clusters go to NONE first, and only then does the project disable,
 /// which Atlas would refuse otherwise.
 #[tokio::test]

@@ -161,6 +161,7 @@ fn gate_fingerprint(ce: &ClusterEncryption, pe: Option<&ProjectEncryption>) -> u
         (
             pe.uid(),
             project_state(pe),
+            project_stall_reason(pe),
             pe.status.as_ref().and_then(|s| s.project_id.clone()),
         )
     });
@@ -181,8 +182,8 @@ pub(crate) fn find_project(ce: &ClusterEncryption, ctx: &Context) -> Option<Arc<
         .find(|p| p.namespace() == namespace && p.name_any() == ce.spec.project_encryption_ref.name)
 }
 
-/// Where the project stands, as this cluster needs to know it. Only these three matter: a cluster is
-/// woken when its project moves between them, not on every change of the project's status message
+/// Where the project stands, as this cluster needs to know it. Only these matter: a cluster is
+/// woken when its project moves between them (or stalls for another reason), not on every change of the project's status message
 /// (the trust instructions, say), which would rewrite the cluster's status for nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProjectState {
@@ -192,8 +193,19 @@ pub enum ProjectState {
     Ready,
     /// Turning encryption off: `enabled: false`, or being deleted with `deletionPolicy: Disable`.
     Disabling,
-    /// Anything else: the handshake is under way or stuck; the project's own status says where.
+    /// Stalled: only a person can move it on (a key Atlas reports invalid, rejected credentials...).
+    Stalled,
+    /// Anything else: the handshake is under way; the project's own status says where.
     NotReady,
+}
+
+/// The reason of the project's `Stalled=True` condition, if it is stalled.
+fn project_stall_reason(pe: &ProjectEncryption) -> Option<&str> {
+    pe.status
+        .as_ref()
+        .and_then(|s| status::find(&s.conditions, reasons::STALLED))
+        .filter(|c| c.status == "True")
+        .map(|c| c.reason.as_str())
 }
 
 pub fn project_state(pe: &ProjectEncryption) -> ProjectState {
@@ -211,6 +223,8 @@ pub fn project_state(pe: &ProjectEncryption) -> ProjectState {
         .is_some_and(|c| c.status == "True" && c.reason == reasons::RECONCILED);
     if ready && status::is_true(&status.conditions, reasons::KEY_VALID) {
         ProjectState::Ready
+    } else if project_stall_reason(pe).is_some() {
+        ProjectState::Stalled
     } else {
         ProjectState::NotReady
     }
@@ -426,26 +440,35 @@ async fn drive(
                 ));
             }
         }
-        ProjectState::NotReady => {
-            // Not the project's own words: they change as its handshake goes on (and carry the trust
-            // instructions), and copying them would rewrite this status each time.
-            let message = format!(
-                "waiting for ProjectEncryption {project_name} to be Ready with a valid key: kubectl describe projectencryption {project_name} says what it waits for"
-            );
-            set_project_ready(
-                status,
-                false,
-                reasons::WAITING_FOR_PROJECT,
-                &message,
-                generation,
-                now,
-            );
-            // The project's watch requeues this object the moment the project changes.
+        state @ (ProjectState::NotReady | ProjectState::Stalled) => {
+            // Not the project's own message: it changes as the handshake goes on (and carries the trust
+            // instructions), and copying it would rewrite this status each time. Its stall reason is
+            // stable, and a new one wakes this object (see `gate_fingerprint`).
+            let (reason, message) = match project_stall_reason(&pe) {
+                Some(stall) => (
+                    reasons::PROJECT_STALLED,
+                    format!(
+                        "ProjectEncryption {project_name} is stalled ({stall}) and needs a person: kubectl describe projectencryption {project_name} says what to do; this object acts again once it is Ready"
+                    ),
+                ),
+                None => (
+                    reasons::WAITING_FOR_PROJECT,
+                    format!(
+                        "waiting for ProjectEncryption {project_name} to be Ready with a valid key: kubectl describe projectencryption {project_name} says what it waits for"
+                    ),
+                ),
+            };
+            set_project_ready(status, false, reason, &message, generation, now);
             if want_aws {
-                return Ok(Step::new(
-                    Outcome::progressing(reasons::WAITING_FOR_PROJECT, message),
-                    USER_ACTION_REQUEUE,
-                ));
+                if let Some(own) = own_blocker(status, generation) {
+                    return Ok(own);
+                }
+                // The project's watch requeues this object the moment the project changes.
+                return Ok(if state == ProjectState::Stalled {
+                    Step::stalled(reason, message)
+                } else {
+                    Step::new(Outcome::progressing(reason, message), USER_ACTION_REQUEUE)
+                });
             }
         }
     }
@@ -522,9 +545,16 @@ async fn drive(
         ClusterStep::AwaitIdle => Ok(awaiting_idle(ce, &cluster, memory.updating_for(&verified_key))),
         ClusterStep::UnsupportedTier => Ok(unsupported_tier(
             cluster_name,
-            &format!(
-                "{} cluster",
-                smallest_tier(&cluster).unwrap_or_else(|| "an unknown-tier".into())
+            &smallest_tier(&cluster).map_or_else(
+                || "a cluster of unknown tier".to_string(),
+                // "an M0", said "an em-zero"; any other tier name starts with a consonant sound.
+                |tier| {
+                    if tier.starts_with(['M', 'A', 'E', 'I', 'O', 'U']) {
+                        format!("an {tier} cluster")
+                    } else {
+                        format!("a {tier} cluster")
+                    }
+                },
             ),
         )),
         ClusterStep::Paused => Ok(paused(cluster_name)),
@@ -541,6 +571,26 @@ async fn drive(
             set_provider(ce, ctx, &creds, &group_id, &cluster, provider, status, deleting).await
         }
     }
+}
+
+/// A blocker of the cluster's own (its tier, say), found by the last Atlas read of this spec. It needs a
+/// person whatever the project does, so a project that is not Ready must not hide it; the cluster is
+/// read again once the project is Ready.
+fn own_blocker(status: &ClusterEncryptionStatus, generation: Option<i64>) -> Option<Step> {
+    status::find(&status.conditions, reasons::STALLED)
+        .filter(|c| {
+            c.status == "True"
+                && c.observed_generation == generation
+                && matches!(
+                    c.reason.as_str(),
+                    reasons::UNSUPPORTED_TIER
+                        | reasons::LEGACY_BACKUP
+                        | reasons::CLUSTER_PAUSED
+                        | reasons::CLUSTER_NOT_FOUND
+                        | reasons::OTHER_PROVIDER_IN_USE
+                )
+        })
+        .map(|c| Step::stalled(&c.reason, c.message.clone()))
 }
 
 /// A refused PATCH recorded as Stalled for this generation within [`REFUSAL_QUIET`].
@@ -975,6 +1025,36 @@ mod tests {
         );
         deleting.spec.deletion_policy = DeletionPolicy::Disable;
         assert_eq!(project_state(&deleting), ProjectState::Disabling);
+        let mut invalid = project(true, true, true, 2);
+        Outcome::stalled(reasons::KEY_INVALID, "disabled in KMS").apply(
+            &mut invalid.status.as_mut().unwrap().conditions,
+            Some(2),
+            Timestamp::from_second(1_700_000_000).unwrap(),
+        );
+        assert_eq!(project_state(&invalid), ProjectState::Stalled);
+        assert_eq!(project_stall_reason(&invalid), Some(reasons::KEY_INVALID));
+        assert_eq!(project_stall_reason(&project(true, false, false, 2)), None);
+    }
+
+    #[test]
+    fn the_clusters_own_blocker_outlasts_its_project_but_not_its_spec() {
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let mut status = ClusterEncryptionStatus::default();
+        Outcome::stalled(reasons::UNSUPPORTED_TIER, "M0").apply(&mut status.conditions, Some(3), now);
+        let kept = own_blocker(&status, Some(3)).expect("the tier verdict of this spec");
+        assert_eq!(kept.outcome, Outcome::stalled(reasons::UNSUPPORTED_TIER, "M0"));
+        assert!(
+            own_blocker(&status, Some(4)).is_none(),
+            "a new spec is judged afresh"
+        );
+
+        Outcome::stalled(reasons::PROJECT_STALLED, "project").apply(&mut status.conditions, Some(3), now);
+        assert!(
+            own_blocker(&status, Some(3)).is_none(),
+            "the project's stall is not the cluster's"
+        );
+        Outcome::progressing(reasons::CLUSTER_UPDATING, "busy").apply(&mut status.conditions, Some(3), now);
+        assert!(own_blocker(&status, Some(3)).is_none());
     }
 
     #[test]

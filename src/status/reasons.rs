@@ -16,15 +16,13 @@ pub const MULTI_REGION_KEY: &str = "MultiRegionKey";
 // Domain conditions of ClusterEncryption.
 pub const PROJECT_READY: &str = "ProjectReady";
 
-// Reasons.
+// Condition reasons: README.md's troubleshooting table explains each (tests/readme_contract.rs).
 pub const RECONCILED: &str = "Reconciled";
-pub const PROGRESSING: &str = "Progressing";
 pub const ENCRYPTION_DISABLED: &str = "EncryptionDisabled";
 pub const CREDENTIALS_INVALID: &str = "CredentialsInvalid";
 pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
 pub const PROJECT_NOT_FOUND: &str = "ProjectNotFound";
 pub const DUPLICATE_PROJECT: &str = "DuplicateProject";
-pub const ROLE_CREATED: &str = "RoleCreated";
 pub const AWAITING_TRUST_POLICY: &str = "AwaitingTrustPolicy";
 pub const AUTHORIZED: &str = "Authorized";
 pub const ROLE_NOT_FOUND: &str = "RoleNotFound";
@@ -43,8 +41,9 @@ pub const ATLAS_UNAVAILABLE: &str = "AtlasUnavailable";
 /// Atlas's TLS certificate was refused: a proxy or private CA the trust store does not hold.
 pub const ATLAS_CERTIFICATE_UNTRUSTED: &str = "AtlasCertificateUntrusted";
 pub const ATLAS_REFUSED: &str = "AtlasRefused";
-pub const DELETING: &str = "Deleting";
 pub const WAITING_FOR_PROJECT: &str = "WaitingForProject";
+/// The cluster's project is Stalled: the person who mends the project also unblocks the cluster.
+pub const PROJECT_STALLED: &str = "ProjectStalled";
 pub const PROJECT_ENCRYPTION_NOT_FOUND: &str = "ProjectEncryptionNotFound";
 pub const CLUSTER_NOT_FOUND: &str = "ClusterNotFound";
 pub const UNSUPPORTED_TIER: &str = "UnsupportedTier";
@@ -55,6 +54,7 @@ pub const PROJECT_DISABLING: &str = "ProjectDisabling";
 pub const OTHER_PROVIDER_IN_USE: &str = "OtherProviderInUse";
 
 // Event reasons that are not condition reasons.
+pub const ROLE_CREATED: &str = "RoleCreated";
 pub const KEY_ROTATED: &str = "KeyRotated";
 pub const DRIFT_CORRECTED: &str = "DriftCorrected";
 pub const ROLE_ASSIGNED_TRUST_POLICY: &str = "TrustPolicyRequired";
