@@ -223,7 +223,6 @@ impl Context {
     }
 }
 
-/// Event notes are capped at 1 KiB by the API.
 /// `<object name>.<hex time>`, as kube-runtime names Events, with the object's name cut so the whole
 /// stays within the 253 characters the API server allows (the Event's `regarding` carries the full
 /// name; `kubectl describe` finds Events by that, not by their own name).
@@ -237,6 +236,7 @@ fn event_name(object: &str, nanos: i128) -> String {
     format!("{stem}{suffix}")
 }
 
+/// Event notes are capped at 1 KiB by the API.
 fn truncate_note(note: String) -> String {
     match note.char_indices().nth(1000) {
         Some((at, _)) => format!("{}…", &note[..at]),
