@@ -141,6 +141,16 @@ impl AtlasError {
         }
     }
 
+    /// A write that may have reached Atlas though no answer came back: it timed out, or the connection
+    /// broke after it was sent. Atlas may still be applying it.
+    pub fn write_outcome_unknown(&self) -> bool {
+        match self {
+            AtlasError::Timeout { method, .. } => *method != "GET",
+            AtlasError::Transport { method, connect, .. } => *method != "GET" && !connect,
+            _ => false,
+        }
+    }
+
     /// How long Atlas asked us to wait, when it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -223,6 +233,30 @@ mod tests {
     use super::*;
 
     const EP: &str = "/groups/{groupId}/cloudProviderAccess/{roleId}";
+
+    #[test]
+    fn only_a_sent_write_without_an_answer_has_an_unknown_outcome() {
+        let timeout = |method| AtlasError::Timeout {
+            method,
+            endpoint: EP,
+            timeout: Duration::from_secs(1),
+        };
+        let transport = |method, connect| AtlasError::Transport {
+            method,
+            endpoint: EP,
+            message: "reset".into(),
+            connect,
+        };
+        assert!(timeout("PATCH").write_outcome_unknown());
+        assert!(transport("POST", false).write_outcome_unknown());
+        assert!(!timeout("GET").write_outcome_unknown(), "a read changes nothing");
+        assert!(
+            !transport("PATCH", true).write_outcome_unknown(),
+            "never connected: never sent"
+        );
+        let refused = AtlasError::from_response("PATCH", EP, 503, b"{}", None);
+        assert!(!refused.write_outcome_unknown(), "Atlas answered");
+    }
 
     #[test]
     fn envelope_is_parsed_into_a_typed_error() {

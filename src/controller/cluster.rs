@@ -68,13 +68,9 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, ctx: Arc<Context>) -> Result<
             .gate
             .finished(&gate_key, fingerprint, Instant::now(), after),
         (Err(e), _) => {
-            let retry_after = match e {
-                Error::Atlas(e) => e.retry_after(),
-                _ => None,
-            };
             memory
                 .gate
-                .failed(&gate_key, fingerprint, Instant::now(), retry_after);
+                .failed(&gate_key, fingerprint, Instant::now(), e.retry_after());
         }
         (Ok(_), None) => memory.gate.forget(&gate_key),
     }

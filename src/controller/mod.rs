@@ -209,13 +209,12 @@ impl Context {
         }
     }
 
-    /// Next delay for an object whose reconcile failed: 5 s doubling to 5 min.
+    /// Next delay for an object whose reconcile failed: [`plan::failure_backoff`].
     fn next_backoff(&self, key: &str) -> Duration {
         let mut map = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
-        let attempts = map.entry(key.to_string()).or_insert(0);
-        *attempts = attempts.saturating_add(1);
-        let seconds = 5u64.saturating_mul(1 << (*attempts - 1).min(6));
-        Duration::from_secs(seconds.min(300))
+        let failures = map.entry(key.to_string()).or_insert(0);
+        *failures = failures.saturating_add(1);
+        plan::failure_backoff(*failures)
     }
 
     fn reset_backoff(&self, key: &str) {
@@ -268,8 +267,13 @@ impl Error {
         }
     }
 
-    fn retry_after(&self) -> Option<Duration> {
+    /// The least wait before this object is looked at again: what Atlas asked for, or, after a write
+    /// whose answer was lost, [`UNKNOWN_WRITE_SETTLE`].
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
+            Error::Atlas(e) if e.write_outcome_unknown() => {
+                Some(e.retry_after().unwrap_or_default().max(UNKNOWN_WRITE_SETTLE))
+            }
             Error::Atlas(e) => e.retry_after(),
             _ => None,
         }
@@ -277,6 +281,11 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How long a write whose answer was lost (timed out, or the connection broke after it was sent) is
+/// given to take effect before the object is read again. Atlas finishes what it received; a read at
+/// once could show the state from before the write and send it a second time.
+const UNKNOWN_WRITE_SETTLE: Duration = Duration::from_secs(5);
 
 fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
     format!(

@@ -188,7 +188,7 @@ impl WakeGate {
         );
     }
 
-    /// A reconcile failed: quiet for 5 s doubling to 5 min (the controller's own backoff), at least
+    /// A reconcile failed: quiet for [`failure_backoff`] (the controller's own backoff), at least
     /// `retry_after`. Returns the delay.
     pub fn failed(
         &self,
@@ -203,8 +203,7 @@ impl WakeGate {
             .map(|e| e.failures)
             .unwrap_or(0)
             .saturating_add(1);
-        let delay = Duration::from_secs((5u64 << (failures - 1).min(6)).min(300))
-            .max(retry_after.unwrap_or_default());
+        let delay = failure_backoff(failures).max(retry_after.unwrap_or_default());
         entries.insert(
             key.to_string(),
             GateEntry {
@@ -219,6 +218,15 @@ impl WakeGate {
     pub fn forget(&self, key: &str) {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
+}
+
+/// The wait after an object's `failures`-th reconcile failure in a row: 1 s doubling to 5 min. The
+/// errors that get here are transient (a person's part is a Stalled status, not an error), and most
+/// clear within seconds (a dropped connection, an Atlas 503, an API server restart), so the first
+/// retries come soon; the doubling keeps a long outage cheap.
+pub fn failure_backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(9);
+    Duration::from_secs((1u64 << doublings).min(300))
 }
 
 /// A stable fingerprint of anything hashable.
@@ -479,11 +487,19 @@ mod tests {
     }
 
     #[test]
+    fn failures_back_off_from_one_second_doubling_to_five_minutes() {
+        let waits: Vec<u64> = (1..=12).map(|n| failure_backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(failure_backoff(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
     fn the_wake_gate_backs_off_failures_and_honours_retry_after() {
         let gate = WakeGate::default();
         let t0 = Instant::now();
-        assert_eq!(gate.failed("a", 1, t0, None), Duration::from_secs(5));
-        assert_eq!(gate.failed("a", 1, t0, None), Duration::from_secs(10));
+        assert_eq!(gate.failed("a", 1, t0, None), Duration::from_secs(1));
+        assert_eq!(gate.failed("a", 1, t0, None), Duration::from_secs(2));
+        assert_eq!(gate.failed("a", 1, t0, None), Duration::from_secs(4));
         assert_eq!(
             gate.failed("a", 1, t0, Some(Duration::from_secs(60))),
             Duration::from_secs(60)
@@ -495,7 +511,7 @@ mod tests {
         gate.finished("a", 1, t0, Duration::from_secs(1));
         assert_eq!(
             gate.failed("a", 1, t0, None),
-            Duration::from_secs(5),
+            Duration::from_secs(1),
             "success resets"
         );
         assert_eq!(fingerprint(("x", 1)), fingerprint(("x", 1)));

@@ -53,7 +53,7 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, ctx: Arc<Context>) -> Result<
     match (&action, next) {
         (Ok(_), Some(after)) => gate.finished(&gate_key, fingerprint, Instant::now(), after),
         (Err(e), _) => {
-            gate.failed(&gate_key, fingerprint, Instant::now(), retry_after(e));
+            gate.failed(&gate_key, fingerprint, Instant::now(), e.retry_after());
         }
         (Ok(_), None) => gate.forget(&gate_key),
     }
@@ -68,13 +68,6 @@ fn gate_fingerprint(pe: &ProjectEncryption) -> u64 {
         &pe.metadata.labels,
         &pe.metadata.annotations,
     ))
-}
-
-fn retry_after(error: &Error) -> Option<Duration> {
-    match error {
-        Error::Atlas(e) => e.retry_after(),
-        _ => None,
-    }
 }
 
 async fn drive(
