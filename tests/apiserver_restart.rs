@@ -50,6 +50,18 @@ async fn watches_resume_after_an_apiserver_restart_and_miss_nothing() {
     restart_apiserver(Duration::from_secs(5));
     let outage = outage.elapsed();
     operator.check_running().unwrap();
+    // Every request the operator's Kubernetes client could not complete during the outage. A watch
+    // retried without backoff re-lists at once after each failure: thousands of attempts in seconds.
+    let failed_requests = operator
+        .log_json()
+        .iter()
+        .filter(|line| line["target"] == "kube_client::client::builder" && line["level"] == "ERROR")
+        .count();
+    eprintln!("failed Kubernetes requests during the outage: {failed_requests}");
+    assert!(
+        failed_requests <= 60,
+        "{failed_requests} failed requests in a {outage:?} outage: a watch is retrying without backoff"
+    );
 
     // Changes made the moment the server is back, before the operator's watches have reconnected (the
     // resync period is far away, so only a resumed watch can see them): a rotation and a new cluster.

@@ -459,7 +459,10 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
+    // Without a backoff the watcher re-lists at once after every failure: a tight loop against an
+    // API server that is down or restarting.
     let stream = watcher(scoped_api::<K>(client, namespace), watcher_config())
+        .default_backoff()
         .modify(|object: &mut K| object.meta_mut().managed_fields = None)
         .reflect(writer)
         .applied_objects();
