@@ -35,11 +35,7 @@ fn crds_directory_matches_the_rust_types() {
 
 #[test]
 fn conditions_merge_by_type_under_server_side_apply() {
-    use kube::CustomResourceExt;
-    for crd in [
-        atlas_encryption_operator::crd::ProjectEncryption::crd(),
-        atlas_encryption_operator::crd::ClusterEncryption::crd(),
-    ] {
+    for crd in atlas_encryption_operator::crd::definitions() {
         let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
         let conditions = &schema["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
         assert_eq!(

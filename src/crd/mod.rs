@@ -10,6 +10,7 @@ pub mod reference;
 pub use cluster_encryption::*;
 pub use project_encryption::*;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -61,10 +62,66 @@ pub fn cel_region_list() -> String {
     format!("[{}]", names.join(", "))
 }
 
+/// The operator's CRDs, as `crds/`, the chart and the API reference carry them.
+pub fn definitions() -> [CustomResourceDefinition; 2] {
+    use kube::CustomResourceExt;
+    [ProjectEncryption::crd(), ClusterEncryption::crd()].map(unwrap_descriptions)
+}
+
+/// Doc comments are wrapped at the source's line width, and those line breaks would reach `kubectl
+/// explain`, which wraps again at the terminal's width and leaves half-empty lines. Lines of a
+/// paragraph are joined; blank lines and list items keep their breaks.
+fn unwrap_descriptions(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    match child {
+                        serde_json::Value::String(text) if key == "description" => {
+                            *text = unwrap_paragraphs(text);
+                        }
+                        _ => walk(child),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
+    walk(&mut value);
+    serde_json::from_value(value).expect("only descriptions changed")
+}
+
+fn unwrap_paragraphs(text: &str) -> String {
+    let list_item = |line: &str| {
+        line.starts_with("- ")
+            || line.starts_with("* ")
+            || line
+                .split_once(". ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut in_paragraph = false;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if in_paragraph && !trimmed.is_empty() && !list_item(trimmed) {
+            out.push(' ');
+            out.push_str(trimmed);
+        } else {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str(line);
+        }
+        in_paragraph = !trimmed.is_empty();
+    }
+    out
+}
+
 /// Every CRD of the operator as `(file name, YAML)`, with the header that marks the file as generated.
 pub fn all_crds_yaml() -> Result<Vec<(String, String)>, serde_yaml::Error> {
-    use kube::CustomResourceExt;
-    [ProjectEncryption::crd(), ClusterEncryption::crd()]
+    definitions()
         .into_iter()
         .map(|crd| {
             let file = format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or_default());
@@ -75,4 +132,59 @@ pub fn all_crds_yaml() -> Result<Vec<(String, String)>, serde_yaml::Error> {
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paragraph_lines_are_joined_and_blank_lines_and_lists_kept() {
+        assert_eq!(
+            unwrap_paragraphs(
+                "Turns on encryption with a customer-managed\nAWS KMS key.\n\nSecond paragraph\n  continued."
+            ),
+            "Turns on encryption with a customer-managed AWS KMS key.\n\nSecond paragraph continued."
+        );
+        assert_eq!(
+            unwrap_paragraphs(
+                "Either:\n- an API key\n  (publicKey, privateKey)\n- a service account\n1. first"
+            ),
+            "Either:\n- an API key (publicKey, privateKey)\n- a service account\n1. first"
+        );
+        assert_eq!(unwrap_paragraphs("one line"), "one line");
+    }
+
+    #[test]
+    fn no_description_of_the_generated_crds_breaks_a_line_inside_a_paragraph() {
+        let yaml = serde_json::to_string(&definitions()).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&yaml).unwrap();
+        fn check(value: &serde_json::Value, path: &str) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (key, child) in map {
+                        if key == "description"
+                            && let Some(text) = child.as_str()
+                        {
+                            assert_eq!(unwrap_paragraphs(text), text, "{path}");
+                        } else {
+                            check(child, &format!("{path}.{key}"));
+                        }
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|i| check(i, path)),
+                _ => {}
+            }
+        }
+        check(&value, "");
+        let spec = &value[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        assert!(
+            spec["description"]
+                .as_str()
+                .unwrap()
+                .contains("with a customer-managed AWS KMS key"),
+            "{}",
+            spec["description"]
+        );
+    }
 }

@@ -6,9 +6,6 @@ use std::fmt::Write as _;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray,
 };
-use kube::CustomResourceExt;
-
-use super::{ClusterEncryption, ProjectEncryption};
 
 /// The whole reference page.
 pub fn markdown() -> String {
@@ -19,7 +16,7 @@ pub fn markdown() -> String {
          `kubectl explain projectencryption.spec.awsKms`. Rules are checked by the API server when \
          an object is applied: a manifest that breaks one is refused with the message shown.\n",
     );
-    for crd in [ProjectEncryption::crd(), ClusterEncryption::crd()] {
+    for crd in super::definitions() {
         kind_section(&mut out, &crd);
     }
     out
