@@ -104,6 +104,7 @@ async fn kubectl_applies_refuses_and_shows_what_the_controller_wrote() {
         "ROLE",
         "KEY VALID",
         "KEY SINCE",
+        "ROTATION DUE",
         "STATUS",
         "AGE",
     ] {

@@ -35,6 +35,11 @@ use super::{DeletionPolicy, LocalObjectReference, cel_region_list, conditions_sc
     printcolumn(name = "Key Valid", type_ = "string", json_path = ".status.key.valid"),
     printcolumn(name = "Key Since", type_ = "date", json_path = ".status.key.since"),
     printcolumn(
+        name = "Rotation Due",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"KeyRotationDue\")].status"
+    ),
+    printcolumn(
         name = "Status",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
