@@ -523,11 +523,9 @@ impl AtlasClient {
                     (err, retryable.then_some(wait), reason)
                 }
                 Err(err) => {
-                    let retryable = match &err {
-                        AtlasError::Transport { connect, .. } => *connect || ep.idempotent(),
-                        AtlasError::Timeout { .. } => ep.idempotent(),
-                        _ => false,
-                    };
+                    // A write that may have been applied is not sent again.
+                    let retryable = matches!(err, AtlasError::Transport { .. } | AtlasError::Timeout { .. })
+                        && !err.write_outcome_unknown();
                     (
                         err,
                         retryable.then(|| self.inner.backoff.delay(attempt)),
