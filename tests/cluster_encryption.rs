@@ -378,12 +378,8 @@ async fn a_stalled_project_stalls_its_clusters_and_a_clusters_own_blocker_stays(
         })
         .await
         .unwrap();
-    let project_stall = stalled_project
-        .status
-        .as_ref()
-        .and_then(|s| condition(&s.conditions, "Stalled"))
-        .unwrap()
-        .1;
+    // A Stalled outcome gives Ready and Stalled the same reason.
+    let project_stall = project_reason(&stalled_project).unwrap();
 
     let orders = env
         .wait_cluster("orders", WAIT, "ProjectStalled", |ce| {

@@ -157,34 +157,22 @@ mod tests {
 
     #[test]
     fn no_description_of_the_generated_crds_breaks_a_line_inside_a_paragraph() {
-        let yaml = serde_json::to_string(&definitions()).unwrap();
-        let value: serde_json::Value = serde_json::from_str(&yaml).unwrap();
-        fn check(value: &serde_json::Value, path: &str) {
-            match value {
-                serde_json::Value::Object(map) => {
-                    for (key, child) in map {
-                        if key == "description"
-                            && let Some(text) = child.as_str()
-                        {
-                            assert_eq!(unwrap_paragraphs(text), text, "{path}");
-                        } else {
-                            check(child, &format!("{path}.{key}"));
-                        }
-                    }
-                }
-                serde_json::Value::Array(items) => items.iter().for_each(|i| check(i, path)),
-                _ => {}
-            }
+        for crd in definitions() {
+            assert_eq!(
+                unwrap_descriptions(crd.clone()),
+                crd,
+                "{:?}: a description still holds a line break inside a paragraph",
+                crd.metadata.name
+            );
         }
-        check(&value, "");
-        let spec = &value[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let [project, _] = definitions();
+        let schema = serde_json::to_value(&project.spec.versions[0].schema).unwrap();
+        let spec = &schema["openAPIV3Schema"]["properties"]["spec"]["description"];
         assert!(
-            spec["description"]
-                .as_str()
+            spec.as_str()
                 .unwrap()
                 .contains("with a customer-managed AWS KMS key"),
-            "{}",
-            spec["description"]
+            "{spec}"
         );
     }
 }
