@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::{KeyRef, Region, RoleArn};
 
-/// `Group` (reference §8).
+/// `Group` (official specification schema).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Group {
@@ -22,7 +22,7 @@ pub struct Group {
     pub created: Option<DateTime<Utc>>,
 }
 
-/// `EncryptionAtRest` (reference §3.1).
+/// `EncryptionAtRest` (official specification schema).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct EncryptionAtRest {
@@ -46,7 +46,7 @@ pub struct OtherProvider {
     pub valid: Option<bool>,
 }
 
-/// `awsKms` as Atlas returns it (reference §3.2).
+/// `awsKms` as Atlas returns it (official specification schema).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AwsKmsConfig {
@@ -150,7 +150,7 @@ pub(crate) struct EncryptionAtRestPatch<'a> {
     pub aws_kms: &'a AwsKmsPatch,
 }
 
-/// `CloudProviderAccessRoles` (not paginated; reference §5.2). Azure and GCP entries are ignored.
+/// `CloudProviderAccessRoles` (not paginated). Azure and GCP entries are ignored.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CloudProviderAccessRoles {
@@ -232,7 +232,7 @@ pub(crate) struct ClusterProviderPatch {
     pub encryption_at_rest_provider: EncryptionProvider,
 }
 
-/// `ClusterDescription20240805`, the fields the reconciler reads (reference §6).
+/// `ClusterDescription20240805`, the fields the reconciler reads.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Cluster {
@@ -339,7 +339,7 @@ impl Cluster {
     }
 }
 
-/// `DiskBackupReplicaSet`, the fields that tell which key a snapshot was taken under (reference §9.1).
+/// `DiskBackupReplicaSet`, the fields that tell which key a snapshot was taken under.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Snapshot {
@@ -355,7 +355,7 @@ pub struct Snapshot {
     pub replica_set_name: Option<String>,
 }
 
-/// `ControlPlaneIPAddresses` (reference §7).
+/// `ControlPlaneIPAddresses` (official specification schema).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ControlPlaneIpAddresses {
@@ -536,8 +536,7 @@ mod tests {
         let ips: ControlPlaneIpAddresses = serde_json::from_value(json!({
             "inbound": {"aws": {"us-east-1": ["3.92.113.229/32"]}},
             "outbound": {"aws": {"us-east-1": ["3.214.55.12/32", "3.209.21.10/32"], "eu-west-1": ["3.209.21.10/32"]},
-                         "azure": {}, "gcp": {}},
-            "gateways": []}))
+                         "azure": {}, "gcp": {}}}))
         .unwrap();
         assert_eq!(ips.outbound_aws_cidrs(), vec!["3.209.21.10/32", "3.214.55.12/32"]);
     }
