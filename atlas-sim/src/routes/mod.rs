@@ -86,7 +86,8 @@ const CLUSTER_PATCH: Versions = &[
 ];
 const CONTROL_PLANE: Versions = &[("2023-11-15", None)];
 
-/// Versions (and sunsets) per endpoint, from the reference's §2.
+/// Versions (and sunsets) per endpoint: the newest is the official specification's (checked by the
+/// conformance suite); the older ones are those Atlas still serves until their sunset.
 pub fn versions_for(method: &Method, route: &str) -> Versions {
     let clusters_one = format!("{V}/groups/{{groupId}}/clusters/{{clusterName}}");
     if route == format!("{V}/unauth/controlPlaneIPAddresses") {
@@ -103,6 +104,68 @@ pub fn versions_for(method: &Method, route: &str) -> Versions {
         V2023
     }
 }
+
+/// Every Atlas Administration API operation the simulator serves, as the official specification names
+/// it (method, path template). The spec-driven judges read this list: schemathesis runs over exactly
+/// these operations, and the conformance suite checks that the router serves no other and each is in
+/// the specification.
+pub const OPERATIONS: &[(&str, &str)] = &[
+    ("GET", "/api/atlas/v2/groups/{groupId}"),
+    ("GET", "/api/atlas/v2/groups/byName/{groupName}"),
+    ("GET", "/api/atlas/v2/groups/{groupId}/encryptionAtRest"),
+    ("PATCH", "/api/atlas/v2/groups/{groupId}/encryptionAtRest"),
+    (
+        "GET",
+        "/api/atlas/v2/groups/{groupId}/encryptionAtRest/{cloudProvider}/privateEndpoints",
+    ),
+    (
+        "POST",
+        "/api/atlas/v2/groups/{groupId}/encryptionAtRest/{cloudProvider}/privateEndpoints",
+    ),
+    (
+        "GET",
+        "/api/atlas/v2/groups/{groupId}/encryptionAtRest/{cloudProvider}/privateEndpoints/{endpointId}",
+    ),
+    (
+        "DELETE",
+        "/api/atlas/v2/groups/{groupId}/encryptionAtRest/{cloudProvider}/privateEndpoints/{endpointId}",
+    ),
+    ("GET", "/api/atlas/v2/groups/{groupId}/cloudProviderAccess"),
+    ("POST", "/api/atlas/v2/groups/{groupId}/cloudProviderAccess"),
+    (
+        "GET",
+        "/api/atlas/v2/groups/{groupId}/cloudProviderAccess/{roleId}",
+    ),
+    (
+        "PATCH",
+        "/api/atlas/v2/groups/{groupId}/cloudProviderAccess/{roleId}",
+    ),
+    (
+        "DELETE",
+        "/api/atlas/v2/groups/{groupId}/cloudProviderAccess/{cloudProvider}/{roleId}",
+    ),
+    ("GET", "/api/atlas/v2/groups/{groupId}/clusters"),
+    ("GET", "/api/atlas/v2/groups/{groupId}/clusters/{clusterName}"),
+    ("PATCH", "/api/atlas/v2/groups/{groupId}/clusters/{clusterName}"),
+    (
+        "GET",
+        "/api/atlas/v2/groups/{groupId}/clusters/{clusterName}/backup/snapshots",
+    ),
+    (
+        "GET",
+        "/api/atlas/v2/groups/{groupId}/clusters/{clusterName}/backup/snapshots/{snapshotId}",
+    ),
+    (
+        "GET",
+        "/api/atlas/v2/groups/{groupId}/clusters/{clusterName}/backup/snapshots/shardedClusters",
+    ),
+    (
+        "GET",
+        "/api/atlas/v2/groups/{groupId}/clusters/{clusterName}/backup/snapshots/shardedCluster/{snapshotId}",
+    ),
+    ("GET", "/api/atlas/v2/groups/{groupId}/alerts"),
+    ("GET", "/api/atlas/v2/unauth/controlPlaneIPAddresses"),
+];
 
 pub fn router(sim: Arc<Sim>) -> Router {
     use cloud_provider_access as cpa;
