@@ -89,7 +89,7 @@ impl fmt::Debug for AtlasClientConfig {
     }
 }
 
-/// One endpoint: method, path template (the metric label) and media-type version (reference §2, §13).
+/// One endpoint: method, path template (the metric label) and media-type version, as the official specification versions it.
 #[derive(Clone, Copy, Debug)]
 struct Endpoint {
     method: &'static str,
@@ -437,7 +437,7 @@ impl AtlasClient {
         decode(ep, &answer)
     }
 
-    /// Follows Atlas pagination until the last page (reference §1).
+    /// Follows Atlas pagination until the last page (`links` with `rel: next`).
     async fn get_all<T: DeserializeOwned>(
         &self,
         creds: &Credentials,

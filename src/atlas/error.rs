@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Atlas's error body, `{detail, error, errorCode, parameters, reason}` (reference §10.1).
+/// Atlas's error body, `{detail, error, errorCode, parameters, reason}`, the official specification's `ApiError`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ErrorEnvelope {

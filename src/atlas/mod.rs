@@ -1,6 +1,6 @@
 //! MongoDB Atlas Administration API v2 client, limited to the endpoints Encryption at Rest with AWS KMS
-//! needs. See [`AtlasClient`] for the call surface and `shared/reference/atlas-admin-api.md` for the
-//! wire facts it relies on.
+//! needs. See [`AtlasClient`] for the call surface, and for the wire facts it relies on the official
+//! OpenAPI specification (`scripts/atlas-spec.sh` prints the path of the pinned copy).
 //!
 //! Design: every call takes the project's [`Credentials`] first (one operator, many organizations);
 //! connection pool, rate limiter, Digest nonces and OAuth tokens are shared by all clones of a client.
