@@ -89,12 +89,13 @@ impl fmt::Debug for AtlasClientConfig {
     }
 }
 
-/// One endpoint: method, path template (the metric label) and media-type version, as the official specification versions it.
+/// One endpoint: method, path template (the metric label) and media-type version, as the official
+/// specification versions it (`tests/official_spec.rs` checks each against it).
 #[derive(Clone, Copy, Debug)]
-struct Endpoint {
-    method: &'static str,
-    template: &'static str,
-    version: &'static str,
+pub struct Endpoint {
+    pub method: &'static str,
+    pub template: &'static str,
+    pub version: &'static str,
 }
 
 impl Endpoint {
@@ -145,8 +146,32 @@ const LIST_SNAPSHOTS: Endpoint = Endpoint::new(
     "/groups/{groupId}/clusters/{clusterName}/backup/snapshots",
     V2023,
 );
+const LIST_SHARDED_SNAPSHOTS: Endpoint = Endpoint::new(
+    "GET",
+    "/groups/{groupId}/clusters/{clusterName}/backup/snapshots/shardedClusters",
+    V2023,
+);
 const CONTROL_PLANE_IPS: Endpoint = Endpoint::new("GET", "/unauth/controlPlaneIPAddresses", "2023-11-15");
 const OAUTH_TOKEN: Endpoint = Endpoint::new("POST", "/api/oauth/token", "");
+
+/// Every Atlas Administration API endpoint the client calls (the OAuth token endpoint is not one).
+pub const ENDPOINTS: &[Endpoint] = &[
+    GET_GROUP,
+    GET_GROUP_BY_NAME,
+    GET_EAR,
+    PATCH_EAR,
+    LIST_ROLES,
+    CREATE_ROLE,
+    GET_ROLE,
+    AUTHORIZE_ROLE,
+    DEAUTHORIZE_ROLE,
+    LIST_CLUSTERS,
+    GET_CLUSTER,
+    PATCH_CLUSTER,
+    LIST_SNAPSHOTS,
+    LIST_SHARDED_SNAPSHOTS,
+    CONTROL_PLANE_IPS,
+];
 
 /// The limiter key of unauthenticated calls.
 const ANONYMOUS: &str = "<unauthenticated>";
@@ -382,6 +407,30 @@ impl AtlasClient {
             creds,
             &LIST_SNAPSHOTS,
             &["groups", group_id, "clusters", cluster, "backup", "snapshots"],
+        )
+        .await
+    }
+
+    /// Every sharded-cluster snapshot of the cluster, all pages. A sharded cluster's snapshots are not
+    /// in the replica-set list, and they hold keys just the same.
+    pub async fn list_sharded_snapshots(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        cluster: &str,
+    ) -> Result<Vec<Snapshot>> {
+        self.get_all(
+            creds,
+            &LIST_SHARDED_SNAPSHOTS,
+            &[
+                "groups",
+                group_id,
+                "clusters",
+                cluster,
+                "backup",
+                "snapshots",
+                "shardedClusters",
+            ],
         )
         .await
     }

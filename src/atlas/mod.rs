@@ -12,7 +12,7 @@ pub mod model;
 pub mod retry;
 
 pub use auth::Credentials;
-pub use client::{AtlasClient, AtlasClientConfig, AtlasMetrics};
+pub use client::{AtlasClient, AtlasClientConfig, AtlasMetrics, ENDPOINTS, Endpoint};
 pub use error::{AtlasError, ErrorEnvelope};
 pub use model::{
     AwsIamRole, AwsKmsConfig, AwsKmsPatch, Cluster, ControlPlaneIpAddresses, EncryptionAtRest,

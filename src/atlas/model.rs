@@ -339,7 +339,8 @@ impl Cluster {
     }
 }
 
-/// `DiskBackupReplicaSet`, the fields that tell which key a snapshot was taken under.
+/// `DiskBackupReplicaSet` and `DiskBackupShardedClusterSnapshot`, the fields that tell which key a
+/// snapshot was taken under (`replicaSetName` is the replica set's only).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Snapshot {
