@@ -17,7 +17,6 @@ pub async fn get_ips(wire: Wire) -> Response {
             "aws": {"us-east-1": ["192.0.2.100/32", "192.0.2.101/32"], "eu-west-2": ["192.0.2.120/32"]},
             "azure": {"eastus2": ["198.51.100.100/32"]},
             "gcp": {"us-central1": ["203.0.113.100/32"]}
-        },
-        "gateways": []
+        }
     }))
 }

@@ -155,7 +155,6 @@ pub fn make_snapshot(proj: &Project, c: &Cluster, req: &SnapshotRequest) -> anyh
     let mut v = json!({
         "id": id,
         "type": kind,
-        "cloudProvider": provider,
         "status": req.status.clone().unwrap_or_else(|| "completed".into()),
         "snapshotType": snapshot_type,
         "frequencyType": req.frequency_type.clone().unwrap_or_else(|| "daily".into()),
@@ -163,12 +162,15 @@ pub fn make_snapshot(proj: &Project, c: &Cluster, req: &SnapshotRequest) -> anyh
         "expiresAt": ts(expires),
         "mongodVersion": c.doc.get("mongoDBVersion").cloned().unwrap_or(json!("8.0.4")),
         "storageSizeBytes": 104857600,
-        "copyRegions": [],
         "policyItems": [],
         "links": [],
     });
     if kind == "replicaSet" {
+        // Only DiskBackupReplicaSet has cloudProvider/copyRegions; the sharded schema keeps the provider
+        // per member.
         v["replicaSetName"] = json!(rs_name);
+        v["cloudProvider"] = json!(provider);
+        v["copyRegions"] = json!([]);
     } else {
         let member = new_id();
         v["members"] = json!([{"cloudProvider": provider, "id": member, "replicaSetName": rs_name}]);
