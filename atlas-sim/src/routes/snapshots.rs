@@ -172,9 +172,16 @@ pub fn make_snapshot(proj: &Project, c: &Cluster, req: &SnapshotRequest) -> anyh
         v["cloudProvider"] = json!(provider);
         v["copyRegions"] = json!([]);
     } else {
-        let member = new_id();
-        v["members"] = json!([{"cloudProvider": provider, "id": member, "replicaSetName": rs_name}]);
-        v["snapshotIds"] = json!([member]);
+        // One member snapshot per shard (the config server is embedded in a shard).
+        let shards = c.doc["replicationSpecs"].as_array().map_or(1, |s| s.len().max(1));
+        let members: Vec<Value> = (0..shards)
+            .map(|i| {
+                json!({"cloudProvider": provider, "id": new_id(),
+                       "replicaSetName": format!("atlas-{}-shard-{i}", &c.id[18..])})
+            })
+            .collect();
+        v["snapshotIds"] = json!(members.iter().map(|m| m["id"].clone()).collect::<Vec<_>>());
+        v["members"] = json!(members);
         v["configServerType"] = json!("EMBEDDED");
     }
     if let Some(k) = key {
