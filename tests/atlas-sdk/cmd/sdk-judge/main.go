@@ -42,9 +42,11 @@ import (
 
 // recorder keeps the raw body of the last Atlas API answer, for the strict re-decode.
 type recorder struct {
-	base http.RoundTripper
-	mu   sync.Mutex
-	last []byte
+	base   http.RoundTripper
+	mu     sync.Mutex
+	last   []byte
+	accept string // the Accept the SDK sent
+	ctype  string // the Content-Type of the answer
 }
 
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -59,7 +61,7 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	r.mu.Lock()
-	r.last = body
+	r.last, r.accept, r.ctype = body, req.Header.Get("Accept"), resp.Header.Get("Content-Type")
 	r.mu.Unlock()
 	return resp, nil
 }
@@ -68,6 +70,21 @@ func (r *recorder) body() []byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.last
+}
+
+// mediaType checks the answer's Content-Type: the versioned type the SDK asked for on success,
+// application/json on errors (the SDK's own check accepts any JSON type).
+func (r *recorder) mediaType(success bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := "application/json"
+	if success {
+		want = r.accept
+	}
+	if !strings.HasPrefix(r.ctype, want) {
+		return fmt.Errorf("Content-Type %q, want %q", r.ctype, want)
+	}
+	return nil
 }
 
 type judge struct {
@@ -88,7 +105,7 @@ func (j *judge) line(op string, status int, ok bool, detail string) {
 	if detail != "" {
 		detail = "  " + detail
 	}
-	fmt.Printf("%-44s %-6s %3d %s%s\n", op, j.mode, status, verdict, detail)
+	fmt.Printf("%-54s %-6s %3d %s%s\n", op, j.mode, status, verdict, detail)
 }
 
 func statusOf(resp *http.Response) int {
@@ -141,6 +158,10 @@ func ok[T any](j *judge, op string, want int, model *T, resp *http.Response, err
 		j.line(op, status, false, e.Error())
 		return nil
 	}
+	if e := j.rec.mediaType(true); e != nil {
+		j.line(op, status, false, e.Error())
+		return nil
+	}
 	j.line(op, status, true, "")
 	return model
 }
@@ -150,6 +171,10 @@ func (j *judge) noContent(op string, want int, resp *http.Response, err error) {
 	status := statusOf(resp)
 	if err != nil {
 		j.line(op, status, false, j.errDetail(err))
+		return
+	}
+	if len(j.rec.body()) != 0 {
+		j.line(op, status, false, "a body on "+http.StatusText(want))
 		return
 	}
 	j.line(op, status, status == want, "")
@@ -172,6 +197,10 @@ func (j *judge) apiError(op string, want int, code string, resp *http.Response, 
 		j.line(op, status, false, fmt.Sprintf("want errorCode %s, got %q", code, apiErr.GetErrorCode()))
 	default:
 		if e := strictDecode(j.rec.body(), &admin.ApiError{}); e != nil {
+			j.line(op, status, false, e.Error())
+			return
+		}
+		if e := j.rec.mediaType(false); e != nil {
 			j.line(op, status, false, e.Error())
 			return
 		}
@@ -421,7 +450,8 @@ func run(ctx context.Context, j *judge, projectName, rsName, shName string) {
 		s := sh.GetResults()[0]
 		one, r, err := j.api.CloudBackupsApi.GetBackupShardedCluster(ctx, gid, shName, s.GetId()).Execute()
 		if one = ok(j, "CloudBackupsApi.GetBackupShardedCluster", 200, one, r, err); one != nil {
-			j.check("sharded snapshot members", len(one.GetMembers()) > 0, "no members")
+			j.check("sharded snapshot members", len(one.GetMembers()) == 2 && len(one.GetSnapshotIds()) == 2,
+				fmt.Sprintf("%d members for 2 shards", len(one.GetMembers())))
 		}
 	} else if sh != nil {
 		j.check("ListBackupShardedClusters", false, fmt.Sprintf("%d snapshots", len(sh.GetResults())))
