@@ -536,8 +536,7 @@ mod tests {
         let ips: ControlPlaneIpAddresses = serde_json::from_value(json!({
             "inbound": {"aws": {"us-east-1": ["3.92.113.229/32"]}},
             "outbound": {"aws": {"us-east-1": ["3.214.55.12/32", "3.209.21.10/32"], "eu-west-1": ["3.209.21.10/32"]},
-                         "azure": {}, "gcp": {}},
-            "gateways": []}))
+                         "azure": {}, "gcp": {}}}))
         .unwrap();
         assert_eq!(ips.outbound_aws_cidrs(), vec!["3.209.21.10/32", "3.214.55.12/32"]);
     }

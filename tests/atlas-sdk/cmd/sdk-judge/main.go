@@ -382,8 +382,9 @@ func run(ctx context.Context, j *judge, projectName, rsName, shName string) {
 	// EAR private endpoints: create, list, get, force ACTIVE, delete.
 	pe, r, err := j.api.EncryptionAtRestUsingCustomerKeyManagementApi.CreateRestPrivateEndpoint(ctx, gid, "AWS",
 		&admin.EARPrivateEndpoint{RegionName: admin.PtrString("US_EAST_1")}).Execute()
+	peID := ""
 	if pe = ok(j, "EncryptionAtRestApi.CreateRestPrivateEndpoint", 202, pe, r, err); pe != nil {
-		peID := pe.GetId()
+		peID = pe.GetId()
 		j.check("CreateRestPrivateEndpoint status", pe.GetStatus() == "INITIATING", pe.GetStatus())
 		pes, r, err := j.api.EncryptionAtRestUsingCustomerKeyManagementApi.ListRestPrivateEndpoints(ctx, gid, "AWS").Execute()
 		if pes = ok(j, "EncryptionAtRestApi.ListRestPrivateEndpoints", 200, pes, r, err); pes != nil {
@@ -430,7 +431,12 @@ func run(ctx context.Context, j *judge, projectName, rsName, shName string) {
 	}
 	c, r, err = j.api.ClustersApi.GetCluster(ctx, gid, shName).Execute()
 	if c = ok(j, "ClustersApi.GetCluster (sharded)", 200, c, r, err); c != nil {
-		j.check("GetCluster sharded", c.GetClusterType() == "SHARDED", c.GetClusterType())
+		j.check("GetCluster sharded", c.GetClusterType() == "SHARDED" && len(c.GetReplicationSpecs()) == 2,
+			fmt.Sprintf("%s with %d replication specs", c.GetClusterType(), len(c.GetReplicationSpecs())))
+		c, r, err = j.api.ClustersApi.UpdateCluster(ctx, gid, shName, c).Execute()
+		if c = ok(j, "ClustersApi.UpdateCluster (sharded, as read)", 200, c, r, err); c != nil {
+			j.check("UpdateCluster sharded as read stays IDLE", c.GetStateName() == "IDLE", c.GetStateName())
+		}
 	}
 
 	// Backup snapshots, taken through the control API with the key in force.
@@ -470,6 +476,38 @@ func run(ctx context.Context, j *judge, projectName, rsName, shName string) {
 	off := admin.EncryptionAtRest{AwsKms: &admin.AWSKMSConfiguration{Enabled: admin.PtrBool(false)}}
 	_, r, err = j.api.EncryptionAtRestUsingCustomerKeyManagementApi.UpdateEncryptionAtRest(ctx, gid, &off).Execute()
 	j.apiError("EncryptionAtRestApi.UpdateEncryptionAtRest (disable)", 409, "CANNOT_DISABLE_ENCRYPTION_AT_REST", r, err)
+
+	// Turning it off in Atlas's order: the cluster first, then (once the private endpoint is gone) the
+	// project's configuration, then the role.
+	c, r, err = j.api.ClustersApi.UpdateCluster(ctx, gid, rsName,
+		&admin.ClusterDescription20240805{EncryptionAtRestProvider: admin.PtrString("NONE")}).Execute()
+	if c = ok(j, "ClustersApi.UpdateCluster (NONE provider)", 200, c, r, err); c != nil {
+		j.check("UpdateCluster NONE provider", c.GetEncryptionAtRestProvider() == "NONE", c.GetEncryptionAtRestProvider())
+	}
+	if peID != "" {
+		_, r, err = j.api.EncryptionAtRestUsingCustomerKeyManagementApi.UpdateEncryptionAtRest(ctx, gid, &off).Execute()
+		j.apiError("EncryptionAtRestApi.UpdateEncryptionAtRest (disable)", 400,
+			"CANNOT_DISABLE_ENCRYPTION_AT_REST_DUE_TO_PRIVATE_ENDPOINTS", r, err)
+		// The endpoint is DELETING for the simulator's update delay, then gone.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, r, err = j.api.EncryptionAtRestUsingCustomerKeyManagementApi.GetRestPrivateEndpoint(ctx, gid, "AWS", peID).Execute()
+			if statusOf(r) != 200 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		j.apiError("EncryptionAtRestApi.GetRestPrivateEndpoint (deleted)", 404, "RESOURCE_NOT_FOUND", r, err)
+	}
+	ear, r, err = j.api.EncryptionAtRestUsingCustomerKeyManagementApi.UpdateEncryptionAtRest(ctx, gid, &off).Execute()
+	if ear = ok(j, "EncryptionAtRestApi.UpdateEncryptionAtRest (disable)", 200, ear, r, err); ear != nil {
+		k := ear.GetAwsKms()
+		j.check("disabled EAR", !k.GetEnabled() && !k.HasCustomerMasterKeyID(), "configuration not erased")
+	}
+	r, err = j.api.CloudProviderAccessApi.DeauthorizeProviderAccessRole(ctx, gid, "AWS", roleID).Execute()
+	j.noContent("CloudProviderAccessApi.DeauthorizeProviderAccessRole", 204, r, err)
+	_, r, err = j.api.CloudProviderAccessApi.GetCloudProviderAccess(ctx, gid, roleID).Execute()
+	j.apiError("CloudProviderAccessApi.GetCloudProviderAccess (deauthorized)", 404, "RESOURCE_NOT_FOUND", r, err)
 }
 
 // checkLinks: links must point at the server the client talks to, not at the real Atlas.
