@@ -1143,5 +1143,32 @@ async fn sdk_judge_regressions() {
             .next_back(),
         Some("1")
     );
+
+    // RFC 6749 §2.3.1: the token request's Basic id and secret are form-urlencoded (golang.org/x/oauth2 does
+    // it for the SDK's service accounts), so they are decoded before the comparison.
+    let (s, _) = control(
+        &base,
+        Method::POST,
+        "/seed",
+        Some(
+            json!({"serviceAccounts": [{"clientId": "mdb_sa_id_reserved", "clientSecret": "s+c/r=t e",
+            "projects": ["proj-a"]}]}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let http = reqwest::Client::new();
+    let token_status = async |secret: &str| {
+        http.post(format!("{base}/api/oauth/token"))
+            .basic_auth("mdb_sa_id_reserved", Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(token_status("s%2Bc%2Fr%3Dt+e").await, 200);
+    assert_eq!(token_status("s+c/r=t e").await, 401, "a raw + decodes to a space");
     sim.shutdown().await;
 }
