@@ -49,7 +49,7 @@ echo "atlas-sim at $url, moto at $MOTO_ENDPOINT" >&2
 status=0
 SDK_JUDGE_PUBLIC_KEY=sdkjudge SDK_JUDGE_PRIVATE_KEY=sdk-judge-private-key \
   "$work/sdk-judge" -url "$url" -auth digest -project sdk-judge -cluster Cluster0 -sharded-cluster Sharded0 || status=1
-SDK_JUDGE_CLIENT_ID=mdb_sa_id_sdkjudge SDK_JUDGE_CLIENT_SECRET=mdb_sa_sk_sdk-judge-secret \
+SDK_JUDGE_CLIENT_ID=mdb_sa_id_sdkjudge SDK_JUDGE_CLIENT_SECRET='mdb_sa_sk_sdk+judge/secret=' \
   "$work/sdk-judge" -url "$url" -auth oauth -project sdk-judge -cluster Cluster0 -sharded-cluster Sharded0 || status=1
 if [ "$status" -ne 0 ]; then
   echo "--- atlas-sim stderr (tail) ---" >&2
