@@ -411,6 +411,18 @@ func run(ctx context.Context, j *judge, projectName, rsName, shName string) {
 		j.check("ListClusters", len(cl.GetResults()) == 2, fmt.Sprintf("%d clusters", len(cl.GetResults())))
 		j.checkLinks("ListClusters links", cl.GetLinks())
 	}
+	// A query string (digest's uri covers it) and the second of two pages.
+	cl, r, err = j.api.ClustersApi.ListClusters(ctx, gid).ItemsPerPage(1).PageNum(2).IncludeCount(true).Execute()
+	if cl = ok(j, "ClustersApi.ListClusters (page 2 of 2)", 200, cl, r, err); cl != nil {
+		rels := []string{}
+		for _, l := range cl.GetLinks() {
+			rels = append(rels, l.GetRel())
+		}
+		j.check("ListClusters page 2", len(cl.GetResults()) == 1 && cl.GetTotalCount() == 2 &&
+			strings.Join(rels, ",") == "previous,self",
+			fmt.Sprintf("%d results, totalCount %d, links %v", len(cl.GetResults()), cl.GetTotalCount(), rels))
+		j.checkLinks("ListClusters page 2 links", cl.GetLinks())
+	}
 	c, r, err := j.api.ClustersApi.GetCluster(ctx, gid, rsName).Execute()
 	c = ok(j, "ClustersApi.GetCluster", 200, c, r, err)
 	if c != nil {
