@@ -38,6 +38,8 @@ import (
 	"github.com/mongodb-forks/digest"
 	"go.mongodb.org/atlas-sdk/v20250312020/admin"
 	"go.mongodb.org/atlas-sdk/v20250312020/auth"
+	"go.mongodb.org/atlas-sdk/v20250312020/auth/clientcredentials"
+	"golang.org/x/oauth2"
 )
 
 // recorder keeps the raw body of the last Atlas API answer, for the strict re-decode.
@@ -93,6 +95,8 @@ type judge struct {
 	api      *admin.APIClient
 	rec      *recorder
 	control  *http.Client
+	user     string // public key or client id
+	secret   string // private key or client secret
 	failures int
 }
 
@@ -263,15 +267,18 @@ func main() {
 	ctx := context.Background()
 	rec := &recorder{base: http.DefaultTransport}
 	mods := []admin.ClientModifier{admin.UseBaseURL(*base), admin.UseUserAgent("atlas-sim-sdk-judge")}
+	var user, secret string
 	switch *mode {
 	case "digest":
-		t := digestTransport(env("SDK_JUDGE_PUBLIC_KEY"), env("SDK_JUDGE_PRIVATE_KEY"), rec)
+		user, secret = env("SDK_JUDGE_PUBLIC_KEY"), env("SDK_JUDGE_PRIVATE_KEY")
+		t := digestTransport(user, secret, rec)
 		mods = append(mods, admin.UseHTTPClient(&http.Client{Transport: t, Timeout: 30 * time.Second}))
 	case "oauth":
 		// The token requests and the API calls both go through rec (oauth2 takes its base transport from
 		// the context's client); UseOAuthAuth reads the base URL, so it comes after UseBaseURL.
+		user, secret = env("SDK_JUDGE_CLIENT_ID"), env("SDK_JUDGE_CLIENT_SECRET")
 		tokenCtx := context.WithValue(ctx, auth.HTTPClient, &http.Client{Transport: rec, Timeout: 30 * time.Second})
-		mods = append(mods, admin.UseOAuthAuth(tokenCtx, env("SDK_JUDGE_CLIENT_ID"), env("SDK_JUDGE_CLIENT_SECRET")))
+		mods = append(mods, admin.UseOAuthAuth(tokenCtx, user, secret))
 	default:
 		fmt.Fprintf(os.Stderr, "sdk-judge: -auth must be digest or oauth, not %q\n", *mode)
 		os.Exit(2)
@@ -282,7 +289,7 @@ func main() {
 		os.Exit(2)
 	}
 	j := &judge{mode: *mode, base: strings.TrimSuffix(*base, "/"), api: api, rec: rec,
-		control: &http.Client{Timeout: 30 * time.Second}}
+		control: &http.Client{Timeout: 30 * time.Second}, user: user, secret: secret}
 	run(ctx, j, *projectName, *rsName, *shName)
 	if j.failures > 0 {
 		fmt.Printf("sdk-judge %s: %d failure(s)\n", *mode, j.failures)
@@ -482,7 +489,8 @@ func run(ctx context.Context, j *judge, projectName, rsName, shName string) {
 		j.check("control-plane addresses", len(out.GetAws()) > 0, "no outbound AWS addresses")
 	}
 
-	// Error answers: 404 and 409 (the 400 CANNOT_ASSUME_ROLE was judged above).
+	// Error answers: 401, 404 and 409 (the 400 CANNOT_ASSUME_ROLE was judged above).
+	j.unauthorized(ctx, gid)
 	_, r, err = j.api.ClustersApi.GetCluster(ctx, gid, "NoSuchCluster").Execute()
 	j.apiError("ClustersApi.GetCluster (unknown)", 404, "CLUSTER_NOT_FOUND", r, err)
 	off := admin.EncryptionAtRest{AwsKms: &admin.AWSKMSConfiguration{Enabled: admin.PtrBool(false)}}
@@ -520,6 +528,49 @@ func run(ctx context.Context, j *judge, projectName, rsName, shName string) {
 	j.noContent("CloudProviderAccessApi.DeauthorizeProviderAccessRole", 204, r, err)
 	_, r, err = j.api.CloudProviderAccessApi.GetCloudProviderAccess(ctx, gid, roleID).Execute()
 	j.apiError("CloudProviderAccessApi.GetCloudProviderAccess (deauthorized)", 404, "RESOURCE_NOT_FOUND", r, err)
+}
+
+// unauthorized judges a 401: a wrong private key (digest), or a token revoked through the SDK's own
+// clientcredentials.Config.RevokeToken (service account).
+func (j *judge) unauthorized(ctx context.Context, gid string) {
+	hc := &http.Client{Transport: j.rec, Timeout: 30 * time.Second}
+	if j.mode == "digest" {
+		bad, err := admin.NewClient(admin.UseBaseURL(j.base),
+			admin.UseHTTPClient(&http.Client{Transport: digestTransport(j.user, j.secret+"-wrong", j.rec)}))
+		if err != nil {
+			j.line("admin.NewClient", 0, false, err.Error())
+			return
+		}
+		_, r, err := bad.ProjectsApi.GetGroup(ctx, gid).Execute()
+		j.apiError("ProjectsApi.GetGroup (wrong private key)", 401, "USER_UNAUTHORIZED", r, err)
+		return
+	}
+	conf := clientcredentials.NewConfig(j.user, j.secret)
+	conf.TokenURL = j.base + clientcredentials.TokenAPIPath
+	conf.RevokeURL = j.base + clientcredentials.RevokeAPIPath
+	hctx := context.WithValue(ctx, auth.HTTPClient, hc)
+	// Token and RevokeToken return no response; both fail on any status but 200, so success means 200.
+	tok, err := conf.Token(hctx)
+	if err != nil {
+		j.line("clientcredentials.Config.Token", 0, false, err.Error())
+		return
+	}
+	j.line("clientcredentials.Config.Token", 200, tok.Valid(), "")
+	own, err := admin.NewClient(admin.UseBaseURL(j.base),
+		admin.UseHTTPClient(oauth2.NewClient(hctx, oauth2.StaticTokenSource(tok))))
+	if err != nil {
+		j.line("admin.NewClient", 0, false, err.Error())
+		return
+	}
+	g, r, err := own.ProjectsApi.GetGroup(ctx, gid).Execute()
+	ok(j, "ProjectsApi.GetGroup (own token)", 200, g, r, err)
+	if err := conf.RevokeToken(hctx, tok); err != nil {
+		j.line("clientcredentials.Config.RevokeToken", 0, false, err.Error())
+		return
+	}
+	j.line("clientcredentials.Config.RevokeToken", 200, true, "")
+	_, r, err = own.ProjectsApi.GetGroup(ctx, gid).Execute()
+	j.apiError("ProjectsApi.GetGroup (revoked token)", 401, "USER_UNAUTHORIZED", r, err)
 }
 
 // checkLinks: links must point at the server the client talks to, not at the real Atlas.
