@@ -46,6 +46,7 @@ test: ## everything: lint, generated files, chart, unit, simulator, integration 
 	$(MAKE) test-unit
 	$(MAKE) fuzz-seeds
 	$(MAKE) test-sim
+	$(MAKE) test-sdk
 	$(MAKE) test-integration
 	$(MAKE) test-health
 

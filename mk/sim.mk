@@ -18,6 +18,10 @@ test-sim: ## simulator tests: conformance + moto-backed checks (moto required) +
 	ATLAS_SIM_REQUIRE_MOTO=1 cargo test -p atlas-sim; \
 	bash atlas-sim/tests/schemathesis/run.sh
 
+.PHONY: test-sdk
+test-sdk: ## official Atlas Go SDK as a judge of the simulator: whole EAR flow, digest key + service account (moto)
+	bash tests/atlas-sdk/run.sh
+
 .PHONY: bench-sim
 bench-sim: ## loopback throughput/latency benchmark of the simulator (release build)
 	cargo run -q --release -p atlas-sim --bin atlas-sim-bench -- --seconds $(or $(BENCH_SECONDS),5) --workers $(or $(BENCH_WORKERS),8)

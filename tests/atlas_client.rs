@@ -777,3 +777,23 @@ async fn timeouts_retry_reads_but_not_writes() {
     );
     sim.shutdown().await;
 }
+
+/// RFC 6749 §2.3.1: the token request's Basic credentials are form-urlencoded first, as the official Atlas
+/// Go SDK (golang.org/x/oauth2) sends them; the simulator decodes them, so a secret with reserved characters
+/// only works when the client encodes it.
+#[tokio::test]
+async fn service_account_secret_with_reserved_characters() {
+    let sim = sim_with(|_| {}).await;
+    let secret = "mdb_sa_sk_a+b/c=d e%f";
+    sim.apply_seed(
+        &Seed::from_yaml_str(&format!(
+            r#"serviceAccounts: [{{clientId: mdb_sa_id_reserved, clientSecret: "{secret}", projects: [alpha]}}]"#
+        ))
+        .expect("seed parses"),
+    )
+    .expect("seed applies");
+    let (atlas, _) = client(&sim, |_| {});
+    let creds = Credentials::service_account("mdb_sa_id_reserved", secret);
+    assert_eq!(atlas.get_project(&creds, ALPHA).await.unwrap().name, "alpha");
+    sim.shutdown().await;
+}

@@ -99,6 +99,9 @@ pub struct SeedCluster {
     pub encryption_at_rest_provider: Option<String>,
     #[serde(default)]
     pub mongo_db_major_version: Option<String>,
+    /// `REPLICASET` (default) or `SHARDED` (two shards, one replication spec each) for dedicated clusters.
+    #[serde(default)]
+    pub cluster_type: Option<String>,
 }
 
 fn default_size() -> String {

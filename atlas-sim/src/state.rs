@@ -358,13 +358,29 @@ pub fn build_cluster(group_id: &str, c: &SeedCluster) -> anyhow::Result<Cluster>
                "priority": 7,
                "electableSpecs": {"instanceSize": tenant_size, "effectiveInstanceSize": effective}})
     };
+    let cluster_type = c
+        .cluster_type
+        .as_deref()
+        .unwrap_or("REPLICASET")
+        .to_ascii_uppercase();
+    anyhow::ensure!(
+        cluster_type == "REPLICASET" || (cluster_type == "SHARDED" && kind == ClusterKind::Dedicated),
+        "clusterType {cluster_type} is not REPLICASET or (for dedicated clusters) SHARDED"
+    );
+    let shards = if cluster_type == "SHARDED" { 2 } else { 1 };
+    let replication_specs: Vec<Value> = (0..shards)
+        .map(|_| {
+            json!({"id": new_id(), "zoneId": new_id(), "zoneName": "Zone 1",
+                   "regionConfigs": [region_config.clone()]})
+        })
+        .collect();
     let major = c.mongo_db_major_version.clone().unwrap_or_else(|| "8.0".into());
     let host = format!("{}.{}.mongodb.net", c.name.to_ascii_lowercase(), &id[18..]);
     let doc = json!({
         "id": id,
         "groupId": group_id,
         "name": c.name,
-        "clusterType": "REPLICASET",
+        "clusterType": cluster_type,
         "backupEnabled": c.backup_enabled,
         "pitEnabled": false,
         "paused": c.paused,
@@ -385,12 +401,7 @@ pub fn build_cluster(group_id: &str, c: &SeedCluster) -> anyhow::Result<Cluster>
         "connectionStrings": {"standardSrv": format!("mongodb+srv://{host}")},
         "tags": [],
         "labels": [],
-        "replicationSpecs": [{
-            "id": new_id(),
-            "zoneId": new_id(),
-            "zoneName": "Zone 1",
-            "regionConfigs": [region_config],
-        }],
+        "replicationSpecs": replication_specs,
         "links": [{"href": format!("{ATLAS_BASE}/api/atlas/v2/groups/{group_id}/clusters/{}", c.name), "rel": "self"}],
     });
     Ok(Cluster {

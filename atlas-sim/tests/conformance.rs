@@ -1071,3 +1071,139 @@ async fn trust_propagation_delay() {
     c.patch(&path, body).await.ok();
     sim.shutdown().await;
 }
+
+/// Mismatches the official Go SDK judge (`tests/atlas-sdk`) found.
+#[tokio::test]
+async fn sdk_judge_regressions() {
+    let sim = start(None).await;
+    let base = sim.base_url();
+    let c = Client::digest(&base, "pub1", "priv1", Alg::Md5);
+    let self_links = |v: &Value| -> Vec<String> {
+        v["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["href"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Links point at the server that answered, not at the real Atlas.
+    let mut cl = c.get(&g("/clusters/Cluster0")).await.ok().clone();
+    assert_eq!(
+        self_links(&cl),
+        [format!("{base}/api/atlas/v2/groups/{GID}/clusters/Cluster0")]
+    );
+    for href in self_links(c.get(&g("/clusters?itemsPerPage=1")).await.ok()) {
+        assert!(href.starts_with(&format!("{base}/api/atlas/v2/")), "{href}");
+    }
+    assert!(self_links(c.get(&g("")).await.ok())[0].starts_with(&base));
+
+    // A cluster sent back as read, with numbers re-encoded (10.0 → 10, as Go's encoding/json does), is no change.
+    let disk = &mut cl["replicationSpecs"][0]["regionConfigs"][0]["electableSpecs"]["diskSizeGB"];
+    assert_eq!(*disk, json!(10.0));
+    *disk = json!(10);
+    // The SDK sends the readOnly fields it read back too (the sim ignores them), so no request validation.
+    let mut sdk_like = Client::digest(&base, "pub1", "priv1", Alg::Md5);
+    sdk_like.validate = false;
+    let r = sdk_like.patch(&g("/clusters/Cluster0"), cl).await;
+    assert_eq!(r.ok()["stateName"], "IDLE");
+    let r = c
+        .patch(
+            &g("/clusters/Cluster0"),
+            json!({"replicationSpecs": [{"regionConfigs": [{"providerName": "AWS", "regionName": "EU_WEST_2",
+                "priority": 7, "electableSpecs": {"instanceSize": "M10", "nodeCount": 3, "diskSizeGB": 20,
+                "diskIOPS": 3000, "ebsVolumeType": "STANDARD"}}]}]}),
+        )
+        .await;
+    assert_eq!(r.ok()["stateName"], "UPDATING", "a different value still counts");
+
+    // No `gateways` in the control-plane IP addresses (not in ControlPlaneIPAddresses).
+    let ips = Client::new(&base, Auth::None)
+        .get("/unauth/controlPlaneIPAddresses")
+        .await;
+    assert!(ips.ok().get("gateways").is_none());
+
+    // Sharded-cluster snapshots have no cloudProvider/copyRegions (the members carry the provider).
+    let (s, sh) = control(
+        &base,
+        Method::POST,
+        &format!("/projects/{GID}/clusters/Cluster0/snapshots"),
+        Some(json!({"type": "shardedCluster"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    assert!(sh.get("cloudProvider").is_none() && sh.get("copyRegions").is_none());
+    assert_eq!(sh["members"][0]["cloudProvider"], "AWS");
+    let (_, rs) = control(
+        &base,
+        Method::POST,
+        &format!("/projects/{GID}/clusters/Cluster0/snapshots"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (&rs["cloudProvider"], &rs["copyRegions"]),
+        (&json!("AWS"), &json!([]))
+    );
+
+    // A seeded SHARDED cluster: clusterType SHARDED, one replication spec per shard.
+    let (s, _) = control(
+        &base,
+        Method::POST,
+        &format!("/projects/{GID}/clusters"),
+        Some(json!({"name": "Sharded0", "instanceSize": "M30", "clusterType": "SHARDED"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let sh = c.get(&g("/clusters/Sharded0")).await;
+    assert_eq!(sh.ok()["clusterType"], "SHARDED");
+    assert_eq!(sh.body["replicationSpecs"].as_array().unwrap().len(), 2);
+    let (_, snap) = control(
+        &base,
+        Method::POST,
+        &format!("/projects/{GID}/clusters/Sharded0/snapshots"),
+        Some(json!({"type": "shardedCluster"})),
+    )
+    .await;
+    assert_eq!(
+        snap["members"].as_array().unwrap().len(),
+        2,
+        "one member per shard"
+    );
+    assert_eq!(
+        snap["members"][1]["replicaSetName"]
+            .as_str()
+            .unwrap()
+            .split('-')
+            .next_back(),
+        Some("1")
+    );
+
+    // RFC 6749 §2.3.1: the token request's Basic id and secret are form-urlencoded (golang.org/x/oauth2 does
+    // it for the SDK's service accounts), so they are decoded before the comparison.
+    let (s, _) = control(
+        &base,
+        Method::POST,
+        "/seed",
+        Some(
+            json!({"serviceAccounts": [{"clientId": "mdb_sa_id_reserved", "clientSecret": "s+c/r=t e",
+            "projects": ["proj-a"]}]}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let http = reqwest::Client::new();
+    let token_status = async |secret: &str| {
+        http.post(format!("{base}/api/oauth/token"))
+            .basic_auth("mdb_sa_id_reserved", Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(token_status("s%2Bc%2Fr%3Dt+e").await, 200);
+    assert_eq!(token_status("s+c/r=t e").await, 401, "a raw + decodes to a space");
+    sim.shutdown().await;
+}

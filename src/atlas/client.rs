@@ -721,7 +721,9 @@ impl AtlasClient {
             .inner
             .http
             .post(url)
-            .basic_auth(client_id, Some(client_secret))
+            // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic's base64, as the official
+            // Atlas Go SDK (golang.org/x/oauth2) sends them; a no-op for unreserved characters.
+            .basic_auth(form_encode(client_id), Some(form_encode(client_secret)))
             .header(ACCEPT, "application/json")
             .form(&[("grant_type", "client_credentials")])
             .timeout(self.inner.config.timeout)
@@ -855,6 +857,11 @@ impl AtlasClient {
             m.on_call(ep.template, ep.method, status, elapsed);
         }
     }
+}
+
+/// application/x-www-form-urlencoded, for the client id and secret in the token request's Basic header.
+fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 fn decode<T: DeserializeOwned>(ep: &Endpoint, body: &[u8]) -> Result<T> {

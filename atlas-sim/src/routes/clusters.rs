@@ -112,6 +112,23 @@ fn strip_spec_ids(v: &Value) -> Value {
     v
 }
 
+/// JSON equality with numbers compared by value: clients echo `10.0` back as `10` (Go's encoding/json does),
+/// which is no change.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+            (Some(i), Some(j), _, _) => i == j,
+            (_, _, Some(i), Some(j)) => i == j,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 fn merge(target: &mut Value, patch: &Value) {
     match (target, patch) {
         (Value::Object(t), Value::Object(p)) => {
@@ -197,13 +214,13 @@ fn plan(proj: &Project, c: &Cluster, body: &Map<String, Value>) -> ApiResult<Pla
     for (k, v) in &body {
         let cur = c.doc.get(k).cloned().unwrap_or(Value::Null);
         let differs = if k == "replicationSpecs" {
-            strip_spec_ids(v) != strip_spec_ids(&cur)
+            !same(&strip_spec_ids(v), &strip_spec_ids(&cur))
         } else if v.is_object() && cur.is_object() {
             let mut merged = cur.clone();
             merge(&mut merged, v);
-            merged != cur
+            !same(&merged, &cur)
         } else {
-            *v != cur
+            !same(v, &cur)
         };
         if differs {
             changes.insert(k.clone(), v.clone());

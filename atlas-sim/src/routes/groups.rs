@@ -130,9 +130,19 @@ pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Client credentials from `Authorization: Basic` or the form. In the header, id and secret are each
+/// application/x-www-form-urlencoded before base64 (RFC 6749 §2.3.1), as the official Go SDK (golang.org/x/oauth2)
+/// sends them, so they are decoded here: a secret with `+`, `/` or `=` only matches once decoded.
 fn client_creds(headers: &HeaderMap, form: &[(String, String)]) -> Option<(String, String)> {
     if let Some(b) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return auth::parse_basic(b);
+        let dec = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8()
+                .ok()
+                .map(|c| c.into_owned())
+        };
+        let (id, secret) = auth::parse_basic(b)?;
+        return Some((dec(&id)?, dec(&secret)?));
     }
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     Some((get("client_id")?, get("client_secret")?))

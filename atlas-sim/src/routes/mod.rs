@@ -259,6 +259,8 @@ pub struct Wire {
     pub items_per_page: usize,
     pub include_count: bool,
     pub query: Vec<(String, String)>,
+    /// `http://<Host>` of the request: `links[].href` point at the simulator itself, as Atlas's point at Atlas.
+    pub base: Option<String>,
 }
 
 fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
@@ -303,6 +305,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Wire {
             items_per_page: 100,
             include_count: true,
             query: vec![],
+            base: None,
         };
         for (k, v) in &query {
             match k.as_str() {
@@ -327,6 +330,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Wire {
             }
         }
         w.query = query;
+        w.base = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("http://{h}"));
         Ok(w)
     }
 }
@@ -340,7 +349,10 @@ impl Wire {
     }
 
     /// A success body under the negotiated vnd media type.
-    pub fn reply(&self, status: StatusCode, body: Value) -> Response {
+    pub fn reply(&self, status: StatusCode, mut body: Value) -> Response {
+        if let Some(base) = &self.base {
+            rebase_links(&mut body, base);
+        }
         let body = if self.envelope {
             match body {
                 Value::Object(mut m) if m.contains_key("results") => {
@@ -402,6 +414,26 @@ impl Wire {
             out["totalCount"] = json!(total);
         }
         out
+    }
+}
+
+/// Rewrites every `href` under the real Atlas host (how stored documents and pages are built) to `base`.
+pub fn rebase_links(v: &mut Value, base: &str) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                match x {
+                    Value::String(s) if k == "href" => {
+                        if let Some(rest) = s.strip_prefix(crate::state::ATLAS_BASE) {
+                            *s = format!("{base}{rest}");
+                        }
+                    }
+                    _ => rebase_links(x, base),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| rebase_links(x, base)),
+        _ => {}
     }
 }
 

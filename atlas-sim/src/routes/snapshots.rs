@@ -168,13 +168,20 @@ pub fn make_snapshot(proj: &Project, c: &Cluster, req: &SnapshotRequest) -> anyh
     // `DiskBackupReplicaSet` has `cloudProvider` and `copyRegions`; `DiskBackupShardedClusterSnapshot`
     // has neither (its members carry the provider).
     if kind == "replicaSet" {
+        v["replicaSetName"] = json!(rs_name);
         v["cloudProvider"] = json!(provider);
         v["copyRegions"] = json!([]);
-        v["replicaSetName"] = json!(rs_name);
     } else {
-        let member = new_id();
-        v["members"] = json!([{"cloudProvider": provider, "id": member, "replicaSetName": rs_name}]);
-        v["snapshotIds"] = json!([member]);
+        // One member snapshot per shard (the config server is embedded in a shard).
+        let shards = c.doc["replicationSpecs"].as_array().map_or(1, |s| s.len().max(1));
+        let members: Vec<Value> = (0..shards)
+            .map(|i| {
+                json!({"cloudProvider": provider, "id": new_id(),
+                       "replicaSetName": format!("atlas-{}-shard-{i}", &c.id[18..])})
+            })
+            .collect();
+        v["snapshotIds"] = json!(members.iter().map(|m| m["id"].clone()).collect::<Vec<_>>());
+        v["members"] = json!(members);
         v["configServerType"] = json!("EMBEDDED");
     }
     if let Some(k) = key {
