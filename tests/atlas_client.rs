@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use atlas_encryption_operator::atlas::{
     AtlasClient, AtlasClientConfig, AtlasError, AtlasMetrics, AwsKmsPatch, Credentials, EncryptionProvider,
+    PrivateEndpointStatus,
 };
 use atlas_encryption_operator::aws::{KeyRef, Region, RoleArn};
 use atlas_sim::{BucketConfig, Seed, SimConfig, SimHandle};
@@ -129,6 +130,24 @@ fn service_account() -> Credentials {
     Credentials::service_account(SA_ID, SA_SECRET)
 }
 
+/// Polls `read` until it returns `want` (Atlas's state machines move on their own clock).
+async fn wait_until<T, F, Fut>(read: F, want: T)
+where
+    T: PartialEq + std::fmt::Debug,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = read().await;
+        if now == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still {now:?}, waiting for {want:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The operator's whole call surface, in the order a first reconcile uses it.
 async fn exercise_every_endpoint(sim: &SimHandle, atlas: &AtlasClient, creds: &Credentials) {
     let group = atlas.get_project(creds, ALPHA).await.unwrap();
@@ -184,6 +203,33 @@ async fn exercise_every_endpoint(sim: &SimHandle, atlas: &AtlasClient, creds: &C
         "a partial PATCH keeps the key"
     );
 
+    // Private endpoints: created INITIATING, ACTIVE after Atlas's delay, DELETING, then gone.
+    let endpoint = atlas
+        .create_ear_private_endpoint(creds, ALPHA, region)
+        .await
+        .unwrap();
+    assert_eq!(endpoint.status, PrivateEndpointStatus::Initiating);
+    assert_eq!(endpoint.region(), Some(region));
+    let endpoint_status = |id: String| async move {
+        atlas
+            .list_ear_private_endpoints(creds, ALPHA)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|e| e.id == id)
+            .map(|e| e.status)
+    };
+    wait_until(
+        || endpoint_status(endpoint.id.clone()),
+        Some(PrivateEndpointStatus::Active),
+    )
+    .await;
+    atlas
+        .delete_ear_private_endpoint(creds, ALPHA, &endpoint.id)
+        .await
+        .unwrap();
+    wait_until(|| endpoint_status(endpoint.id.clone()), None).await;
+
     let clusters = atlas.list_clusters(creds, ALPHA).await.unwrap();
     let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(clusters.len(), 5, "{names:?}");
@@ -210,6 +256,28 @@ async fn exercise_every_endpoint(sim: &SimHandle, atlas: &AtlasClient, creds: &C
     let snapshots = atlas.list_snapshots(creds, ALPHA, "prod-1").await.unwrap();
     assert_eq!(snapshots.len(), 1);
     assert!(snapshots[0].created_at.is_some() && !snapshots[0].id.is_empty());
+    // A sharded cluster's snapshots are listed apart from the replica set's, and hold keys too.
+    control(
+        sim,
+        reqwest::Method::POST,
+        &format!("/__sim/projects/{ALPHA}/clusters/prod-1/snapshots"),
+        json!({"type": "shardedCluster"}),
+    )
+    .await;
+    let sharded = atlas
+        .list_sharded_snapshots(creds, ALPHA, "prod-1")
+        .await
+        .unwrap();
+    assert_eq!(sharded.len(), 1, "{sharded:?}");
+    assert_eq!(
+        sharded[0].master_key_uuid.as_deref(),
+        Some(key.key_id()),
+        "a sharded snapshot names the key it was taken under"
+    );
+    assert_eq!(
+        atlas.list_snapshots(creds, ALPHA, "prod-1").await.unwrap().len(),
+        1
+    );
 
     let off = atlas
         .set_cluster_encryption_provider(creds, ALPHA, "prod-1", EncryptionProvider::None)

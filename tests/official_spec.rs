@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use atlas_encryption_operator::atlas::{
-    AwsIamRole, AwsKmsConfig, AwsKmsPatch, Cluster, ControlPlaneIpAddresses, ENDPOINTS, EncryptionAtRest,
-    FeatureUsage, Group, HardwareSpec, RegionConfig, ReplicationSpec, Snapshot,
+    AwsIamRole, AwsKmsConfig, AwsKmsPatch, Cluster, ControlPlaneIpAddresses, ENDPOINTS, EarPrivateEndpoint,
+    EncryptionAtRest, FeatureUsage, Group, HardwareSpec, RegionConfig, ReplicationSpec, Snapshot,
 };
 use atlas_encryption_operator::aws::{KeyRef, Region};
 use serde::Serialize;
@@ -178,6 +178,11 @@ fn every_field_the_client_reads_or_writes_is_declared_by_its_official_schema() {
             "Snapshot",
             wire_fields(&Snapshot::default()),
             &["DiskBackupReplicaSet", "DiskBackupShardedClusterSnapshot"],
+        ),
+        (
+            "EarPrivateEndpoint",
+            wire_fields(&EarPrivateEndpoint::default()),
+            &["AWSKMSEARPrivateEndpoint"],
         ),
         (
             "ControlPlaneIpAddresses",

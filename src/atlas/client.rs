@@ -19,7 +19,7 @@ use super::auth::{
 use super::error::{AtlasError, Result, bounded};
 use super::model::*;
 use super::retry::{Backoff, RateLimiter, parse_retry_after};
-use crate::aws::RoleArn;
+use crate::aws::{Region, RoleArn};
 
 /// Telemetry hook. `endpoint` is the path template (`/groups/{groupId}/clusters/{clusterName}`), never
 /// the raw path, so label cardinality stays bounded. Called once per HTTP exchange, including Digest
@@ -146,6 +146,21 @@ const LIST_SNAPSHOTS: Endpoint = Endpoint::new(
     "/groups/{groupId}/clusters/{clusterName}/backup/snapshots",
     V2023,
 );
+const LIST_EAR_ENDPOINTS: Endpoint = Endpoint::new(
+    "GET",
+    "/groups/{groupId}/encryptionAtRest/{cloudProvider}/privateEndpoints",
+    V2023,
+);
+const CREATE_EAR_ENDPOINT: Endpoint = Endpoint::new(
+    "POST",
+    "/groups/{groupId}/encryptionAtRest/{cloudProvider}/privateEndpoints",
+    V2023,
+);
+const DELETE_EAR_ENDPOINT: Endpoint = Endpoint::new(
+    "DELETE",
+    "/groups/{groupId}/encryptionAtRest/{cloudProvider}/privateEndpoints/{endpointId}",
+    V2023,
+);
 const LIST_SHARDED_SNAPSHOTS: Endpoint = Endpoint::new(
     "GET",
     "/groups/{groupId}/clusters/{clusterName}/backup/snapshots/shardedClusters",
@@ -160,6 +175,9 @@ pub const ENDPOINTS: &[Endpoint] = &[
     GET_GROUP_BY_NAME,
     GET_EAR,
     PATCH_EAR,
+    LIST_EAR_ENDPOINTS,
+    CREATE_EAR_ENDPOINT,
+    DELETE_EAR_ENDPOINT,
     LIST_ROLES,
     CREATE_ROLE,
     GET_ROLE,
@@ -286,6 +304,59 @@ impl AtlasClient {
             &body,
         )
         .await
+    }
+
+    /// The project's AWS KMS private endpoints for Encryption at Rest, all pages (deleting ones too).
+    pub async fn list_ear_private_endpoints(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+    ) -> Result<Vec<EarPrivateEndpoint>> {
+        self.get_all(
+            creds,
+            &LIST_EAR_ENDPOINTS,
+            &["groups", group_id, "encryptionAtRest", "AWS", "privateEndpoints"],
+        )
+        .await
+    }
+
+    /// Asks Atlas for an AWS KMS private endpoint in `region`; Atlas answers 202 `INITIATING`.
+    pub async fn create_ear_private_endpoint(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        region: Region,
+    ) -> Result<EarPrivateEndpoint> {
+        self.send_json(
+            creds,
+            &CREATE_EAR_ENDPOINT,
+            &["groups", group_id, "encryptionAtRest", "AWS", "privateEndpoints"],
+            &EarPrivateEndpointRequest {
+                region_name: region.atlas_name(),
+            },
+        )
+        .await
+    }
+
+    /// Asks Atlas to delete a private endpoint; it stays `DELETING` for a while, then is gone.
+    pub async fn delete_ear_private_endpoint(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        endpoint_id: &str,
+    ) -> Result<()> {
+        let segments = [
+            "groups",
+            group_id,
+            "encryptionAtRest",
+            "AWS",
+            "privateEndpoints",
+            endpoint_id,
+        ];
+        let url = self.url(&segments, &[]);
+        self.execute(Some(creds), &DELETE_EAR_ENDPOINT, &url, None)
+            .await
+            .map(drop)
     }
 
     // ----- cloud provider access -----

@@ -15,6 +15,7 @@ pub use auth::Credentials;
 pub use client::{AtlasClient, AtlasClientConfig, AtlasMetrics, ENDPOINTS, Endpoint};
 pub use error::{AtlasError, ErrorEnvelope};
 pub use model::{
-    AwsIamRole, AwsKmsConfig, AwsKmsPatch, Cluster, ControlPlaneIpAddresses, EncryptionAtRest,
-    EncryptionProvider, FeatureUsage, Group, HardwareSpec, RegionConfig, ReplicationSpec, Snapshot,
+    AwsIamRole, AwsKmsConfig, AwsKmsPatch, Cluster, ControlPlaneIpAddresses, EarPrivateEndpoint,
+    EncryptionAtRest, EncryptionProvider, FeatureUsage, Group, HardwareSpec, PrivateEndpointStatus,
+    RegionConfig, ReplicationSpec, Snapshot,
 };

@@ -212,6 +212,48 @@ pub(crate) struct AuthorizeRoleRequest<'a> {
     pub iam_assumed_role_arn: &'a str,
 }
 
+/// `AWSKMSEARPrivateEndpoint`: a private endpoint Atlas uses to reach AWS KMS in one region.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EarPrivateEndpoint {
+    pub id: String,
+    pub cloud_provider: Option<String>,
+    /// Atlas's region name, e.g. `US_EAST_1`.
+    pub region_name: Option<String>,
+    pub status: PrivateEndpointStatus,
+    /// Atlas's explanation when `status` is `FAILED`.
+    pub error_message: Option<String>,
+    pub private_endpoint_connection_name: Option<String>,
+}
+
+impl EarPrivateEndpoint {
+    pub fn region(&self) -> Option<Region> {
+        self.region_name.as_deref().and_then(|r| Region::parse(r).ok())
+    }
+}
+
+/// Where a private endpoint is in Atlas's state machine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PrivateEndpointStatus {
+    #[default]
+    Initiating,
+    PendingAcceptance,
+    Active,
+    Failed,
+    PendingRecreation,
+    Deleting,
+    /// A value this operator does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EarPrivateEndpointRequest {
+    pub region_name: &'static str,
+}
+
 /// `encryptionAtRestProvider` of a cluster.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
