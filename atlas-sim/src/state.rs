@@ -216,6 +216,9 @@ pub struct State {
     pub cluster_update_delay_ms: u64,
     /// Overrides "today" when deciding whether a version is past its sunset (for VERSION_GONE tests).
     pub today_override: Option<NaiveDate>,
+    /// What `GET /unauth/controlPlaneIPAddresses` answers; Atlas changes it over time.
+    #[serde(default)]
+    pub control_plane_ips: crate::routes::control_plane_ips::ControlPlaneIps,
 }
 
 impl State {

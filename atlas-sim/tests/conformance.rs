@@ -245,6 +245,30 @@ async fn every_endpoint(c: &Client, base: &str) {
     let anon = Client::new(base, Auth::None);
     let ips = anon.get("/unauth/controlPlaneIPAddresses").await;
     assert!(ips.ok()["outbound"]["aws"].is_object());
+    // Atlas changes the list over time; the control API does the same, and a bad CIDR is refused.
+    let mut changed = ips.ok().clone();
+    changed["outbound"]["aws"]["us-east-1"] = json!(["192.0.2.200/32"]);
+    let (status, _) = control(
+        base,
+        Method::PUT,
+        "/controlPlaneIPAddresses",
+        Some(changed.clone()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(anon.get("/unauth/controlPlaneIPAddresses").await.ok(), &changed);
+    let mut broken = changed.clone();
+    broken["outbound"]["aws"]["us-east-1"] = json!(["192.0.2.300/32"]);
+    let (status, _) = control(base, Method::PUT, "/controlPlaneIPAddresses", Some(broken)).await;
+    assert_eq!(status, 400);
+    assert_eq!(anon.get("/unauth/controlPlaneIPAddresses").await.ok(), &changed);
+    control(
+        base,
+        Method::PUT,
+        "/controlPlaneIPAddresses",
+        Some(ips.ok().clone()),
+    )
+    .await;
 
     // Turn everything off again, in Atlas's order.
     c.patch(&g("/encryptionAtRest"), json!({"awsKms": {"enabled": false}}))

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::Sim;
 use crate::faults::{FaultSpec, RateLimitConfig};
+use crate::routes::control_plane_ips::ControlPlaneIps;
 use crate::seed::{Seed, SeedCluster, SeedProject, SnapshotRequest};
 use crate::state::{ClusterKind, State as World, build_cluster, new_id, ts};
 
@@ -68,6 +69,28 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/__sim/counters", get(counters))
         .route("/__sim/config", get(get_config).put(put_config))
         .route("/__sim/tokens/expire", post(expire_tokens))
+        .route(
+            "/__sim/controlPlaneIPAddresses",
+            get(get_control_plane_ips).put(put_control_plane_ips),
+        )
+}
+
+async fn get_control_plane_ips(State(sim): S) -> Response {
+    axum::Json(json!(sim.state.lock().control_plane_ips)).into_response()
+}
+
+/// Replaces the whole list, as Atlas's own changes do.
+async fn put_control_plane_ips(State(sim): S, body: Bytes) -> Response {
+    let ips: ControlPlaneIps = match parse(&body) {
+        Ok(ips) => ips,
+        Err(e) => return bad(e),
+    };
+    if let Err(e) = ips.validate() {
+        return bad(e);
+    }
+    sim.state.lock().control_plane_ips = ips.clone();
+    sim.touch();
+    axum::Json(json!(ips)).into_response()
 }
 
 async fn reset(State(sim): S, body: Bytes) -> Response {
