@@ -5,6 +5,7 @@
 pub mod atlas;
 pub mod aws;
 pub mod config;
+pub mod control_plane;
 pub mod controller;
 pub mod crd;
 pub mod kms;

@@ -865,3 +865,54 @@ async fn service_account_secret_with_reserved_characters() {
     assert_eq!(atlas.get_project(&creds, ALPHA).await.unwrap().name, "alpha");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_control_plane_watch_reads_the_list_and_hears_atlas_change_it() {
+    use atlas_encryption_operator::control_plane::{ControlPlaneWatch, outbound_aws_cidrs};
+    let sim = sim_with(|_| {}).await;
+    let (atlas, recorder) = client(&sim, |_| {});
+    let watch = ControlPlaneWatch::default();
+    let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn({
+        let watch = watch.clone();
+        async move {
+            watch
+                .run(atlas, Duration::from_millis(100), move |regions| {
+                    tx.send(regions).unwrap();
+                })
+                .await
+        }
+    });
+    let us_east_1 = Region::parse("us-east-1").unwrap();
+    wait_until(|| async { watch.latest().is_some() }, true).await;
+    let before = outbound_aws_cidrs(&watch.latest().unwrap(), us_east_1);
+    assert!(!before.is_empty());
+
+    let mut list = control(
+        &sim,
+        reqwest::Method::GET,
+        "/__sim/controlPlaneIPAddresses",
+        Value::Null,
+    )
+    .await;
+    list["outbound"]["aws"]["us-east-1"] = json!(["192.0.2.250/32"]);
+    control(&sim, reqwest::Method::PUT, "/__sim/controlPlaneIPAddresses", list).await;
+    let changed = tokio::time::timeout(Duration::from_secs(10), changes.recv())
+        .await
+        .expect("the change is heard")
+        .unwrap();
+    assert_eq!(changed, vec!["us-east-1"]);
+    assert_eq!(
+        outbound_aws_cidrs(&watch.latest().unwrap(), us_east_1),
+        vec!["192.0.2.250/32"]
+    );
+    task.abort();
+    let reads = recorder
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(endpoint, _, _)| endpoint.contains("controlPlaneIPAddresses"))
+        .count();
+    assert!(reads >= 2, "read at start and again each period: {reads}");
+}
