@@ -70,6 +70,34 @@ pub struct SeedProject {
     pub org: Option<String>,
     #[serde(default)]
     pub clusters: Vec<SeedCluster>,
+    /// An Encryption at Rest configuration made before the simulator started: by hand, by another tool,
+    /// or with the legacy access keys Atlas reports but no longer accepts in a PATCH.
+    #[serde(default)]
+    pub encryption_at_rest: Option<SeedEncryptionAtRest>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedEncryptionAtRest {
+    #[serde(default)]
+    pub aws_kms: Option<SeedAwsKms>,
+    #[serde(default)]
+    pub enabled_for_search_nodes: Option<bool>,
+}
+
+/// An enabled AWS KMS configuration on legacy access keys (a role-based one is made through the API).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedAwsKms {
+    #[serde(rename = "customerMasterKeyID")]
+    pub customer_master_key_id: String,
+    /// Atlas's region name, e.g. `US_EAST_1`.
+    pub region: String,
+    #[serde(rename = "accessKeyID")]
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    #[serde(default)]
+    pub require_private_networking: Option<bool>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

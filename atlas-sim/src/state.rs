@@ -9,7 +9,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::seed::{Seed, SeedCluster, SeedProject};
+use crate::seed::{Seed, SeedCluster, SeedEncryptionAtRest, SeedProject};
 
 pub const DEFAULT_ORG_NAME: &str = "Default Organization";
 pub const ATLAS_BASE: &str = "https://cloud.mongodb.com";
@@ -310,8 +310,50 @@ impl State {
             project.clusters.retain(|x| x.name != cluster.name);
             project.clusters.push(cluster);
         }
+        if let Some(ear) = &p.encryption_at_rest {
+            seed_encryption_at_rest(project, ear)?;
+        }
         Ok(id)
     }
+}
+
+/// Stores a configuration as another tool left it, without the checks a PATCH runs (they would
+/// refuse the legacy access keys it exists to represent).
+fn seed_encryption_at_rest(project: &mut Project, seed: &SeedEncryptionAtRest) -> anyhow::Result<()> {
+    if let Some(b) = seed.enabled_for_search_nodes {
+        project.ear.enabled_for_search_nodes = Some(b);
+    }
+    let Some(aws) = &seed.aws_kms else {
+        return Ok(());
+    };
+    anyhow::ensure!(
+        crate::routes::AWS_REGIONS.contains(&aws.region.as_str()),
+        "encryptionAtRest.awsKms.region {} is not an Atlas AWS region",
+        aws.region
+    );
+    anyhow::ensure!(
+        !aws.access_key_id.is_empty() && !aws.secret_access_key.is_empty(),
+        "encryptionAtRest.awsKms needs accessKeyID and secretAccessKey"
+    );
+    project.ear.aws = Some(AwsKms {
+        enabled: true,
+        customer_master_key_id: Some(aws.customer_master_key_id.clone()),
+        region: Some(aws.region.clone()),
+        role_id: None,
+        require_private_networking: aws.require_private_networking,
+        access_key_id: Some(aws.access_key_id.clone()),
+        secret_access_key: Some(aws.secret_access_key.clone()),
+        valid: true,
+        checked_at: None,
+    });
+    project.key_history.push(KeyChange {
+        at: Utc::now(),
+        action: "enabled".into(),
+        customer_master_key_id: Some(aws.customer_master_key_id.clone()),
+        region: Some(aws.region.clone()),
+        role_id: None,
+    });
+    Ok(())
 }
 
 const TENANT_SIZES: [&str; 3] = ["M0", "M2", "M5"];

@@ -1231,3 +1231,80 @@ async fn sdk_judge_regressions() {
     assert_eq!(token_status("s+c/r=t e").await, 401, "a raw + decodes to a space");
     sim.shutdown().await;
 }
+
+/// A project set up with the legacy access keys before roles: Atlas reports it and keeps using it, but
+/// takes no new credentials, and a role replaces the keys for good.
+#[tokio::test]
+async fn legacy_access_keys_are_reported_but_no_longer_accepted() {
+    let sim = start(None).await;
+    let base = sim.base_url();
+    let (status, _) = control(
+        &base,
+        Method::POST,
+        "/seed",
+        Some(
+            json!({"projects": [{"name": "proj-b", "id": GID_B, "encryptionAtRest": {"awsKms": {
+            "customerMasterKeyID": KEY_A, "region": "US_EAST_1",
+            "accessKeyID": "AKIAIOSFODNN7EXAMPLE", "secretAccessKey": "legacy-secret-never-shown"}}}]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let c = Client::digest(&base, "admin", "adminpriv", Alg::Md5);
+    let p = |s: &str| format!("/groups/{GID_B}{s}");
+
+    let ear = c.get(&p("/encryptionAtRest")).await;
+    let aws = &ear.ok()["awsKms"];
+    assert_eq!(aws["enabled"], true);
+    assert_eq!(aws["accessKeyID"], "AKIAIOSFODNN7EXAMPLE");
+    assert!(
+        aws.get("secretAccessKey").is_none() && aws.get("roleId").is_none(),
+        "{aws}"
+    );
+
+    // New credentials are refused, whether alone or with the rest of a configuration.
+    c.patch(
+        &p("/encryptionAtRest"),
+        json!({"awsKms": {"accessKeyID": "AKIAI44QH8DHBEXAMPLE", "secretAccessKey": "another-secret"}}),
+    )
+    .await
+    .expect(400, "AWS_KMS_CREDENTIALS_AUTH_DEPRECATED");
+    let still = c.get(&p("/encryptionAtRest")).await;
+    assert_eq!(
+        still.ok()["awsKms"]["accessKeyID"],
+        "AKIAIOSFODNN7EXAMPLE",
+        "nothing changed"
+    );
+
+    // One PATCH with an authorized role moves the project to the role; the keys are gone for good.
+    let role = c
+        .post(&p("/cloudProviderAccess"), json!({"providerName": "AWS"}))
+        .await;
+    let role_id = role.ok()["roleId"].as_str().unwrap().to_string();
+    c.patch(
+        &p(&format!("/cloudProviderAccess/{role_id}")),
+        json!({"providerName": "AWS", "iamAssumedRoleArn": ROLE_ARN}),
+    )
+    .await
+    .ok();
+    let moved = c
+        .patch(&p("/encryptionAtRest"), json!({"awsKms": {"roleId": role_id}}))
+        .await;
+    assert!(
+        moved.ok()["awsKms"].get("accessKeyID").is_none(),
+        "{}",
+        moved.body
+    );
+    let roles = c.get(&p("/cloudProviderAccess")).await;
+    assert_eq!(
+        roles.ok()["awsIamRoles"][0]["featureUsages"][0]["featureType"],
+        "ENCRYPTION_AT_REST"
+    );
+    c.patch(
+        &p("/encryptionAtRest"),
+        json!({"awsKms": {"accessKeyID": "AKIAIOSFODNN7EXAMPLE", "secretAccessKey": "legacy-secret-never-shown"}}),
+    )
+    .await
+    .expect(400, "AWS_KMS_CREDENTIALS_AUTH_DEPRECATED");
+    sim.shutdown().await;
+}

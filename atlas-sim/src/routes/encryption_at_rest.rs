@@ -227,10 +227,14 @@ fn plan_aws(cur: Option<&AwsKms>, m: &Map<String, Value>) -> ApiResult<Option<Aw
     {
         return Err(ApiError::invalid_attribute("awsKms.roleId"));
     }
-    if let Some(a) = &access_key
-        && !(16..=128).contains(&a.len())
-    {
-        return Err(ApiError::invalid_attribute("awsKms.accessKeyID"));
+    // Atlas still reports (and keeps using) an access-key configuration made before roles, but takes no
+    // new credentials: roles are the only way in, and a switch to a role cannot be undone.
+    if access_key.is_some() || secret.is_some() {
+        return Err(ApiError::new(
+            400,
+            "AWS_KMS_CREDENTIALS_AUTH_DEPRECATED",
+            "Credentials based authentication is no longer supported for AWS KMS.",
+        ));
     }
     if enabled == Some(false) {
         return Ok(cur.filter(|c| c.enabled).map(|_| AwsPlan::Disable));
@@ -247,7 +251,7 @@ fn plan_aws(cur: Option<&AwsKms>, m: &Map<String, Value>) -> ApiResult<Option<Aw
             let Some(region) = region else {
                 return Err(ApiError::missing_attribute("awsKms.region"));
             };
-            if role_id.is_none() && (access_key.is_none() || secret.is_none()) {
+            if role_id.is_none() {
                 return Err(ApiError::missing_attribute("awsKms.roleId"));
             }
             let next = AwsKms {
@@ -256,8 +260,8 @@ fn plan_aws(cur: Option<&AwsKms>, m: &Map<String, Value>) -> ApiResult<Option<Aw
                 region: Some(region),
                 role_id: role_id.clone(),
                 require_private_networking: rpn,
-                access_key_id: if role_id.is_some() { None } else { access_key },
-                secret_access_key: if role_id.is_some() { None } else { secret },
+                access_key_id: None,
+                secret_access_key: None,
                 valid: false,
                 checked_at: None,
             };
@@ -278,13 +282,10 @@ fn plan_aws(cur: Option<&AwsKms>, m: &Map<String, Value>) -> ApiResult<Option<Aw
                 next.region = Some(r);
             }
             if let Some(r) = role_id {
+                // The irreversible switch from legacy access keys to a role.
                 next.role_id = Some(r);
                 next.access_key_id = None;
                 next.secret_access_key = None;
-            } else if access_key.is_some() || secret.is_some() {
-                next.access_key_id = access_key.or(next.access_key_id);
-                next.secret_access_key = secret.or(next.secret_access_key);
-                next.role_id = None;
             }
             if let Some(b) = rpn {
                 next.require_private_networking = Some(b);
