@@ -7,6 +7,7 @@ pub mod aws;
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod duration;
 pub mod kms;
 pub mod leader;
 pub mod metrics;

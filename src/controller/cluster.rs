@@ -15,7 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use super::plan::{self, WakeGate};
+use super::wake::{self, WakeGate};
 use super::{Context, Error, NORMAL, Result, Step, USER_ACTION_REQUEUE, credentials, patient_delay};
 use crate::atlas::{AtlasError, Cluster, Credentials, EncryptionProvider, model::tier_number};
 use crate::crd::{ClusterEncryption, ClusterEncryptionStatus, DeletionPolicy, ProjectEncryption};
@@ -161,7 +161,7 @@ fn gate_fingerprint(ce: &ClusterEncryption, pe: Option<&ProjectEncryption>) -> u
             pe.status.as_ref().and_then(|s| s.project_id.clone()),
         )
     });
-    plan::fingerprint((
+    wake::fingerprint((
         ce.metadata.generation,
         &ce.metadata.labels,
         &ce.metadata.annotations,
@@ -342,13 +342,7 @@ fn record_cluster(status: &mut ClusterEncryptionStatus, cluster: &Cluster) {
 }
 
 fn provider_name(provider: EncryptionProvider) -> &'static str {
-    match provider {
-        EncryptionProvider::None => "NONE",
-        EncryptionProvider::Aws => "AWS",
-        EncryptionProvider::Azure => "AZURE",
-        EncryptionProvider::Gcp => "GCP",
-        EncryptionProvider::Unknown => "UNKNOWN",
-    }
+    provider.as_str()
 }
 
 fn set_project_ready(
@@ -359,15 +353,10 @@ fn set_project_ready(
     generation: Option<i64>,
     now: Timestamp,
 ) {
-    status::set_condition(
-        &mut status.conditions,
-        reasons::PROJECT_READY,
-        ready,
-        reason,
-        message,
-        generation,
-        now,
-    );
+    status::condition(reasons::PROJECT_READY)
+        .holds(ready, reason)
+        .saying(message)
+        .apply(&mut status.conditions, generation, now);
 }
 
 /// The delay before looking again at a cluster that has been updating for `waited`: patient, but
@@ -491,7 +480,7 @@ async fn drive(
     // reads it again: the project becoming Ready again (after a rotation, say) needs no Atlas call.
     let memory = &ctx.cluster_memory;
     let verified_key = ce.uid().unwrap_or_default();
-    let owned = plan::fingerprint((generation, &ce.metadata.labels, &ce.metadata.annotations));
+    let owned = wake::fingerprint((generation, &ce.metadata.labels, &ce.metadata.annotations));
     let resync = ctx.resync_period();
     if want_aws
         && project_state(&pe) == ProjectState::Ready
@@ -965,12 +954,8 @@ mod tests {
             Outcome::progressing(reasons::AWAITING_TRUST_POLICY, "trust me")
         };
         outcome.apply(&mut status.conditions, Some(generation), now);
-        status::set_condition(
+        status::condition(reasons::KEY_VALID).holds(key_valid, "x").apply(
             &mut status.conditions,
-            reasons::KEY_VALID,
-            key_valid,
-            "x",
-            "",
             Some(generation),
             now,
         );

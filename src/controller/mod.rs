@@ -3,8 +3,8 @@
 
 pub mod cluster;
 mod credentials;
-pub mod plan;
 pub mod project;
+mod wake;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,9 +71,9 @@ pub struct Context {
     pub clusters: Stores<ClusterEncryption>,
     pub metrics: Arc<Metrics>,
     backoff: Mutex<HashMap<String, u32>>,
-    /// When each ProjectEncryption is next due a look (see [`plan::WakeGate`]); in the context, not
+    /// When each ProjectEncryption is next due a look (see [`wake::WakeGate`]); in the context, not
     /// the process, so two controllers in one process (tests) never share an entry.
-    pub(crate) project_gate: plan::WakeGate,
+    pub(crate) project_gate: wake::WakeGate,
     /// The same for ClusterEncryptions, and what the cluster reconciler remembers between passes.
     pub(crate) cluster_memory: cluster::Memory,
     /// The stretched resync period last logged, in seconds (see [`Context::resync_period`]).
@@ -105,7 +105,7 @@ impl Context {
             clusters,
             metrics,
             backoff: Mutex::new(HashMap::new()),
-            project_gate: plan::WakeGate::default(),
+            project_gate: wake::WakeGate::default(),
             cluster_memory: cluster::Memory::default(),
             resync_logged: AtomicU64::new(0),
             now: Timestamp::now,
@@ -117,13 +117,13 @@ impl Context {
     }
 
     /// How long a converged object waits before Atlas is read again: `--resync-period`, stretched by
-    /// [`plan::resync_period`] when the objects in the cache would spend too much of the Atlas rate
+    /// [`resync_period`] when the objects in the cache would spend too much of the Atlas rate
     /// budget on resyncs. Logged when the stretch changes by a fifth or more, not on every pass.
     pub fn resync_period(&self) -> Duration {
         let configured = self.config.resync_period;
         let objects = self.projects.len() + self.clusters.len();
         let rate = self.atlas.config().rate_per_second;
-        let period = plan::resync_period(configured, objects, rate);
+        let period = resync_period(configured, objects, rate);
         self.metrics.set_resync_period(period);
         let stretched = if period > configured { period.as_secs() } else { 0 };
         let logged = self.resync_logged.load(Ordering::Relaxed);
@@ -209,16 +209,53 @@ impl Context {
         }
     }
 
-    /// Next delay for an object whose reconcile failed: [`plan::failure_backoff`].
+    /// Next delay for an object whose reconcile failed: [`wake::failure_backoff`].
     fn next_backoff(&self, key: &str) -> Duration {
         let mut map = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
         let failures = map.entry(key.to_string()).or_insert(0);
         *failures = failures.saturating_add(1);
-        plan::failure_backoff(*failures)
+        wake::failure_backoff(*failures)
     }
 
     fn reset_backoff(&self, key: &str) {
         self.backoff.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// The ClusterEncryptions of `project`, from the cache: the one answer to "the clusters of this
+    /// project".
+    pub fn clusters_of(&self, project: &ProjectEncryption) -> Vec<Arc<ClusterEncryption>> {
+        clusters_of(&self.clusters, project)
+    }
+}
+
+/// The ClusterEncryptions in `clusters` that reference `project`.
+fn clusters_of(
+    clusters: &Stores<ClusterEncryption>,
+    project: &ProjectEncryption,
+) -> Vec<Arc<ClusterEncryption>> {
+    let namespace = project.namespace();
+    let name = project.name_any();
+    clusters
+        .state()
+        .into_iter()
+        .filter(|c| c.namespace() == namespace && c.spec.project_encryption_ref.name == name)
+        .collect()
+}
+
+/// The share of the Atlas rate budget that re-reading converged objects may take. The rest stays free
+/// for changes, so a large fleet converging or rotating is never starved by its own resyncs.
+pub const RESYNC_BUDGET_SHARE: f64 = 0.25;
+
+/// How often each converged object is re-read from Atlas: the configured period, stretched when
+/// `objects` reads per period (one per converged object) would take more than
+/// [`RESYNC_BUDGET_SHARE`] of `rate_per_second`. At 6,000 objects and 100 calls/s a 60 s resync would
+/// be the whole budget; it becomes 240 s.
+pub fn resync_period(configured: Duration, objects: usize, rate_per_second: f64) -> Duration {
+    let floor = objects as f64 / (RESYNC_BUDGET_SHARE * rate_per_second);
+    if floor.is_finite() && floor > configured.as_secs_f64() {
+        Duration::from_secs(floor.ceil() as u64)
+    } else {
+        configured
     }
 }
 
@@ -601,12 +638,8 @@ pub async fn run_observed(
         let run = Controller::for_stream(stream, store)
             .with_config(controller_config.clone())
             .watches_shared_stream(project_handle, move |project: Arc<ProjectEncryption>| {
-                let namespace = project.namespace();
-                let name = project.name_any();
-                cluster_store
-                    .state()
-                    .into_iter()
-                    .filter(|c| c.namespace() == namespace && c.spec.project_encryption_ref.name == name)
+                clusters_of(&cluster_store, &project)
+                    .iter()
                     .map(|c| ObjectRef::from_obj(c.as_ref()))
                     .collect::<Vec<_>>()
             })
@@ -684,6 +717,7 @@ async fn measured(
 }
 
 /// How a reconcile ended when it did not fail.
+#[derive(Debug)]
 pub(crate) struct Step {
     pub outcome: Outcome,
     pub requeue: Duration,
@@ -877,6 +911,25 @@ mod tests {
         assert_eq!(waited_since(at(1_699_999_990), now), Duration::from_secs(10));
         assert_eq!(waited_since(at(1_700_000_010), now), Duration::ZERO);
         assert_eq!(waited_since(None, now), Duration::ZERO);
+    }
+
+    #[test]
+    fn resync_period_stretches_only_when_resyncs_would_crowd_the_budget() {
+        let minute = Duration::from_secs(60);
+        // 600 objects a minute at 100/s is 10/s: a tenth of the budget, the period stands.
+        assert_eq!(resync_period(minute, 600, 100.0), minute);
+        // 6,000 a minute would be the whole budget: a quarter of it allows one per 240 s.
+        assert_eq!(resync_period(minute, 6_000, 100.0), Duration::from_secs(240));
+        // The default 10 min at the default 5/s serves 750 objects; 3,000 need 40 min.
+        assert_eq!(
+            resync_period(Duration::from_secs(600), 750, 5.0),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            resync_period(Duration::from_secs(600), 3_000, 5.0),
+            Duration::from_secs(2_400)
+        );
+        assert_eq!(resync_period(minute, 0, 100.0), minute);
     }
 
     #[test]
