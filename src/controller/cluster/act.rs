@@ -43,7 +43,7 @@ impl Pass<'_> {
     /// resync, and an update's clock runs while the cluster is busy. Returns how long it has been
     /// updating.
     pub fn remember(&self, plan: &ClusterStep) -> Duration {
-        let memory = &self.ctx.cluster_memory;
+        let memory = self.memory;
         let key = &self.memory_key;
         if *plan == ClusterStep::Converged && self.want.aws {
             memory.mark_verified(key, self.owned_fingerprint());
@@ -59,6 +59,6 @@ impl Pass<'_> {
 
     /// Our PATCH started an update: its polls are timed from now.
     pub fn remember_update_started(&self) {
-        self.ctx.cluster_memory.update_started(&self.memory_key);
+        self.memory.update_started(&self.memory_key);
     }
 }

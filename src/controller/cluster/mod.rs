@@ -27,31 +27,32 @@ pub use self::memory::Memory;
 use self::observe::Pass;
 pub(crate) use self::observe::find_project;
 use self::record::Findings;
-use super::{Context, Error, Result, Step, wake};
+use super::{Context, Error, Reconciler, Result, Step, wake};
 use crate::atlas::{AtlasError, Credentials};
 use crate::crd::{ClusterEncryption, DeletionPolicy, ProjectEncryption};
 
-pub async fn reconcile(ce: Arc<ClusterEncryption>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Memory>>) -> Result<Action> {
+    let (ctx, memory) = (&reconciler.ctx, &reconciler.state);
     let namespace = ce.namespace().ok_or(Error::InvalidObject)?;
     let api: Api<ClusterEncryption> = Api::namespaced(ctx.client.clone(), &namespace);
 
-    let memory = &ctx.cluster_memory;
     let gate_key = ce.uid().unwrap_or_default();
     if ce.meta().deletion_timestamp.is_some() {
         memory.forget(&gate_key);
-        return cleanup(&ce, &ctx, &api, &namespace).await;
+        return cleanup(&ce, ctx, memory, &api, &namespace).await;
     }
     let Some(ce) = super::ensure_finalizer(&api, ce).await? else {
         return Ok(Action::await_change());
     };
-    let fingerprint = gate_fingerprint(ce.as_ref(), find_project(ce.as_ref(), &ctx).as_deref());
-    if let Some(wait) = memory.gate.wait(&gate_key, fingerprint, Instant::now()) {
+    let fingerprint = gate_fingerprint(ce.as_ref(), find_project(ce.as_ref(), ctx).as_deref());
+    let backoff = ctx.failures.backoff(&super::object_key(ce.as_ref()));
+    if let Some(wait) = memory.gate.wait(&gate_key, fingerprint, Instant::now(), backoff) {
         // Our own status write, or a project change that does not concern this cluster.
         return Ok(Action::requeue(wait));
     }
 
     let previous = ce.status.clone().unwrap_or_default();
-    let pass = Pass::new(&ctx, &ce, &namespace, &previous, false);
+    let pass = Pass::new(ctx, memory, &ce, &namespace, &previous, false);
     let mut found = Findings::default();
     let result = drive(&pass, &mut found).await;
     let status = record::status(&previous, &found, ce.metadata.generation, pass.now);
@@ -59,7 +60,7 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, ctx: Arc<Context>) -> Result<
     let action = super::finish(
         ce.as_ref(),
         ce.status.as_ref(),
-        &ctx,
+        ctx,
         &api,
         status,
         result,
@@ -70,11 +71,9 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, ctx: Arc<Context>) -> Result<
         (Ok(_), Some(after)) => memory
             .gate
             .finished(&gate_key, fingerprint, Instant::now(), after),
-        (Err(e), _) => {
-            memory
-                .gate
-                .failed(&gate_key, fingerprint, Instant::now(), e.retry_after());
-        }
+        (Err(e), _) => memory
+            .gate
+            .failed(&gate_key, fingerprint, Instant::now(), e.retry_after()),
         (Ok(_), None) => memory.gate.forget(&gate_key),
     }
     action
@@ -192,6 +191,7 @@ fn refused(pass: &Pass<'_>, error: AtlasError, group_id: &str, found: &mut Findi
 async fn cleanup(
     ce: &ClusterEncryption,
     ctx: &Context,
+    memory: &Memory,
     api: &Api<ClusterEncryption>,
     namespace: &str,
 ) -> Result<Action> {
@@ -206,7 +206,7 @@ async fn cleanup(
         return Ok(Action::await_change());
     }
     let previous = ce.status.clone().unwrap_or_default();
-    let pass = Pass::new(ctx, ce, namespace, &previous, true);
+    let pass = Pass::new(ctx, memory, ce, namespace, &previous, true);
     let mut found = Findings::default();
     let result = drive(&pass, &mut found).await;
     let status = record::status(&previous, &found, ce.metadata.generation, pass.now);

@@ -9,6 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Api, ResourceExt};
 
 use super::decide::Want;
+use super::memory::Memory;
 use crate::atlas::{AtlasError, Cluster, Credentials};
 use crate::controller::{Context, CredentialsError, credentials, wake};
 use crate::crd::{ClusterEncryption, ClusterEncryptionStatus, ProjectEncryption};
@@ -16,6 +17,8 @@ use crate::crd::{ClusterEncryption, ClusterEncryptionStatus, ProjectEncryption};
 /// What every stage of one pass over a ClusterEncryption works with.
 pub struct Pass<'a> {
     pub ctx: &'a Context,
+    /// What the cluster reconciler remembers between passes.
+    pub memory: &'a Memory,
     pub ce: &'a ClusterEncryption,
     pub namespace: &'a str,
     /// The status the pass started from: what the operator last published, never what this pass wrote.
@@ -29,6 +32,7 @@ pub struct Pass<'a> {
 impl<'a> Pass<'a> {
     pub fn new(
         ctx: &'a Context,
+        memory: &'a Memory,
         ce: &'a ClusterEncryption,
         namespace: &'a str,
         previous: &'a ClusterEncryptionStatus,
@@ -36,6 +40,7 @@ impl<'a> Pass<'a> {
     ) -> Self {
         Pass {
             ctx,
+            memory,
             ce,
             namespace,
             previous,
@@ -62,8 +67,7 @@ impl<'a> Pass<'a> {
 
     /// How long ago this cluster was found converged on the key, with what a person controls unchanged.
     pub fn verified_ago(&self) -> Option<Duration> {
-        self.ctx
-            .cluster_memory
+        self.memory
             .verified_ago(&self.memory_key, self.owned_fingerprint())
     }
 

@@ -24,33 +24,35 @@ use kube::{Api, Resource, ResourceExt};
 use self::decide::{KeyStep, RoleStep, Target};
 use self::observe::{Access, Pass};
 use self::record::{Disabled, Findings};
-use super::{Context, Error, Result, Step, wake};
+use super::wake::{self, WakeGate};
+use super::{Context, Error, Reconciler, Result, Step};
 use crate::atlas::{AwsIamRole, EncryptionAtRest};
 use crate::crd::{ProjectEncryption, ProjectEncryptionStatus};
 use crate::kms::KeyReport;
 use crate::status::{Outcome, reasons};
 
-pub async fn reconcile(pe: Arc<ProjectEncryption>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<WakeGate>>) -> Result<Action> {
+    let (ctx, gate) = (&reconciler.ctx, &reconciler.state);
     let namespace = pe.namespace().ok_or(Error::InvalidObject)?;
     let api: Api<ProjectEncryption> = Api::namespaced(ctx.client.clone(), &namespace);
 
-    let gate = &ctx.project_gate;
     let gate_key = pe.uid().unwrap_or_default();
     if pe.meta().deletion_timestamp.is_some() {
         gate.forget(&gate_key);
-        return cleanup(&pe, &ctx, &api, &namespace).await;
+        return cleanup(&pe, ctx, &api, &namespace).await;
     }
     let Some(pe) = super::ensure_finalizer(&api, pe).await? else {
         return Ok(Action::await_change());
     };
     let fingerprint = gate_fingerprint(pe.as_ref());
-    if let Some(wait) = gate.wait(&gate_key, fingerprint, Instant::now()) {
+    let backoff = ctx.failures.backoff(&super::object_key(pe.as_ref()));
+    if let Some(wait) = gate.wait(&gate_key, fingerprint, Instant::now(), backoff) {
         // Our own status write, or nothing the user controls changed: the look already scheduled stands.
         return Ok(Action::requeue(wait));
     }
 
     let previous = pe.status.clone().unwrap_or_default();
-    let pass = Pass::new(&ctx, &pe, &namespace, &previous);
+    let pass = Pass::new(ctx, &pe, &namespace, &previous);
     let mut found = Findings::default();
     let result = drive(&pass, &mut found).await;
     let status = record::status(&previous, &found, pe.metadata.generation, pass.now);
@@ -58,7 +60,7 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, ctx: Arc<Context>) -> Result<
     let action = super::finish(
         pe.as_ref(),
         pe.status.as_ref(),
-        &ctx,
+        ctx,
         &api,
         status,
         result,
@@ -67,9 +69,7 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, ctx: Arc<Context>) -> Result<
     .await;
     match (&action, next) {
         (Ok(_), Some(after)) => gate.finished(&gate_key, fingerprint, Instant::now(), after),
-        (Err(e), _) => {
-            gate.failed(&gate_key, fingerprint, Instant::now(), e.retry_after());
-        }
+        (Err(e), _) => gate.failed(&gate_key, fingerprint, Instant::now(), e.retry_after()),
         (Ok(_), None) => gate.forget(&gate_key),
     }
     action
