@@ -140,23 +140,14 @@ pub async fn run_observed(
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
-    let mut project_watches = Vec::new();
-    let mut cluster_watches = Vec::new();
-    let mut drivers: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-    for scope in &scopes {
-        let (store, handle, driver) = shared_watch::<ProjectEncryption>(&client, scope.as_deref());
-        project_watches.push((store, handle));
-        drivers.push(Box::pin(driver));
-        cluster_watches.push(cached_watch::<ClusterEncryption>(&client, scope.as_deref()));
-    }
-    let projects = Stores(project_watches.iter().map(|(store, _)| store.clone()).collect());
-    let clusters = Stores(cluster_watches.iter().map(|(store, _)| store.clone()).collect());
+    let watches = Watches::open(&client, &scopes);
+    let projects = Stores(watches.projects.iter().map(|(store, _)| store.clone()).collect());
+    let clusters = Stores(watches.clusters.iter().map(|(store, _)| store.clone()).collect());
 
     let metrics_projects = projects.clone();
     observers
         .metrics
         .watch_projects(Box::new(move || metrics_projects.state()));
-    let synced = (projects.clone(), clusters.clone(), observers.health.clone());
     let ctx = Arc::new(Context::new(
         client.clone(),
         atlas,
@@ -166,21 +157,86 @@ pub async fn run_observed(
         clusters,
         observers.metrics,
     ));
-    let synced_ctx = ctx.clone();
+    report_synced(ctx.clone(), observers.health.clone());
+    let controller_config = kube::runtime::controller::Config::default().concurrency(config.concurrency);
+    let runs = controllers(
+        &ctx,
+        &scopes,
+        watches.projects,
+        watches.clusters,
+        controller_config,
+        shutdown,
+    );
+    // The watches serve the controllers only: once these have shut down, the watches are dropped.
+    futures::future::select(
+        futures::future::join_all(runs),
+        futures::future::join_all(watches.drivers),
+    )
+    .await;
+}
+
+type Run = futures::future::BoxFuture<'static, ()>;
+type ClusterWatch = (
+    Store<ClusterEncryption>,
+    futures::stream::BoxStream<'static, Result<ClusterEncryption, watcher::Error>>,
+);
+
+/// One watch of each kind per scope; the projects' watches are shared by both controllers and driven
+/// by `drivers`.
+struct Watches {
+    projects: Vec<(
+        Store<ProjectEncryption>,
+        reflector::ReflectHandle<ProjectEncryption>,
+    )>,
+    clusters: Vec<ClusterWatch>,
+    drivers: Vec<Run>,
+}
+
+impl Watches {
+    fn open(client: &Client, scopes: &[Option<String>]) -> Watches {
+        let mut watches = Watches {
+            projects: Vec::new(),
+            clusters: Vec::new(),
+            drivers: Vec::new(),
+        };
+        for scope in scopes {
+            let (store, handle, driver) = shared_watch::<ProjectEncryption>(client, scope.as_deref());
+            watches.projects.push((store, handle));
+            watches.drivers.push(Box::pin(driver));
+            let (store, stream) = cached_watch::<ClusterEncryption>(client, scope.as_deref());
+            watches.clusters.push((store, Box::pin(stream)));
+        }
+        watches
+    }
+}
+
+/// Marks the operator ready once both caches hold their first full list.
+fn report_synced(ctx: Arc<Context>, health: Arc<Health>) {
     tokio::spawn(async move {
-        let (projects, clusters, health) = synced;
-        projects.wait_until_ready().await;
-        clusters.wait_until_ready().await;
+        ctx.projects.wait_until_ready().await;
+        ctx.clusters.wait_until_ready().await;
         tracing::info!("caches synced");
         // The resync period in force, for the gauge and the log, before any object needs it.
-        synced_ctx.resync_period();
+        ctx.resync_period();
         health.set_synced();
     });
-    let controller_config = kube::runtime::controller::Config::default().concurrency(config.concurrency);
+}
+
+/// Both controllers for every scope, each kind with its own reconciler state.
+fn controllers(
+    ctx: &Arc<Context>,
+    scopes: &[Option<String>],
+    project_watches: Vec<(
+        Store<ProjectEncryption>,
+        reflector::ReflectHandle<ProjectEncryption>,
+    )>,
+    cluster_watches: Vec<ClusterWatch>,
+    controller_config: kube::runtime::controller::Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) -> Vec<Run> {
     let project_reconciler = Reconciler::<WakeGate>::new(ctx.clone());
     let cluster_reconciler = Reconciler::<cluster::Memory>::new(ctx.clone());
-
-    let mut runs: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    let mut runs: Vec<Run> = Vec::new();
     for (scope, (store, handle)) in scopes.iter().zip(project_watches.iter().cloned()) {
         let run = Controller::for_shared_stream(handle, store)
             .with_config(controller_config.clone())
@@ -219,12 +275,7 @@ pub async fn run_observed(
             });
         runs.push(Box::pin(run));
     }
-    // The watches serve the controllers only: once these have shut down, the watches are dropped.
-    futures::future::select(
-        futures::future::join_all(runs),
-        futures::future::join_all(drivers),
-    )
-    .await;
+    runs
 }
 
 /// One reconcile of a ProjectEncryption, in a span naming the object and its Atlas project (so every

@@ -516,7 +516,16 @@ fn each_plan_ends_the_pass_or_sends_the_provider() {
         "{}",
         step.outcome.message()
     );
-    // A refusal moments ago is not sent again.
+}
+
+#[test]
+fn a_refusal_moments_ago_is_not_sent_again() {
+    let moment = Moment {
+        generation: Some(1),
+        now: at(0),
+        resync: Duration::from_secs(600),
+        updating_for: Duration::ZERO,
+    };
     let mut refused = ClusterEncryptionStatus::default();
     Outcome::stalled(reasons::LEGACY_BACKUP, "move to cloud backup").apply(
         &mut refused.conditions,
@@ -559,41 +568,50 @@ fn after_a_write_the_cluster_is_done_or_updating() {
     assert_eq!(step.requeue, Duration::from_secs(3), "the first look comes soon");
 }
 
+type RefusalCase<'a> = (
+    Want<'a>,
+    u16,
+    &'a str,
+    Option<(&'a str, &'a str)>,
+    Option<Tier>,
+    bool,
+);
+
+fn check_refusals(cases: &[RefusalCase]) {
+    for (want, status, code, expected, tier, is_off) in cases {
+        match refused(
+            *want,
+            atlas_error(*status, code),
+            "g1",
+            Some(EncryptionProvider::Azure),
+        ) {
+            Ok(r) => {
+                assert_eq!(Some(kind(&r.step)), *expected, "{status} {code}");
+                assert_eq!((&r.tier, r.off), (tier, *is_off), "{status} {code}");
+            }
+            Err(_) => assert_eq!(*expected, None, "{status} {code} is retried"),
+        }
+    }
+}
+
 #[test]
-fn atlas_refusals_become_reasons() {
+fn atlas_refusals_while_turning_on_become_reasons() {
     let aws = want(true, false);
-    let off = want(false, false);
-    let deleting = want(false, true);
-    type Case<'a> = (
-        Want<'a>,
-        u16,
-        &'a str,
-        Option<(&'a str, &'a str)>,
-        Option<Tier>,
-        bool,
-    );
-    let cases: [Case; 13] = [
+    let stalled = |reason| Some(("Stalled", reason));
+    check_refusals(&[
         (
             aws,
             400,
             FLEX_CODE,
-            Some(("Stalled", reasons::UNSUPPORTED_TIER)),
+            stalled(reasons::UNSUPPORTED_TIER),
             Some(Tier::Flex),
             false,
-        ),
-        (
-            off,
-            400,
-            SERVERLESS_CODE,
-            Some(("Ready", reasons::ENCRYPTION_DISABLED)),
-            Some(Tier::Serverless),
-            true,
         ),
         (
             aws,
             400,
             TENANT_CODE,
-            Some(("Stalled", reasons::UNSUPPORTED_TIER)),
+            stalled(reasons::UNSUPPORTED_TIER),
             Some(Tier::Shared),
             false,
         ),
@@ -601,7 +619,7 @@ fn atlas_refusals_become_reasons() {
             aws,
             400,
             BACKUP_CODE,
-            Some(("Stalled", reasons::LEGACY_BACKUP)),
+            stalled(reasons::LEGACY_BACKUP),
             None,
             false,
         ),
@@ -609,7 +627,7 @@ fn atlas_refusals_become_reasons() {
             aws,
             409,
             PAUSED_CODE,
-            Some(("Stalled", reasons::CLUSTER_PAUSED)),
+            stalled(reasons::CLUSTER_PAUSED),
             None,
             false,
         ),
@@ -617,31 +635,7 @@ fn atlas_refusals_become_reasons() {
             aws,
             404,
             "CLUSTER_NOT_FOUND",
-            Some(("Stalled", reasons::CLUSTER_NOT_FOUND)),
-            None,
-            false,
-        ),
-        (
-            deleting,
-            404,
-            "CLUSTER_NOT_FOUND",
-            Some(("Ready", reasons::CLUSTER_NOT_FOUND)),
-            None,
-            false,
-        ),
-        (
-            aws,
-            400,
-            "ENCRYPTION_AT_REST_NOT_ENABLED",
-            Some(("Progressing", reasons::WAITING_FOR_PROJECT)),
-            None,
-            false,
-        ),
-        (
-            aws,
-            400,
-            "CANNOT_CHANGE_ENCRYPTION_AT_REST_PROVIDER",
-            Some(("Stalled", reasons::OTHER_PROVIDER_IN_USE)),
+            stalled(reasons::CLUSTER_NOT_FOUND),
             None,
             false,
         ),
@@ -649,7 +643,7 @@ fn atlas_refusals_become_reasons() {
             aws,
             401,
             "NOT_IN_GROUP",
-            Some(("Stalled", reasons::CREDENTIALS_REJECTED)),
+            stalled(reasons::CREDENTIALS_REJECTED),
             None,
             false,
         ),
@@ -657,7 +651,7 @@ fn atlas_refusals_become_reasons() {
             aws,
             403,
             "FORBIDDEN",
-            Some(("Stalled", reasons::CREDENTIALS_REJECTED)),
+            stalled(reasons::CREDENTIALS_REJECTED),
             None,
             false,
         ),
@@ -665,34 +659,44 @@ fn atlas_refusals_become_reasons() {
             aws,
             409,
             "SOMETHING_NEW",
-            Some(("Stalled", reasons::ATLAS_REFUSED)),
+            stalled(reasons::ATLAS_REFUSED),
             None,
             false,
         ),
         (aws, 503, "SERVICE_UNAVAILABLE", None, None, false),
-    ];
-    for (want, status, code, expected, tier, is_off) in cases {
-        match refused(
-            want,
-            atlas_error(status, code),
-            "g1",
-            Some(EncryptionProvider::Azure),
-        ) {
-            Ok(r) => {
-                assert_eq!(Some(kind(&r.step)), expected, "{status} {code}");
-                assert_eq!((r.tier, r.off), (tier, is_off), "{status} {code}");
-            }
-            Err(_) => assert_eq!(expected, None, "{status} {code} is retried"),
-        }
-    }
-    let r = refused(
+    ]);
+}
+
+#[test]
+fn atlas_refusals_about_the_provider_or_the_project_become_reasons() {
+    let aws = want(true, false);
+    let stalled = |reason| Some(("Stalled", reason));
+    let code = "CANNOT_CHANGE_ENCRYPTION_AT_REST_PROVIDER";
+    check_refusals(&[(
         aws,
-        atlas_error(400, "CANNOT_CHANGE_ENCRYPTION_AT_REST_PROVIDER"),
-        "g1",
-        Some(EncryptionProvider::Azure),
-    )
-    .unwrap();
+        400,
+        code,
+        stalled(reasons::OTHER_PROVIDER_IN_USE),
+        None,
+        false,
+    )]);
+    let r = refused(aws, atlas_error(400, code), "g1", Some(EncryptionProvider::Azure)).unwrap();
     assert!(r.step.outcome.message().contains("uses AZURE key management"));
+    let code = "ENCRYPTION_AT_REST_NOT_ENABLED";
+    let waiting = Some(("Progressing", reasons::WAITING_FOR_PROJECT));
+    check_refusals(&[(aws, 400, code, waiting, None, false)]);
+}
+
+#[test]
+fn atlas_refusals_while_turning_off_become_reasons() {
+    let off = want(false, false);
+    let deleting = want(false, true);
+    let disabled = Some(("Ready", reasons::ENCRYPTION_DISABLED));
+    let gone = Some(("Ready", reasons::CLUSTER_NOT_FOUND));
+    check_refusals(&[
+        (off, 400, SERVERLESS_CODE, disabled, Some(Tier::Serverless), true),
+        (deleting, 404, "CLUSTER_NOT_FOUND", gone, None, false),
+    ]);
     assert_eq!(Tier::Flex.status_name(), Some("FLEX"));
     assert_eq!(Tier::Shared.status_name(), None);
 }

@@ -415,6 +415,10 @@ fn preflight_verdicts_are_the_key_valid_condition_and_the_step() {
             "Stalled",
         ),
     ];
+    check_preflight(failures);
+}
+
+fn check_preflight(failures: impl IntoIterator<Item = (PreflightFailure, &'static str)>) {
     let target = super::target(&spec(Some(KEY), "eu-west-2")).unwrap();
     for (failure, want) in failures {
         let reason = failure.reason();
@@ -427,7 +431,12 @@ fn preflight_verdicts_are_the_key_valid_condition_and_the_step() {
             (reasons::KEY_VALID, false, reason)
         );
     }
-    // A bare key id found in another account than the IAM role's: Atlas could not see it.
+}
+
+#[test]
+fn a_bare_key_id_in_another_account_than_the_role_needs_its_arn() {
+    let region = region();
+    // Found in another account than the IAM role's: Atlas could not see it.
     let bare = super::target(&spec(Some("1234abcd-12ab-34cd-56ef-1234567890ab"), "eu-west-2")).unwrap();
     let report = KeyReport {
         account: Some("210987654321".into()),
