@@ -4,13 +4,15 @@
 
 pub mod cluster;
 mod context;
-mod credentials;
+pub(crate) mod credentials;
 mod error;
 mod events;
 mod finalizer;
 mod finish;
 pub mod project;
 mod run;
+#[cfg(test)]
+mod testing;
 mod wake;
 
 pub(crate) use context::clusters_of;

@@ -68,6 +68,40 @@ impl WakeGate {
     pub fn forget(&self, key: &str) {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
+
+    /// How long `object` still has to wait, its failures so far counted in `failures`; `None` when
+    /// it should be reconciled now.
+    pub(crate) fn wait_for<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        fingerprint: u64,
+        failures: &Failures,
+    ) -> Option<Duration> {
+        let backoff = failures.backoff(&object_key(object));
+        self.wait(&gate_key(object), fingerprint, Instant::now(), backoff)
+    }
+
+    /// Remembers how a pass over `object` ended: the next look it asked for (`next`), or the failure
+    /// backoff.
+    pub(crate) fn pass_ended<K: Resource<DynamicType = ()>, T>(
+        &self,
+        object: &K,
+        fingerprint: u64,
+        ended: &super::Result<T>,
+        next: Option<Duration>,
+    ) {
+        let key = gate_key(object);
+        match (ended, next) {
+            (Ok(_), Some(after)) => self.finished(&key, fingerprint, Instant::now(), after),
+            (Err(e), _) => self.failed(&key, fingerprint, Instant::now(), e.retry_after()),
+            (Ok(_), None) => self.forget(&key),
+        }
+    }
+}
+
+/// The gate's key of an object: its uid, so a new object of the same name starts afresh.
+pub(crate) fn gate_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    object.meta().uid.clone().unwrap_or_default()
 }
 
 /// The one count of each object's failed reconciles in a row, by [`object_key`]: the controller's

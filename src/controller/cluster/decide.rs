@@ -9,7 +9,7 @@ use kube::Resource;
 
 use super::messages;
 use crate::atlas::{AtlasError, Cluster, EncryptionProvider, model::tier_number};
-use crate::controller::{Error, Result, Step, USER_ACTION_REQUEUE, patient_delay};
+use crate::controller::{CredentialsError, Result, Step, USER_ACTION_REQUEUE, credentials, patient_delay};
 use crate::crd::{ClusterEncryptionStatus, DeletionPolicy, ProjectEncryption};
 use crate::status::{self, DesiredCondition, Outcome, condition, reasons};
 
@@ -228,14 +228,10 @@ pub fn still_verified(
 
 /// Credentials of the project that cannot be read: retried while the API server is the problem (and
 /// the cluster is not being deleted), Stalled otherwise.
-pub fn unreadable_credentials(want: Want<'_>, error: crate::controller::CredentialsError) -> Result<Step> {
-    if error.is_transient() && !want.deleting {
-        return Err(Error::Credentials(error));
-    }
-    Ok(Step::stalled(
-        reasons::CREDENTIALS_INVALID,
-        messages::project_credentials(want.project, &error),
-    ))
+pub fn unreadable_credentials(want: Want<'_>, error: CredentialsError) -> Result<Step> {
+    credentials::unreadable(error, !want.deleting, |e| {
+        messages::project_credentials(want.project, e)
+    })
 }
 
 /// The single next thing a cluster needs, given whether it should use the project's key and what Atlas
@@ -507,7 +503,7 @@ pub fn refused(
             reasons::CREDENTIALS_REJECTED,
             messages::credentials_refused(group_id, &error),
         ),
-        Refusal::Refused => Step::stalled(reasons::ATLAS_REFUSED, format!("{error}")),
+        Refusal::Refused => Step::stalled(reasons::ATLAS_REFUSED, error.to_string()),
         Refusal::Retry => return Err(error.into()),
     };
     Ok(Refused {

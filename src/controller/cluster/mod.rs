@@ -16,7 +16,6 @@ mod observe;
 mod record;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
@@ -36,17 +35,15 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Me
     let namespace = ce.namespace().ok_or(Error::InvalidObject)?;
     let api: Api<ClusterEncryption> = Api::namespaced(ctx.client.clone(), &namespace);
 
-    let gate_key = ce.uid().unwrap_or_default();
     if ce.meta().deletion_timestamp.is_some() {
-        memory.forget(&gate_key);
+        memory.forget(&wake::gate_key(ce.as_ref()));
         return cleanup(&ce, ctx, memory, &api, &namespace).await;
     }
     let Some(ce) = super::ensure_finalizer(&api, ce).await? else {
         return Ok(Action::await_change());
     };
     let fingerprint = gate_fingerprint(ce.as_ref(), find_project(ce.as_ref(), ctx).as_deref());
-    let backoff = ctx.failures.backoff(&super::object_key(ce.as_ref()));
-    if let Some(wait) = memory.gate.wait(&gate_key, fingerprint, Instant::now(), backoff) {
+    if let Some(wait) = memory.gate.wait_for(ce.as_ref(), fingerprint, &ctx.failures) {
         // Our own status write, or a project change that does not concern this cluster.
         return Ok(Action::requeue(wait));
     }
@@ -57,7 +54,7 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Me
     let result = drive(&pass, &mut found).await;
     let status = record::status(&previous, &found, ce.metadata.generation, pass.now);
     let next = result.as_ref().map(|step| step.requeue).ok();
-    let action = super::finish(
+    let ended = super::finish(
         ce.as_ref(),
         ce.status.as_ref(),
         ctx,
@@ -67,16 +64,8 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Me
         pass.now,
     )
     .await;
-    match (&action, next) {
-        (Ok(_), Some(after)) => memory
-            .gate
-            .finished(&gate_key, fingerprint, Instant::now(), after),
-        (Err(e), _) => memory
-            .gate
-            .failed(&gate_key, fingerprint, Instant::now(), e.retry_after()),
-        (Ok(_), None) => memory.gate.forget(&gate_key),
-    }
-    action
+    memory.gate.pass_ended(ce.as_ref(), fingerprint, &ended, next);
+    ended
 }
 
 /// What makes a cluster worth a look before its resync: its spec, labels and annotations, and where its

@@ -51,7 +51,7 @@ impl<'a> Pass<'a> {
                 aws: ce.spec.enabled && !deleting,
                 deleting,
             },
-            memory_key: ce.uid().unwrap_or_default(),
+            memory_key: wake::gate_key(ce),
         }
     }
 

@@ -10,7 +10,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use super::messages;
 use crate::atlas::{AtlasError, AwsIamRole, AwsKmsConfig, AwsKmsPatch, Group};
 use crate::aws::{KeyRef, Region, RoleArn};
-use crate::controller::{CredentialsError, Error, Result, Step, patient_delay, waited_since};
+use crate::controller::{CredentialsError, Error, Result, Step, credentials, patient_delay, waited_since};
 use crate::crd::{AtlasRoleStatus, AwsKmsSpec, KeyStatus, PreviousKeyStatus, ProjectEncryptionStatus};
 use crate::kms::{KeyReport, PreflightFailure};
 use crate::status::{self, DesiredCondition, Outcome, condition, reasons};
@@ -46,10 +46,12 @@ pub fn target(spec: &AwsKmsSpec) -> Result<Target, Step> {
 /// A credentials Secret that cannot be read: retried while the API server is the problem, Stalled
 /// while the Secret itself is.
 pub fn unreadable_credentials(error: CredentialsError) -> Result<Step> {
-    if error.is_transient() {
-        return Err(Error::Credentials(error));
-    }
-    Ok(Step::stalled(reasons::CREDENTIALS_INVALID, error.to_string()))
+    credentials::unreadable(error, true, CredentialsError::to_string)
+}
+
+/// Deletion cannot turn encryption off without the credentials: Stalled, saying how to let go.
+pub fn unreadable_credentials_while_deleting(error: CredentialsError) -> Result<Step> {
+    credentials::unreadable(error, false, messages::cannot_disable)
 }
 
 pub fn duplicate_project(group: &Group, owner: &str) -> Step {
@@ -84,7 +86,7 @@ pub fn stalled_on_access(error: Error) -> Result<Step> {
 pub fn stalled_on_atlas_refusal(error: Error) -> Result<Step> {
     match &error {
         Error::Atlas(e) if matches!(e.status(), Some(400 | 409)) => {
-            Ok(Step::stalled(reasons::ATLAS_REFUSED, format!("{error}")))
+            Ok(Step::stalled(reasons::ATLAS_REFUSED, error.to_string()))
         }
         _ => stalled_on_access(error),
     }
@@ -687,6 +689,15 @@ pub fn while_deleting(mut step: Step) -> Step {
         message.insert_str(0, messages::DELETING);
     }
     step
+}
+
+/// Deletion cannot reach the Atlas project: a refusal a person must act on says how to let go anyway.
+pub fn stalled_on_access_while_deleting(error: Error) -> Result<Step> {
+    let mut step = stalled_on_access(error)?;
+    if let Outcome::Stalled { message, .. } = &mut step.outcome {
+        message.push_str(&messages::release_suffix());
+    }
+    Ok(step)
 }
 
 /// Whether deletion can let go without turning encryption off: `Retain`, or nothing was ever on.

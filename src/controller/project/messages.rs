@@ -186,6 +186,10 @@ pub fn release() -> String {
     )
 }
 
+pub fn release_suffix() -> String {
+    format!("; {}", release())
+}
+
 pub fn cannot_disable(problem: &impl std::fmt::Display) -> String {
     format!("cannot disable encryption: {problem}; {}", release())
 }

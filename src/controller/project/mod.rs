@@ -15,7 +15,6 @@ mod policy;
 mod record;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
@@ -29,24 +28,22 @@ use super::{Context, Error, Reconciler, Result, Step};
 use crate::atlas::{AwsIamRole, EncryptionAtRest};
 use crate::crd::{ProjectEncryption, ProjectEncryptionStatus};
 use crate::kms::KeyReport;
-use crate::status::{Outcome, reasons};
+use crate::status::reasons;
 
 pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<WakeGate>>) -> Result<Action> {
     let (ctx, gate) = (&reconciler.ctx, &reconciler.state);
     let namespace = pe.namespace().ok_or(Error::InvalidObject)?;
     let api: Api<ProjectEncryption> = Api::namespaced(ctx.client.clone(), &namespace);
 
-    let gate_key = pe.uid().unwrap_or_default();
     if pe.meta().deletion_timestamp.is_some() {
-        gate.forget(&gate_key);
+        gate.forget(&wake::gate_key(pe.as_ref()));
         return cleanup(&pe, ctx, &api, &namespace).await;
     }
     let Some(pe) = super::ensure_finalizer(&api, pe).await? else {
         return Ok(Action::await_change());
     };
     let fingerprint = gate_fingerprint(pe.as_ref());
-    let backoff = ctx.failures.backoff(&super::object_key(pe.as_ref()));
-    if let Some(wait) = gate.wait(&gate_key, fingerprint, Instant::now(), backoff) {
+    if let Some(wait) = gate.wait_for(pe.as_ref(), fingerprint, &ctx.failures) {
         // Our own status write, or nothing the user controls changed: the look already scheduled stands.
         return Ok(Action::requeue(wait));
     }
@@ -57,7 +54,7 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<Wa
     let result = drive(&pass, &mut found).await;
     let status = record::status(&previous, &found, pe.metadata.generation, pass.now);
     let next = result.as_ref().map(|step| step.requeue).ok();
-    let action = super::finish(
+    let ended = super::finish(
         pe.as_ref(),
         pe.status.as_ref(),
         ctx,
@@ -67,12 +64,8 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<Wa
         pass.now,
     )
     .await;
-    match (&action, next) {
-        (Ok(_), Some(after)) => gate.finished(&gate_key, fingerprint, Instant::now(), after),
-        (Err(e), _) => gate.failed(&gate_key, fingerprint, Instant::now(), e.retry_after()),
-        (Ok(_), None) => gate.forget(&gate_key),
-    }
-    action
+    gate.pass_ended(pe.as_ref(), fingerprint, &ended, next);
+    ended
 }
 
 /// What a person can change to make the operator look again before the next resync: the spec (its
@@ -381,72 +374,11 @@ async fn cleanup(
 async fn disable_for_deletion(pass: &Pass<'_>, found: &mut Findings) -> Result<Step> {
     let creds = match pass.atlas_credentials().await {
         Ok(creds) => creds,
-        Err(e) => {
-            return Ok(Step::stalled(
-                reasons::CREDENTIALS_INVALID,
-                messages::cannot_disable(&e),
-            ));
-        }
+        Err(e) => return decide::unreadable_credentials_while_deleting(e),
     };
     let group = match pass.project(&creds).await {
         Ok(group) => group,
-        Err(e) => {
-            return decide::stalled_on_access(e).map(|mut step| {
-                if let Outcome::Stalled { message, .. } = &mut step.outcome {
-                    message.push_str(&format!("; {}", messages::release()));
-                }
-                step
-            });
-        }
+        Err(e) => return decide::stalled_on_access_while_deleting(e),
     };
     disable(pass, &Access { creds, group }, found).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::atlas::AtlasError;
-
-    fn atlas_error(status: u16, code: &str) -> Error {
-        let body = format!(r#"{{"detail":"d","error":{status},"errorCode":"{code}","parameters":[]}}"#);
-        Error::Atlas(AtlasError::from_response(
-            "GET",
-            "/groups/byName/{groupName}",
-            status,
-            body.as_bytes(),
-            None,
-        ))
-    }
-
-    fn stalled_reason(error: Error) -> Option<String> {
-        decide::stalled_on_access(error)
-            .ok()
-            .map(|step| step.outcome.reason().to_string())
-    }
-
-    #[test]
-    fn an_unknown_or_unreachable_project_stalls_instead_of_retrying() {
-        // Atlas answers NOT_IN_GROUP (401) to a key scoped to other projects, GROUP_NOT_FOUND (404) to
-        // an organization-wide key: both mean "fix the project or the key's access".
-        assert_eq!(
-            stalled_reason(atlas_error(401, "NOT_IN_GROUP")).as_deref(),
-            Some(reasons::PROJECT_NOT_FOUND)
-        );
-        assert_eq!(
-            stalled_reason(atlas_error(404, "GROUP_NAME_NOT_FOUND")).as_deref(),
-            Some(reasons::PROJECT_NOT_FOUND)
-        );
-        assert_eq!(
-            stalled_reason(atlas_error(401, "USER_UNAUTHORIZED")).as_deref(),
-            Some(reasons::CREDENTIALS_REJECTED)
-        );
-        assert_eq!(
-            stalled_reason(atlas_error(403, "USER_CANNOT_ACCESS_ORG")).as_deref(),
-            Some(reasons::CREDENTIALS_REJECTED)
-        );
-        assert!(
-            decide::stalled_on_access(atlas_error(503, "SERVICE_UNAVAILABLE")).is_err(),
-            "an outage is retried"
-        );
-    }
 }

@@ -6,7 +6,8 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
 use super::*;
-use crate::atlas::{AtlasError, Cluster, EncryptionProvider};
+use crate::atlas::{Cluster, EncryptionProvider};
+use crate::controller::testing::{atlas_error, kind};
 use crate::crd::{ClusterEncryptionStatus, DeletionPolicy, ProjectEncryption, ProjectEncryptionStatus};
 use crate::status::{self, Outcome, reasons};
 
@@ -251,15 +252,6 @@ fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_700_000_000 + seconds).unwrap()
 }
 
-fn kind(step: &Step) -> (&'static str, &str) {
-    let kind = match step.outcome {
-        Outcome::Ready { .. } => "Ready",
-        Outcome::Progressing { .. } => "Progressing",
-        Outcome::Stalled { .. } => "Stalled",
-    };
-    (kind, step.outcome.reason())
-}
-
 fn want(aws: bool, deleting: bool) -> Want<'static> {
     Want {
         cluster: "c",
@@ -267,17 +259,6 @@ fn want(aws: bool, deleting: bool) -> Want<'static> {
         aws,
         deleting,
     }
-}
-
-fn atlas_error(status: u16, code: &str) -> AtlasError {
-    let body = format!(r#"{{"detail":"d","error":{status},"errorCode":"{code}","parameters":[]}}"#);
-    AtlasError::from_response(
-        "PATCH",
-        "/groups/{groupId}/clusters/{clusterName}",
-        status,
-        body.as_bytes(),
-        None,
-    )
 }
 
 fn stalled_project(reason: &str) -> ProjectEncryption {

@@ -11,9 +11,10 @@ use k8s_openapi::jiff::Timestamp;
 use super::*;
 use crate::atlas::{AwsIamRole, AwsKmsConfig, AwsKmsPatch};
 use crate::aws::{KeyRef, Region, RoleArn};
+use crate::controller::testing::{atlas_error, kind};
 use crate::crd::{AtlasRoleStatus, AwsKmsSpec, KeyStatus, ProjectEncryptionStatus};
 use crate::kms::{KeyReport, PreflightFailure};
-use crate::status::{Outcome, reasons};
+use crate::status::reasons;
 
 const ARN: &str = "arn:aws:iam::123456789012:role/atlas-kms";
 const KEY: &str = "arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
@@ -251,26 +252,6 @@ fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_700_000_000 + seconds).unwrap()
 }
 
-fn atlas_error(status: u16, code: &str) -> AtlasError {
-    let body = format!(r#"{{"detail":"d","error":{status},"errorCode":"{code}","parameters":[]}}"#);
-    AtlasError::from_response(
-        "PATCH",
-        "/groups/{groupId}/encryptionAtRest",
-        status,
-        body.as_bytes(),
-        None,
-    )
-}
-
-fn kind(step: &Step) -> (&'static str, &str) {
-    let kind = match step.outcome {
-        Outcome::Ready { .. } => "Ready",
-        Outcome::Progressing { .. } => "Progressing",
-        Outcome::Stalled { .. } => "Stalled",
-    };
-    (kind, step.outcome.reason())
-}
-
 fn spec(key: Option<&str>, region: &str) -> AwsKmsSpec {
     serde_json::from_value(serde_json::json!({
         "enabled": true, "customerMasterKeyId": key, "region": region, "roleArn": ARN,
@@ -445,7 +426,7 @@ fn a_bare_key_id_in_another_account_than_the_role_needs_its_arn() {
     let Preflight::Refused { step, .. } = preflight(Ok(report.clone()), &bare) else {
         panic!("a key out of the role's sight passed");
     };
-    assert_eq!(kind(&step), ("Stalled", crate::kms::reasons::KEY_ARN_REQUIRED));
+    assert_eq!(kind(&step), ("Stalled", reasons::KEY_ARN_REQUIRED));
     let same_account = KeyReport {
         account: Some("123456789012".into()),
         ..report
@@ -718,4 +699,48 @@ fn disabling_waits_for_managed_clusters_and_stalls_on_unmanaged_ones() {
     assert!(disable_raced(&atlas_error(500, "UNEXPECTED_ERROR")).is_none());
     let deleting = while_deleting(raced);
     assert!(deleting.outcome.message().starts_with("deleting: "));
+}
+
+/// An Atlas error on reading a project by name.
+fn project_read_error(status: u16, code: &str) -> Error {
+    let body = format!(r#"{{"detail":"d","error":{status},"errorCode":"{code}","parameters":[]}}"#);
+    Error::Atlas(AtlasError::from_response(
+        "GET",
+        "/groups/byName/{groupName}",
+        status,
+        body.as_bytes(),
+        None,
+    ))
+}
+
+fn stalled_reason(error: Error) -> Option<String> {
+    stalled_on_access(error)
+        .ok()
+        .map(|step| step.outcome.reason().to_string())
+}
+
+#[test]
+fn an_unknown_or_unreachable_project_stalls_instead_of_retrying() {
+    // Atlas answers NOT_IN_GROUP (401) to a key scoped to other projects, GROUP_NOT_FOUND (404) to
+    // an organization-wide key: both mean "fix the project or the key's access".
+    assert_eq!(
+        stalled_reason(project_read_error(401, "NOT_IN_GROUP")).as_deref(),
+        Some(reasons::PROJECT_NOT_FOUND)
+    );
+    assert_eq!(
+        stalled_reason(project_read_error(404, "GROUP_NAME_NOT_FOUND")).as_deref(),
+        Some(reasons::PROJECT_NOT_FOUND)
+    );
+    assert_eq!(
+        stalled_reason(project_read_error(401, "USER_UNAUTHORIZED")).as_deref(),
+        Some(reasons::CREDENTIALS_REJECTED)
+    );
+    assert_eq!(
+        stalled_reason(project_read_error(403, "USER_CANNOT_ACCESS_ORG")).as_deref(),
+        Some(reasons::CREDENTIALS_REJECTED)
+    );
+    assert!(
+        stalled_on_access(project_read_error(503, "SERVICE_UNAVAILABLE")).is_err(),
+        "an outage is retried"
+    );
 }
