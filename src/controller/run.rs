@@ -21,6 +21,29 @@ use crate::kms::KmsPreflight;
 use crate::metrics::Metrics;
 use crate::ops::Health;
 
+/// What a kind needs to be watched and cached.
+trait Watched:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 fn watcher_config() -> watcher::Config {
     watcher::Config::default().any_semantic()
 }
@@ -52,13 +75,7 @@ fn cached_watch<K>(
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 )
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     let (reader, writer) = reflector::store();
     // Without a backoff the watcher re-lists at once after every failure: a tight loop against an
@@ -89,13 +106,7 @@ fn shared_watch<K>(
     impl std::future::Future<Output = ()> + Send + 'static,
 )
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     let (reader, writer) = reflector::store_shared(SHARED_WATCH_BUFFER);
     let handle = writer

@@ -97,19 +97,14 @@ impl<'a> Pass<'a> {
 
 /// Credentials → project → claim, then encryption on or off as the spec asks.
 async fn drive(pass: &Pass<'_>, found: &mut Findings) -> Result<Step> {
-    let creds = match pass.atlas_credentials().await {
-        Ok(creds) => creds,
-        Err(e) => return decide::unreadable_credentials(e),
+    let access = match access(pass, false).await? {
+        Ok(access) => access,
+        Err(stop) => return Ok(stop),
     };
-    let group = match pass.project(&creds).await {
-        Ok(group) => group,
-        Err(e) => return decide::stalled_on_access(e),
-    };
-    found.group = Some(group.clone());
-    if let Some(owner) = pass.claimed_by_other(&group) {
-        return Ok(decide::duplicate_project(&group, &owner));
+    found.group = Some(access.group.clone());
+    if let Some(owner) = pass.claimed_by_other(&access.group) {
+        return Ok(decide::duplicate_project(&access.group, &owner));
     }
-    let access = Access { creds, group };
     if !pass.pe.spec.aws_kms.enabled {
         return disable(pass, &access, found).await;
     }
@@ -372,13 +367,23 @@ async fn cleanup(
 
 /// Turns encryption off for a ProjectEncryption being deleted; what blocks it says how to let go.
 async fn disable_for_deletion(pass: &Pass<'_>, found: &mut Findings) -> Result<Step> {
+    match access(pass, true).await? {
+        Ok(access) => disable(pass, &access, found).await,
+        Err(stop) => Ok(stop),
+    }
+}
+
+/// The credentials and the Atlas project stage, or the step that ends the pass when either is out of
+/// reach (saying how to let go when `deleting`).
+async fn access(pass: &Pass<'_>, deleting: bool) -> Result<Result<Access, Step>> {
     let creds = match pass.atlas_credentials().await {
         Ok(creds) => creds,
-        Err(e) => return decide::unreadable_credentials_while_deleting(e),
+        Err(e) if deleting => return decide::unreadable_credentials_while_deleting(e).map(Err),
+        Err(e) => return decide::unreadable_credentials(e).map(Err),
     };
-    let group = match pass.project(&creds).await {
-        Ok(group) => group,
-        Err(e) => return decide::stalled_on_access_while_deleting(e),
-    };
-    disable(pass, &Access { creds, group }, found).await
+    match pass.project(&creds).await {
+        Ok(group) => Ok(Ok(Access { creds, group })),
+        Err(e) if deleting => decide::stalled_on_access_while_deleting(e).map(Err),
+        Err(e) => decide::stalled_on_access(e).map(Err),
+    }
 }
