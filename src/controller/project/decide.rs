@@ -415,8 +415,7 @@ pub fn key_change(
     atlas_had_settings: bool,
     rotation: bool,
 ) -> KeyChange {
-    let recorded =
-        previous.is_some_and(|k| KeyRef::parse(&k.customer_master_key_id).is_ok_and(|k| k.same_key(key)));
+    let recorded = previous.is_some_and(|k| k.is_key(key));
     match (recorded && atlas_had_settings, rotation) {
         (true, _) => KeyChange::DriftCorrected,
         (false, true) => KeyChange::Rotated,
@@ -486,15 +485,14 @@ pub fn key_history(
     multi_region: bool,
     now: Timestamp,
 ) -> KeyHistory {
-    let same = |recorded: &str| KeyRef::parse(recorded).is_ok_and(|k| k.same_key(key));
     let mut previous_keys = previous.previous_keys.clone();
     let mut in_force = match &previous.key {
-        Some(k) if same(&k.customer_master_key_id) => k.clone(),
+        Some(k) if k.is_key(key) => k.clone(),
         recorded => {
             if let Some(retired) = recorded {
                 previous_keys.push(retired_key(&retired.customer_master_key_id, now));
             }
-            previous_keys.retain(|p| !same(&p.customer_master_key_id));
+            previous_keys.retain(|p| !p.is_key(key));
             KeyStatus {
                 customer_master_key_id: key.to_string(),
                 region: region.aws_name().to_string(),

@@ -6,7 +6,6 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::decide::{self, KeyHistory, Rotation};
 use crate::atlas::{AwsIamRole, Group};
-use crate::aws::KeyRef;
 use crate::crd::{AtlasRoleStatus, ProjectEncryptionStatus};
 use crate::status::{DesiredCondition, reasons};
 
@@ -110,9 +109,7 @@ fn record_key(status: &mut ProjectEncryptionStatus, found: &Findings) {
     status.previous_keys = history.previous_keys.clone();
     if let Some(key_ids) = &found.snapshot_key_ids {
         for previous in status.previous_keys.iter_mut() {
-            let id = KeyRef::parse(&previous.customer_master_key_id)
-                .map(|k| k.key_id().to_string())
-                .unwrap_or_else(|_| previous.customer_master_key_id.clone());
+            let id = previous.key_id();
             let count = key_ids.iter().filter(|k| k.eq_ignore_ascii_case(&id)).count();
             previous.snapshots_using_key = count as u32;
             previous.safe_to_delete = count == 0;
