@@ -126,7 +126,7 @@ pub enum LogFormat {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::controller::plan::parse_duration(text)
+    crate::duration::parse_duration(text)
         .ok_or_else(|| format!("{text:?} is not a duration such as 30s, 10m or 1h"))
 }
 

@@ -8,6 +8,7 @@ pub mod config;
 pub mod control_plane;
 pub mod controller;
 pub mod crd;
+pub mod duration;
 pub mod kms;
 pub mod leader;
 pub mod metrics;

@@ -35,10 +35,7 @@ fn section<'a>(text: &'a str, from: &str, to: &str) -> &'a str {
 
 fn condition_reasons() -> BTreeSet<String> {
     let status = read("src/status/reasons.rs");
-    let mut reasons = const_values(section(&status, "// Condition reasons", "// Event reasons"));
-    let kms = read("src/kms/mod.rs");
-    reasons.extend(const_values(section(&kms, "pub mod reasons", "}")));
-    reasons
+    const_values(section(&status, "// Condition reasons", "// Event reasons"))
 }
 
 /// The backquoted names in the first column of the README's troubleshooting table.

@@ -268,6 +268,38 @@ pub enum EncryptionProvider {
     Unknown,
 }
 
+impl EncryptionProvider {
+    /// The name Atlas gives the provider (and the cluster status shows).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncryptionProvider::None => "NONE",
+            EncryptionProvider::Aws => "AWS",
+            EncryptionProvider::Azure => "AZURE",
+            EncryptionProvider::Gcp => "GCP",
+            EncryptionProvider::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// The provider Atlas names `name`; [`EncryptionProvider::Unknown`] for a name it does not know.
+    pub fn from_name(name: &str) -> EncryptionProvider {
+        [
+            EncryptionProvider::None,
+            EncryptionProvider::Aws,
+            EncryptionProvider::Azure,
+            EncryptionProvider::Gcp,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == name)
+        .unwrap_or(EncryptionProvider::Unknown)
+    }
+}
+
+impl std::fmt::Display for EncryptionProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ClusterProviderPatch {

@@ -27,6 +27,22 @@ impl CredentialsError {
     }
 }
 
+/// A credentials Secret that cannot be read: an error to retry while the API server is the problem
+/// (when `retry` allows), else Stalled with `message`, since only a person can mend the Secret.
+pub(crate) fn unreadable(
+    error: CredentialsError,
+    retry: bool,
+    message: impl FnOnce(&CredentialsError) -> String,
+) -> super::Result<super::Step> {
+    if retry && error.is_transient() {
+        return Err(super::Error::Credentials(error));
+    }
+    Ok(super::Step::stalled(
+        crate::status::reasons::CREDENTIALS_INVALID,
+        message(&error),
+    ))
+}
+
 async fn read_secret(api: &Api<Secret>, name: &str) -> Result<Secret, CredentialsError> {
     match api.get_opt(name).await {
         Ok(Some(secret)) => Ok(secret),

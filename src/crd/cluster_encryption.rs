@@ -104,3 +104,12 @@ pub struct ClusterEncryptionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
 }
+
+impl ClusterEncryptionStatus {
+    /// The cluster's `encryptionAtRestProvider` as last read from Atlas, typed.
+    pub fn provider(&self) -> Option<crate::atlas::EncryptionProvider> {
+        self.provider
+            .as_deref()
+            .map(crate::atlas::EncryptionProvider::from_name)
+    }
+}

@@ -311,3 +311,29 @@ pub struct PreviousKeyStatus {
     #[serde(default)]
     pub safe_to_delete: bool,
 }
+
+/// The recorded key as a [`KeyRef`]: the one place a key stored in status is parsed.
+fn recorded_key(customer_master_key_id: &str) -> Option<crate::aws::KeyRef> {
+    crate::aws::KeyRef::parse(customer_master_key_id).ok()
+}
+
+impl KeyStatus {
+    /// Whether this is `key` (an id and an ARN of one key are the same key).
+    pub fn is_key(&self, key: &crate::aws::KeyRef) -> bool {
+        recorded_key(&self.customer_master_key_id).is_some_and(|k| k.same_key(key))
+    }
+}
+
+impl PreviousKeyStatus {
+    /// Whether this is `key` (an id and an ARN of one key are the same key).
+    pub fn is_key(&self, key: &crate::aws::KeyRef) -> bool {
+        recorded_key(&self.customer_master_key_id).is_some_and(|k| k.same_key(key))
+    }
+
+    /// The key id that snapshots name (`masterKeyUuid`): the id of the recorded key, or the text as
+    /// recorded when it does not parse.
+    pub fn key_id(&self) -> String {
+        recorded_key(&self.customer_master_key_id)
+            .map_or_else(|| self.customer_master_key_id.clone(), |k| k.key_id().to_string())
+    }
+}

@@ -28,20 +28,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::aws::{KeyArn, KeyRef, Region, RoleArn};
 
-/// Condition/Event reasons, one per failure.
-pub mod reasons {
-    pub const KEY_NOT_FOUND: &str = "KeyNotFound";
-    pub const KEY_DISABLED: &str = "KeyDisabled";
-    pub const KEY_PENDING_DELETION: &str = "KeyPendingDeletion";
-    pub const KEY_PENDING_IMPORT: &str = "KeyPendingImport";
-    pub const KEY_UNAVAILABLE: &str = "KeyUnavailable";
-    pub const KEY_NOT_SYMMETRIC: &str = "KeyNotSymmetric";
-    pub const KEY_REGION_MISMATCH: &str = "KeyRegionMismatch";
-    pub const KMS_ACCESS_DENIED: &str = "KmsAccessDenied";
-    pub const KMS_UNREACHABLE: &str = "KmsUnreachable";
-    pub const KEY_ARN_REQUIRED: &str = "KeyArnRequired";
-    pub const KMS_CERTIFICATE_UNTRUSTED: &str = "KmsCertificateUntrusted";
-}
+/// The preflight's reasons live with every other reason, in [`crate::status::reasons`].
+pub use crate::status::reasons;
 
 /// Static AWS credentials from a Secret. `Debug` shows only the access key id.
 #[derive(Clone, PartialEq, Eq)]

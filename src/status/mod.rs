@@ -1,7 +1,8 @@
 //! Status conditions, written the way kstatus and GitOps tools read them.
 //!
-//! One helper sets a condition: it keeps `lastTransitionTime` unless the status flips, stamps the
-//! generation, and takes `now` as an argument so tests are deterministic. [`Outcome`] then derives the
+//! A condition is built with [`condition`] and written by [`DesiredCondition::apply`]: it keeps
+//! `lastTransitionTime` unless the status flips, stamps the generation, and takes `now` as an argument
+//! so tests are deterministic. [`Outcome`] then derives the
 //! three kstatus conditions together, so `Ready`, `Reconciling` and `Stalled` can never contradict.
 
 pub mod reasons;
@@ -13,44 +14,91 @@ use k8s_openapi::jiff::Timestamp;
 /// and an echoed value can never bloat the object.
 const MAX_MESSAGE: usize = 1024;
 
-/// Sets (or adds) one condition. Returns true when something a reader would notice changed.
-pub fn set_condition(
-    conditions: &mut Vec<Condition>,
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: &str,
-    generation: Option<i64>,
-    now: Timestamp,
-) -> bool {
-    let status = if status { "True" } else { "False" };
-    let message = truncate(message);
-    match conditions.iter_mut().find(|c| c.type_ == type_) {
-        Some(existing) => {
-            let changed = existing.status != status
-                || existing.reason != reason
-                || existing.message != message
-                || existing.observed_generation != generation;
-            if existing.status != status {
-                existing.last_transition_time = Time(now);
-            }
-            existing.status = status.to_string();
-            existing.reason = reason.to_string();
-            existing.message = message;
-            existing.observed_generation = generation;
-            changed
+/// Starts a condition of `type_`: `condition(KEY_VALID).true_because(KEY_ASSIGNED).saying("…")`.
+pub fn condition(type_: &'static str) -> ConditionType {
+    ConditionType(type_)
+}
+
+/// A condition type waiting for its verdict (see [`condition`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ConditionType(&'static str);
+
+impl ConditionType {
+    pub fn true_because(self, reason: &str) -> DesiredCondition {
+        self.holds(true, reason)
+    }
+
+    pub fn false_because(self, reason: &str) -> DesiredCondition {
+        self.holds(false, reason)
+    }
+
+    /// A verdict known only at run time (`holds` true or false).
+    pub fn holds(self, holds: bool, reason: &str) -> DesiredCondition {
+        DesiredCondition {
+            type_: self.0,
+            holds,
+            reason: reason.to_string(),
+            message: String::new(),
         }
-        None => {
+    }
+}
+
+/// One condition as a pass wants it: what [`DesiredCondition::apply`] writes into a status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredCondition {
+    pub type_: &'static str,
+    pub holds: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl DesiredCondition {
+    pub fn saying(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    /// Sets (or adds) the condition. It keeps `lastTransitionTime` unless the status flips. Returns true
+    /// when something a reader would notice changed.
+    pub fn apply(&self, conditions: &mut Vec<Condition>, generation: Option<i64>, now: Timestamp) -> bool {
+        let status = if self.holds { "True" } else { "False" };
+        let message = truncate(&self.message);
+        let Some(existing) = conditions.iter_mut().find(|c| c.type_ == self.type_) else {
             conditions.push(Condition {
-                type_: type_.to_string(),
+                type_: self.type_.to_string(),
                 status: status.to_string(),
-                reason: reason.to_string(),
+                reason: self.reason.clone(),
                 message,
                 observed_generation: generation,
                 last_transition_time: Time(now),
             });
-            true
+            return true;
+        };
+        let changed = existing.status != status
+            || existing.reason != self.reason
+            || existing.message != message
+            || existing.observed_generation != generation;
+        if existing.status != status {
+            existing.last_transition_time = Time(now);
         }
+        existing.status = status.to_string();
+        existing.reason = self.reason.clone();
+        existing.message = message;
+        existing.observed_generation = generation;
+        changed
+    }
+
+    /// When this condition, written over `previous` at `now`, last changed between true and false.
+    pub fn transition_time(&self, previous: Option<&Condition>, now: Timestamp) -> Timestamp {
+        let status = if self.holds { "True" } else { "False" };
+        previous
+            .filter(|p| p.status == status)
+            .map_or(now, |p| p.last_transition_time.0)
+    }
+
+    /// The message as it is stored (capped at the length a condition keeps).
+    pub fn stored_message(&self) -> String {
+        truncate(&self.message)
     }
 }
 
@@ -128,43 +176,28 @@ impl Outcome {
             Outcome::Stalled { .. } => (false, false, true),
         };
         let (reason, message) = (self.reason(), self.message());
-        set_condition(
-            conditions,
-            reasons::READY,
-            ready,
-            reason,
-            message,
-            generation,
-            now,
-        );
+        condition(reasons::READY)
+            .holds(ready, reason)
+            .saying(message)
+            .apply(conditions, generation, now);
         let (r_reason, r_message) = if reconciling {
             (reason, message)
         } else {
             (reasons::RECONCILED, "")
         };
-        set_condition(
-            conditions,
-            reasons::RECONCILING,
-            reconciling,
-            r_reason,
-            r_message,
-            generation,
-            now,
-        );
+        condition(reasons::RECONCILING)
+            .holds(reconciling, r_reason)
+            .saying(r_message)
+            .apply(conditions, generation, now);
         let (s_reason, s_message) = if stalled {
             (reason, message)
         } else {
             (reasons::RECONCILED, "")
         };
-        set_condition(
-            conditions,
-            reasons::STALLED,
-            stalled,
-            s_reason,
-            s_message,
-            generation,
-            now,
-        );
+        condition(reasons::STALLED)
+            .holds(stalled, s_reason)
+            .saying(s_message)
+            .apply(conditions, generation, now);
     }
 }
 
@@ -186,35 +219,25 @@ mod tests {
     #[test]
     fn transition_time_moves_only_when_status_flips() {
         let mut conditions = Vec::new();
-        assert!(set_condition(
-            &mut conditions,
-            "KeyValid",
-            false,
-            "AwaitingValidation",
-            "",
-            Some(1),
-            at(0)
-        ));
-        assert!(set_condition(
-            &mut conditions,
-            "KeyValid",
-            false,
-            "KeyInvalid",
-            "disabled",
-            Some(1),
-            at(10)
-        ));
+        assert!(
+            condition("KeyValid")
+                .holds(false, "AwaitingValidation")
+                .saying("")
+                .apply(&mut conditions, Some(1), at(0))
+        );
+        assert!(
+            condition("KeyValid")
+                .holds(false, "KeyInvalid")
+                .saying("disabled")
+                .apply(&mut conditions, Some(1), at(10))
+        );
         assert_eq!(
             conditions[0].last_transition_time,
             Time(at(0)),
             "same status keeps the time"
         );
-        assert!(set_condition(
+        assert!(condition("KeyValid").holds(true, "KeyAssigned").saying("").apply(
             &mut conditions,
-            "KeyValid",
-            true,
-            "KeyAssigned",
-            "",
             Some(2),
             at(20)
         ));
@@ -225,14 +248,13 @@ mod tests {
     #[test]
     fn setting_the_same_condition_again_reports_no_change() {
         let mut conditions = Vec::new();
-        set_condition(&mut conditions, "Ready", true, "Reconciled", "ok", Some(1), at(0));
+        condition("Ready")
+            .holds(true, "Reconciled")
+            .saying("ok")
+            .apply(&mut conditions, Some(1), at(0));
         let before = conditions.clone();
-        assert!(!set_condition(
+        assert!(!condition("Ready").holds(true, "Reconciled").saying("ok").apply(
             &mut conditions,
-            "Ready",
-            true,
-            "Reconciled",
-            "ok",
             Some(1),
             at(99)
         ));
@@ -265,15 +287,10 @@ mod tests {
     #[test]
     fn long_messages_are_truncated() {
         let mut conditions = Vec::new();
-        set_condition(
-            &mut conditions,
-            "Ready",
-            false,
-            "X",
-            &"m".repeat(5000),
-            None,
-            at(0),
-        );
+        condition("Ready")
+            .holds(false, "X")
+            .saying("m".repeat(5000))
+            .apply(&mut conditions, None, at(0));
         assert!(conditions[0].message.chars().count() <= MAX_MESSAGE + 1);
     }
 }

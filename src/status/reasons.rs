@@ -53,6 +53,19 @@ pub const CLUSTER_UPDATING: &str = "ClusterUpdating";
 pub const PROJECT_DISABLING: &str = "ProjectDisabling";
 pub const OTHER_PROVIDER_IN_USE: &str = "OtherProviderInUse";
 
+// Reasons of the KMS preflight (`KeyValid=False`, and the outcome).
+pub const KEY_NOT_FOUND: &str = "KeyNotFound";
+pub const KEY_DISABLED: &str = "KeyDisabled";
+pub const KEY_PENDING_DELETION: &str = "KeyPendingDeletion";
+pub const KEY_PENDING_IMPORT: &str = "KeyPendingImport";
+pub const KEY_UNAVAILABLE: &str = "KeyUnavailable";
+pub const KEY_NOT_SYMMETRIC: &str = "KeyNotSymmetric";
+pub const KEY_REGION_MISMATCH: &str = "KeyRegionMismatch";
+pub const KMS_ACCESS_DENIED: &str = "KmsAccessDenied";
+pub const KMS_UNREACHABLE: &str = "KmsUnreachable";
+pub const KEY_ARN_REQUIRED: &str = "KeyArnRequired";
+pub const KMS_CERTIFICATE_UNTRUSTED: &str = "KmsCertificateUntrusted";
+
 // Event reasons that are not condition reasons.
 pub const ROLE_CREATED: &str = "RoleCreated";
 pub const KEY_ROTATED: &str = "KeyRotated";

@@ -1,0 +1,213 @@
+//! ClusterEncryption reconciler. Each pass reads as its pipeline: observe (`observe.rs`), decide
+//! (`decide.rs`, pure), act (`act.rs`, only the writes decided), record (`record.rs`, a whole new
+//! status). The stages: finalizer → ProjectEncryption (from the reflector store) → credentials →
+//! cluster → plan → provider PATCH → UPDATING … IDLE → status.
+//!
+//! The project decides when a cluster may turn on: nothing is sent to Atlas until the ProjectEncryption
+//! is Ready with a valid key, and the project's watch wakes this controller when that happens. Turning
+//! off (`enabled: false`, or deletion with `Disable`) never waits for the project, since clusters going
+//! to NONE is exactly what lets a project disable.
+
+mod act;
+mod decide;
+mod memory;
+mod messages;
+mod observe;
+mod record;
+
+use std::sync::Arc;
+
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+
+use self::decide::{Moment, Next};
+pub use self::decide::{ProjectState, project_state};
+pub use self::memory::Memory;
+use self::observe::Pass;
+pub(crate) use self::observe::find_project;
+use self::record::Findings;
+use super::{Context, Error, Reconciler, Result, Step, wake};
+use crate::atlas::{AtlasError, Credentials};
+use crate::crd::{ClusterEncryption, DeletionPolicy, ProjectEncryption};
+
+pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Memory>>) -> Result<Action> {
+    let (ctx, memory) = (&reconciler.ctx, &reconciler.state);
+    let namespace = ce.namespace().ok_or(Error::InvalidObject)?;
+    let api: Api<ClusterEncryption> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    if ce.meta().deletion_timestamp.is_some() {
+        memory.forget(&wake::gate_key(ce.as_ref()));
+        return cleanup(&ce, ctx, memory, &api, &namespace).await;
+    }
+    let Some(ce) = super::ensure_finalizer(&api, ce).await? else {
+        return Ok(Action::await_change());
+    };
+    let fingerprint = gate_fingerprint(ce.as_ref(), find_project(ce.as_ref(), ctx).as_deref());
+    if let Some(wait) = memory.gate.wait_for(ce.as_ref(), fingerprint, &ctx.failures) {
+        // Our own status write, or a project change that does not concern this cluster.
+        return Ok(Action::requeue(wait));
+    }
+
+    let previous = ce.status.clone().unwrap_or_default();
+    let pass = Pass::new(ctx, memory, &ce, &namespace, &previous, false);
+    let mut found = Findings::default();
+    let result = drive(&pass, &mut found).await;
+    let status = record::status(&previous, &found, ce.metadata.generation, pass.now);
+    let next = result.as_ref().map(|step| step.requeue).ok();
+    let ended = super::finish(
+        ce.as_ref(),
+        ce.status.as_ref(),
+        ctx,
+        &api,
+        status,
+        result,
+        pass.now,
+    )
+    .await;
+    memory.gate.pass_ended(ce.as_ref(), fingerprint, &ended, next);
+    ended
+}
+
+/// What makes a cluster worth a look before its resync: its spec, labels and annotations, and where its
+/// project stands (its state, its Atlas project). Not the project's generation: a change to the
+/// project's spec reaches the cluster only if it changes the project's state (see [`project_state`]).
+fn gate_fingerprint(ce: &ClusterEncryption, pe: Option<&ProjectEncryption>) -> u64 {
+    let project = pe.map(|pe| {
+        (
+            pe.uid(),
+            project_state(pe),
+            decide::project_stall_reason(pe),
+            pe.status.as_ref().and_then(|s| s.project_id.clone()),
+        )
+    });
+    wake::fingerprint((
+        ce.metadata.generation,
+        &ce.metadata.labels,
+        &ce.metadata.annotations,
+        project,
+    ))
+}
+
+/// The project stage, then the cluster in Atlas.
+async fn drive(pass: &Pass<'_>, found: &mut Findings) -> Result<Step> {
+    let want = pass.want;
+    let generation = pass.ce.metadata.generation;
+    let project = pass.project();
+    let verdict = decide::project_verdict(
+        want,
+        project.as_deref(),
+        pass.namespace,
+        pass.previous,
+        generation,
+    );
+    found.project_ready = Some(verdict.project_ready);
+    if let Some(stop) = verdict.stop {
+        return Ok(stop);
+    }
+    let Some(pe) = project else {
+        return Err(Error::InvalidObject);
+    };
+    let group_id = match decide::group_id(want, &pe, pass.previous) {
+        Ok(group_id) => group_id,
+        Err(stop) => return Ok(stop),
+    };
+    found.project_id = Some(group_id.clone());
+    let resync = pass.ctx.resync_period();
+    let state = project_state(&pe);
+    if let Some(step) = decide::still_verified(want, state, pass.previous, pass.verified_ago(), resync) {
+        return Ok(step);
+    }
+    let creds = match pass.credentials(&pe).await {
+        Ok(creds) => creds,
+        Err(e) => return decide::unreadable_credentials(want, e),
+    };
+    drive_cluster(pass, &creds, &group_id, found).await
+}
+
+/// The cluster stage: read it, take the one step it needs.
+async fn drive_cluster(
+    pass: &Pass<'_>,
+    creds: &Credentials,
+    group_id: &str,
+    found: &mut Findings,
+) -> Result<Step> {
+    let want = pass.want;
+    let cluster = match pass.cluster(creds, group_id).await {
+        Ok(cluster) => cluster,
+        Err(e) => return refused(pass, e, group_id, found),
+    };
+    found.cluster = Some(cluster.clone());
+    let plan = decide::cluster_plan(want.aws, &cluster);
+    let updating_for = pass.remember(&plan);
+    let moment = Moment {
+        generation: pass.ce.metadata.generation,
+        now: pass.now,
+        resync: pass.ctx.resync_period(),
+        updating_for,
+    };
+    let provider = match decide::next(want, &plan, &cluster, pass.previous, moment) {
+        Next::Done(step) => return Ok(step),
+        Next::Set(provider) => provider,
+    };
+    match pass.set_provider(creds, group_id, &cluster, provider).await {
+        Ok(updated) => {
+            let (step, update_started) = decide::after_write(want, &updated, provider, moment.resync);
+            found.cluster = Some(updated);
+            if update_started {
+                pass.remember_update_started();
+            }
+            Ok(step)
+        }
+        Err(e) => refused(pass, e, group_id, found),
+    }
+}
+
+/// An Atlas error on the cluster: a status a person can act on, or an error to retry.
+fn refused(pass: &Pass<'_>, error: AtlasError, group_id: &str, found: &mut Findings) -> Result<Step> {
+    // The provider as last read: this pass's read if it got that far, else the status's.
+    let provider = match &found.cluster {
+        Some(cluster) => Some(cluster.provider()),
+        None => pass.previous.provider(),
+    };
+    let refused = decide::refused(pass.want, error, group_id, provider)?;
+    found.refused_tier = refused.tier;
+    found.off_by_tier = refused.off;
+    Ok(refused.step)
+}
+
+/// Deletion: `Retain` lets go at once without calling Atlas; `Disable` switches the cluster to NONE and
+/// waits for Atlas to show NONE and IDLE. Whatever blocks that says how to let go anyway.
+async fn cleanup(
+    ce: &ClusterEncryption,
+    ctx: &Context,
+    memory: &Memory,
+    api: &Api<ClusterEncryption>,
+    namespace: &str,
+) -> Result<Action> {
+    if !ce.finalizers().iter().any(|f| f == crate::crd::FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let never_reached_atlas = ce.status.as_ref().is_none_or(|s| s.project_id.is_none());
+    if ce.spec.deletion_policy == DeletionPolicy::Retain
+        || never_reached_atlas && find_project(ce, ctx).is_none()
+    {
+        super::remove_finalizer(api, ce).await?;
+        return Ok(Action::await_change());
+    }
+    let previous = ce.status.clone().unwrap_or_default();
+    let pass = Pass::new(ctx, memory, ce, namespace, &previous, true);
+    let mut found = Findings::default();
+    let result = drive(&pass, &mut found).await;
+    let status = record::status(&previous, &found, ce.metadata.generation, pass.now);
+    match result {
+        Ok(step) if step.outcome.is_ready() => {
+            super::remove_finalizer(api, ce).await?;
+            Ok(Action::await_change())
+        }
+        Ok(step) => {
+            let step = decide::while_deleting(step);
+            super::finish(ce, ce.status.as_ref(), ctx, api, status, Ok(step), pass.now).await
+        }
+        Err(e) => super::finish(ce, ce.status.as_ref(), ctx, api, status, Err(e), pass.now).await,
+    }
+}

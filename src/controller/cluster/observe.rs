@@ -1,0 +1,94 @@
+//! Every read of a ClusterEncryption pass: its project from the cache, the project's credentials, the
+//! cluster in Atlas, and what the reconciler remembers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::{Api, ResourceExt};
+
+use super::decide::Want;
+use super::memory::Memory;
+use crate::atlas::{AtlasError, Cluster, Credentials};
+use crate::controller::{Context, CredentialsError, credentials, wake};
+use crate::crd::{ClusterEncryption, ClusterEncryptionStatus, ProjectEncryption};
+
+/// What every stage of one pass over a ClusterEncryption works with.
+pub struct Pass<'a> {
+    pub ctx: &'a Context,
+    /// What the cluster reconciler remembers between passes.
+    pub memory: &'a Memory,
+    pub ce: &'a ClusterEncryption,
+    pub namespace: &'a str,
+    /// The status the pass started from: what the operator last published, never what this pass wrote.
+    pub previous: &'a ClusterEncryptionStatus,
+    pub now: Timestamp,
+    pub want: Want<'a>,
+    /// The key of this object in the reconciler's memory.
+    pub memory_key: String,
+}
+
+impl<'a> Pass<'a> {
+    pub fn new(
+        ctx: &'a Context,
+        memory: &'a Memory,
+        ce: &'a ClusterEncryption,
+        namespace: &'a str,
+        previous: &'a ClusterEncryptionStatus,
+        deleting: bool,
+    ) -> Self {
+        Pass {
+            ctx,
+            memory,
+            ce,
+            namespace,
+            previous,
+            now: ctx.now(),
+            want: Want {
+                cluster: &ce.spec.cluster_name,
+                project: &ce.spec.project_encryption_ref.name,
+                aws: ce.spec.enabled && !deleting,
+                deleting,
+            },
+            memory_key: wake::gate_key(ce),
+        }
+    }
+
+    pub fn project(&self) -> Option<Arc<ProjectEncryption>> {
+        find_project(self.ce, self.ctx)
+    }
+
+    /// What a person controls on this object: touching any of it asks for a fresh look at Atlas.
+    pub fn owned_fingerprint(&self) -> u64 {
+        let meta = &self.ce.metadata;
+        wake::fingerprint((meta.generation, &meta.labels, &meta.annotations))
+    }
+
+    /// How long ago this cluster was found converged on the key, with what a person controls unchanged.
+    pub fn verified_ago(&self) -> Option<Duration> {
+        self.memory
+            .verified_ago(&self.memory_key, self.owned_fingerprint())
+    }
+
+    pub async fn credentials(&self, project: &ProjectEncryption) -> Result<Credentials, CredentialsError> {
+        let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        credentials::atlas_credentials(&secrets, &project.spec.credentials_ref.name).await
+    }
+
+    pub async fn cluster(&self, creds: &Credentials, group_id: &str) -> Result<Cluster, AtlasError> {
+        self.ctx
+            .atlas
+            .get_cluster(creds, group_id, self.want.cluster)
+            .await
+    }
+}
+
+/// The referenced ProjectEncryption, from the reflector store (no API call).
+pub(crate) fn find_project(ce: &ClusterEncryption, ctx: &Context) -> Option<Arc<ProjectEncryption>> {
+    let namespace = ce.namespace();
+    ctx.projects
+        .state()
+        .into_iter()
+        .find(|p| p.namespace() == namespace && p.name_any() == ce.spec.project_encryption_ref.name)
+}

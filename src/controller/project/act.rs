@@ -1,0 +1,151 @@
+//! The writes of a ProjectEncryption pass, each one a decision asked for, with the Event that tells
+//! of it. Nothing here decides what to write.
+
+use crate::atlas::{AtlasError, AwsIamRole, AwsKmsPatch, EncryptionAtRest};
+use crate::aws::{KeyRef, RoleArn};
+use crate::controller::{Error, NORMAL, Result, WARNING};
+use crate::status::reasons;
+
+use super::decide::{self, KeyChange};
+use super::messages;
+use super::observe::{Access, Pass};
+use super::record::Findings;
+
+impl Pass<'_> {
+    /// Authorizes `role` for `role_arn`. `Ok(None)` means Atlas cannot assume the IAM role yet; the
+    /// findings then hold the trust policy it needs.
+    pub async fn authorize(
+        &self,
+        access: &Access,
+        found: &mut Findings,
+        role: AwsIamRole,
+        role_arn: RoleArn,
+        key: &KeyRef,
+    ) -> Result<Option<AwsIamRole>> {
+        found.role = Some(role.clone());
+        let authorized = self
+            .ctx
+            .atlas
+            .authorize_aws_role(&access.creds, &access.group.id, &role.role_id, &role_arn)
+            .await;
+        match authorized {
+            Ok(authorized) => {
+                let note = messages::role_authorized_event(&authorized, &role_arn);
+                self.ctx
+                    .event(self.pe, NORMAL, reasons::AUTHORIZED, "AuthorizeRole", note)
+                    .await;
+                Ok(Some(authorized))
+            }
+            Err(e) if decide::authorization_awaits_trust(&e) => {
+                self.request_trust_policy(found, &role, &role_arn, key).await;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates an Atlas role for `role_arn`. Its external ID was minted just now, so no IAM role can
+    /// trust it yet: the findings ask for the trust policy rather than send an authorization Atlas must
+    /// refuse.
+    pub async fn create_role(
+        &self,
+        access: &Access,
+        found: &mut Findings,
+        role_arn: Option<&RoleArn>,
+        key: &KeyRef,
+    ) -> Result<()> {
+        let role = self
+            .ctx
+            .atlas
+            .create_aws_role(&access.creds, &access.group.id)
+            .await?;
+        // Recorded in the status this pass ends with: nothing between here and that write can fail,
+        // and should the write itself fail, the next pass finds the role unused and unauthorized in
+        // Atlas's list and adopts it rather than create a second.
+        found.role = Some(role.clone());
+        let note = messages::role_created(&role);
+        self.ctx
+            .event(self.pe, NORMAL, reasons::ROLE_CREATED, "CreateRole", note)
+            .await;
+        let role_arn = role_arn.ok_or(Error::InvalidObject)?;
+        self.request_trust_policy(found, &role, role_arn, key).await;
+        Ok(())
+    }
+
+    /// Atlas cannot assume the IAM role yet: the condition (and, the first time, a Warning Event) says
+    /// which trust and permission policies it needs.
+    async fn request_trust_policy(
+        &self,
+        found: &mut Findings,
+        role: &AwsIamRole,
+        role_arn: &RoleArn,
+        key: &KeyRef,
+    ) {
+        let request = decide::trust_requested(role, role_arn, key);
+        if decide::trust_newly_requested(self.previous) {
+            let note = messages::trust_instructions(role, role_arn, key);
+            self.ctx
+                .event(
+                    self.pe,
+                    WARNING,
+                    reasons::ROLE_ASSIGNED_TRUST_POLICY,
+                    "AuthorizeRole",
+                    note,
+                )
+                .await;
+        }
+        found.role_authorized = Some(request);
+    }
+
+    /// Sends the key PATCH, and tells of a drift corrected or a key rotated.
+    pub async fn assign_key(
+        &self,
+        access: &Access,
+        patch: &AwsKmsPatch,
+        change: KeyChange,
+        key: &KeyRef,
+    ) -> Result<EncryptionAtRest, AtlasError> {
+        let updated = self
+            .ctx
+            .atlas
+            .update_encryption_at_rest(&access.creds, &access.group.id, patch)
+            .await?;
+        let (reason, action, note) = match change {
+            KeyChange::DriftCorrected => (
+                reasons::DRIFT_CORRECTED,
+                "AssignKey",
+                messages::drift_corrected(patch),
+            ),
+            KeyChange::Rotated => (reasons::KEY_ROTATED, "RotateKey", messages::key_rotated(key)),
+            KeyChange::Other => return Ok(updated),
+        };
+        self.ctx.event(self.pe, NORMAL, reason, action, note).await;
+        Ok(updated)
+    }
+
+    pub async fn tell_rotation_due(&self, key: &KeyRef) {
+        let note = messages::rotation_due_event(key, &self.pe.spec.rotation.max_key_age);
+        self.ctx
+            .event(self.pe, WARNING, reasons::KEY_ROTATION_DUE, "CheckKeyAge", note)
+            .await;
+    }
+
+    /// Turns project encryption off in Atlas.
+    pub async fn turn_off(&self, access: &Access) -> Result<(), AtlasError> {
+        self.ctx
+            .atlas
+            .update_encryption_at_rest(&access.creds, &access.group.id, &AwsKmsPatch::disable())
+            .await?;
+        let note = messages::encryption_turned_off().to_string();
+        self.ctx
+            .event(
+                self.pe,
+                NORMAL,
+                reasons::ENCRYPTION_DISABLED,
+                "DisableEncryption",
+                note,
+            )
+            .await;
+        Ok(())
+    }
+}

@@ -1,0 +1,746 @@
+//! Table-driven tests of the ProjectEncryption decisions: no runtime, no I/O. Between them and the
+//! ClusterEncryption's, every reason of README.md's troubleshooting table that a decision can produce
+//! is produced here.
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use super::*;
+use crate::atlas::{AwsIamRole, AwsKmsConfig, AwsKmsPatch};
+use crate::aws::{KeyRef, Region, RoleArn};
+use crate::controller::testing::{atlas_error, kind};
+use crate::crd::{AtlasRoleStatus, AwsKmsSpec, KeyStatus, ProjectEncryptionStatus};
+use crate::kms::{KeyReport, PreflightFailure};
+use crate::status::reasons;
+
+const ARN: &str = "arn:aws:iam::123456789012:role/atlas-kms";
+const KEY: &str = "arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+fn role(id: &str, authorized_for: Option<&str>, created: i64) -> AwsIamRole {
+    AwsIamRole {
+        role_id: id.to_string(),
+        iam_assumed_role_arn: authorized_for.map(str::to_string),
+        authorized_date: authorized_for.map(|_| Utc.timestamp_opt(created + 10, 0).unwrap()),
+        created_date: Some(Utc.timestamp_opt(created, 0).unwrap()),
+        ..Default::default()
+    }
+}
+
+fn arn() -> RoleArn {
+    RoleArn::parse(ARN).unwrap()
+}
+
+fn recorded(authorized: bool) -> AtlasRoleStatus {
+    AtlasRoleStatus {
+        role_id: "r1".into(),
+        atlas_aws_account_arn: Some("arn:aws:iam::536727724300:root".into()),
+        external_id: Some("ext".into()),
+        iam_role_arn: Some(ARN.into()),
+        authorized,
+        authorized_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+        )),
+    }
+}
+
+#[test]
+fn the_recorded_role_is_reused_only_while_authorized_for_the_spec_and_the_key_valid() {
+    let ok = recorded(true);
+    let role = recorded_role_in_use(None, Some(&arn()), Some(&ok), true).unwrap();
+    assert_eq!(role.role_id, "r1");
+    assert_eq!(role.iam_assumed_role_arn.as_deref(), Some(ARN));
+    assert!(role.is_authorized());
+    assert_eq!(
+        role_step(None, Some(&arn()), Some("r1"), std::slice::from_ref(&role)),
+        RoleStep::Use(role.clone())
+    );
+    assert!(recorded_role_in_use(None, Some(&arn()), Some(&ok), false).is_none());
+    assert!(recorded_role_in_use(None, Some(&arn()), Some(&recorded(false)), true).is_none());
+    assert!(recorded_role_in_use(None, Some(&arn()), None, true).is_none());
+    let other = RoleArn::parse("arn:aws:iam::123456789012:role/other").unwrap();
+    assert!(recorded_role_in_use(None, Some(&other), Some(&ok), true).is_none());
+    assert!(recorded_role_in_use(Some("r1"), None, Some(&ok), true).is_some());
+    assert!(recorded_role_in_use(Some("r2"), None, Some(&ok), true).is_none());
+}
+
+#[test]
+fn only_our_unauthorized_recorded_role_is_authorized_without_a_list() {
+    let (role, role_arn) = pending_authorization(None, Some(&arn()), Some(&recorded(false))).unwrap();
+    assert_eq!(role.role_id, "r1");
+    assert_eq!(role.atlas_assumed_role_external_id.as_deref(), Some("ext"));
+    assert!(!role.is_authorized());
+    assert_eq!(role_arn, arn());
+    // The same role listed from Atlas would be authorized for the spec's IAM role too.
+    assert_eq!(
+        role_step(None, Some(&arn()), Some("r1"), std::slice::from_ref(&role)),
+        RoleStep::Authorize {
+            role: role.clone(),
+            role_arn: arn()
+        }
+    );
+    assert!(pending_authorization(None, Some(&arn()), Some(&recorded(true))).is_none());
+    assert!(pending_authorization(None, Some(&arn()), None).is_none());
+    assert!(pending_authorization(None, None, Some(&recorded(false))).is_none());
+    assert!(
+        pending_authorization(Some("r1"), Some(&arn()), Some(&recorded(false))).is_none(),
+        "a role the user named is checked against Atlas's list"
+    );
+}
+
+#[test]
+fn clusters_using_key_follows_managed_clusters_and_keeps_unmanaged_ones() {
+    let previous = vec!["legacy".to_string(), "b".to_string()];
+    let managed = vec![
+        ("b".to_string(), false),
+        ("a".to_string(), true),
+        ("c".to_string(), true),
+    ];
+    assert_eq!(clusters_using_key(&previous, &managed), vec!["a", "c", "legacy"]);
+    assert!(clusters_using_key(&[], &[]).is_empty());
+}
+
+#[test]
+fn creates_a_role_only_when_none_is_usable() {
+    assert_eq!(role_step(None, Some(&arn()), None, &[]), RoleStep::Create);
+    let in_use = AwsIamRole {
+        feature_usages: vec![crate::atlas::FeatureUsage {
+            feature_type: "EXPORT_SNAPSHOT".into(),
+            feature_id: None,
+        }],
+        ..role("a", None, 1)
+    };
+    assert_eq!(role_step(None, Some(&arn()), None, &[in_use]), RoleStep::Create);
+}
+
+#[test]
+fn the_recorded_role_wins_so_a_restart_never_creates_a_second() {
+    let roles = [role("old", None, 1), role("mine", None, 2)];
+    match role_step(None, Some(&arn()), Some("old"), &roles) {
+        RoleStep::Authorize { role, .. } => assert_eq!(role.role_id, "old"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_orphaned_unauthorized_role_is_reused_instead_of_creating_another() {
+    let roles = [role("first", None, 1), role("latest", None, 5)];
+    match role_step(None, Some(&arn()), None, &roles) {
+        RoleStep::Authorize { role, role_arn } => {
+            assert_eq!(role.role_id, "latest");
+            assert_eq!(role_arn, arn());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_role_authorized_for_the_wanted_arn_is_used_without_a_write() {
+    let roles = [
+        role("other", Some("arn:aws:iam::123456789012:role/other"), 1),
+        role("r", Some(ARN), 2),
+    ];
+    assert!(matches!(role_step(None, Some(&arn()), None, &roles), RoleStep::Use(r) if r.role_id == "r"));
+    assert!(matches!(
+        role_step(None, Some(&arn()), Some("r"), &roles),
+        RoleStep::Use(_)
+    ));
+}
+
+#[test]
+fn a_named_role_is_adopted_as_is() {
+    let roles = [role("named", Some("arn:aws:iam::123456789012:role/other"), 1)];
+    assert!(matches!(
+        role_step(Some("named"), None, None, &roles),
+        RoleStep::Use(_)
+    ));
+    assert_eq!(
+        role_step(Some("gone"), None, None, &roles),
+        RoleStep::NamedRoleMissing {
+            role_id: "gone".into()
+        }
+    );
+    let unauthorized = [role("named", None, 1)];
+    assert_eq!(
+        role_step(Some("named"), None, None, &unauthorized),
+        RoleStep::NamedRoleUnauthorized {
+            role_id: "named".into()
+        }
+    );
+    assert!(matches!(
+        role_step(Some("named"), Some(&arn()), None, &unauthorized),
+        RoleStep::Authorize { .. }
+    ));
+}
+
+fn atlas(key: &str, region: &str) -> AwsKmsConfig {
+    AwsKmsConfig {
+        enabled: Some(true),
+        customer_master_key_id: Some(key.into()),
+        region: Some(region.into()),
+        valid: Some(true),
+        ..Default::default()
+    }
+}
+
+fn key(text: &str) -> KeyRef {
+    KeyRef::parse(text).unwrap()
+}
+
+fn region() -> Region {
+    Region::parse("eu-west-2").unwrap()
+}
+
+#[test]
+fn first_enable_sends_the_whole_object() {
+    let step = key_step(&key(KEY), region(), "r1", false, None, None);
+    let KeyStep::Patch { patch, rotation } = step else {
+        panic!()
+    };
+    assert!(!rotation);
+    assert_eq!(patch, AwsKmsPatch::enable(&key(KEY), region(), "r1", false));
+    let disabled = AwsKmsConfig {
+        enabled: Some(false),
+        ..Default::default()
+    };
+    assert!(matches!(
+        key_step(&key(KEY), region(), "r1", false, Some(&disabled), None),
+        KeyStep::Patch { .. }
+    ));
+}
+
+#[test]
+fn equal_state_in_other_spellings_needs_no_write() {
+    // Atlas echoes the Atlas region enum and may hold the bare key id: neither is a difference.
+    let current = atlas("1234ABCD-12ab-34cd-56ef-1234567890ab", "EU_WEST_2");
+    assert_eq!(
+        key_step(&key(KEY), region(), "r1", false, Some(&current), Some("r1")),
+        KeyStep::InPlace
+    );
+}
+
+#[test]
+fn a_new_key_is_a_rotation_sending_only_the_key() {
+    let current = atlas(KEY, "EU_WEST_2");
+    let new_key = key("arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ff");
+    let KeyStep::Patch { patch, rotation } =
+        key_step(&new_key, region(), "r1", false, Some(&current), Some("r1"))
+    else {
+        panic!()
+    };
+    assert!(rotation);
+    assert_eq!(patch, AwsKmsPatch::rotate_key(&new_key));
+}
+
+#[test]
+fn role_and_networking_changes_are_patched_alone() {
+    let current = atlas(KEY, "EU_WEST_2");
+    let KeyStep::Patch { patch, rotation } =
+        key_step(&key(KEY), region(), "r2", true, Some(&current), Some("r1"))
+    else {
+        panic!()
+    };
+    assert!(!rotation);
+    assert_eq!(patch.role_id.as_deref(), Some("r2"));
+    assert_eq!(patch.require_private_networking, Some(true));
+    assert!(patch.customer_master_key_id.is_none());
+}
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_700_000_000 + seconds).unwrap()
+}
+
+fn spec(key: Option<&str>, region: &str) -> AwsKmsSpec {
+    serde_json::from_value(serde_json::json!({
+        "enabled": true, "customerMasterKeyId": key, "region": region, "roleArn": ARN,
+    }))
+    .unwrap()
+}
+
+#[test]
+fn the_spec_target_is_parsed_or_refused() {
+    let target = super::target(&spec(Some(KEY), "eu-west-2")).unwrap();
+    assert_eq!(target.key, key(KEY));
+    assert_eq!(target.role_arn, Some(arn()));
+    for (key, region) in [
+        (Some("not a key"), "eu-west-2"),
+        (Some(KEY), "mars-1"),
+        (None, "eu-west-2"),
+    ] {
+        let stop = super::target(&spec(key, region)).unwrap_err();
+        assert_eq!(
+            kind(&stop),
+            ("Stalled", reasons::KEY_REJECTED),
+            "{key:?} {region}"
+        );
+    }
+}
+
+type Want = Option<(&'static str, &'static str)>;
+
+#[test]
+fn access_errors_map_to_reasons() {
+    let cases: [(u16, &str, Want); 6] = [
+        (
+            401,
+            "USER_UNAUTHORIZED",
+            Some(("Stalled", reasons::CREDENTIALS_REJECTED)),
+        ),
+        (
+            403,
+            "USER_CANNOT_ACCESS_ORG",
+            Some(("Stalled", reasons::CREDENTIALS_REJECTED)),
+        ),
+        (401, "NOT_IN_GROUP", Some(("Stalled", reasons::PROJECT_NOT_FOUND))),
+        (
+            404,
+            "GROUP_NOT_FOUND",
+            Some(("Stalled", reasons::PROJECT_NOT_FOUND)),
+        ),
+        (409, "SOMETHING_NEW", Some(("Stalled", reasons::ATLAS_REFUSED))),
+        (503, "SERVICE_UNAVAILABLE", None),
+    ];
+    for (status, code, want) in cases {
+        let got = stalled_on_atlas_refusal(Error::Atlas(atlas_error(status, code)));
+        assert_eq!(got.as_ref().ok().map(kind), want, "{status} {code}");
+    }
+    let missing = CredentialsError::NotFound("creds".into());
+    let step = unreadable_credentials(missing).unwrap();
+    assert_eq!(kind(&step), ("Stalled", reasons::CREDENTIALS_INVALID));
+    let unreadable = CredentialsError::Unreadable {
+        secret: "creds".into(),
+        reason: "timeout".into(),
+    };
+    assert!(
+        unreadable_credentials(unreadable).is_err(),
+        "an API server hiccup is retried"
+    );
+    let group = Group {
+        id: "g1".into(),
+        name: "p".into(),
+        ..Default::default()
+    };
+    let step = duplicate_project(&group, "ns/first");
+    assert_eq!(kind(&step), ("Stalled", reasons::DUPLICATE_PROJECT));
+    assert!(step.outcome.message().contains("ns/first"));
+}
+
+#[test]
+fn preflight_verdicts_are_the_key_valid_condition_and_the_step() {
+    let region = region();
+    let failures = [
+        (
+            PreflightFailure::KeyNotFound {
+                key: KEY.into(),
+                region,
+            },
+            "Stalled",
+        ),
+        (PreflightFailure::KeyDisabled { key_arn: KEY.into() }, "Stalled"),
+        (
+            PreflightFailure::KeyPendingDeletion {
+                key_arn: KEY.into(),
+                deletion_date: None,
+            },
+            "Stalled",
+        ),
+        (
+            PreflightFailure::KeyPendingImport { key_arn: KEY.into() },
+            "Stalled",
+        ),
+        (
+            PreflightFailure::KeyUnavailable {
+                key_arn: KEY.into(),
+                state: "Unavailable".into(),
+            },
+            "Progressing",
+        ),
+        (
+            PreflightFailure::KeyNotSymmetric {
+                key_arn: KEY.into(),
+                key_spec: "RSA_2048".into(),
+                key_usage: "SIGN_VERIFY".into(),
+            },
+            "Stalled",
+        ),
+        (
+            PreflightFailure::KeyRegionMismatch {
+                key: KEY.into(),
+                key_region: "us-east-1".into(),
+                region,
+            },
+            "Stalled",
+        ),
+        (
+            PreflightFailure::KmsAccessDenied {
+                key: KEY.into(),
+                region,
+                code: "AccessDenied".into(),
+            },
+            "Stalled",
+        ),
+        (
+            PreflightFailure::KmsUnreachable {
+                region,
+                detail: "timeout".into(),
+            },
+            "Progressing",
+        ),
+        (
+            PreflightFailure::KmsCertificateUntrusted {
+                region,
+                detail: "unknown CA".into(),
+            },
+            "Stalled",
+        ),
+    ];
+    check_preflight(failures);
+}
+
+fn check_preflight(failures: impl IntoIterator<Item = (PreflightFailure, &'static str)>) {
+    let target = super::target(&spec(Some(KEY), "eu-west-2")).unwrap();
+    for (failure, want) in failures {
+        let reason = failure.reason();
+        let Preflight::Refused { key_valid, step } = preflight(Err(failure), &target) else {
+            panic!("{reason} passed");
+        };
+        assert_eq!(kind(&step), (want, reason));
+        assert_eq!(
+            (key_valid.type_, key_valid.holds, key_valid.reason.as_str()),
+            (reasons::KEY_VALID, false, reason)
+        );
+    }
+}
+
+#[test]
+fn a_bare_key_id_in_another_account_than_the_role_needs_its_arn() {
+    let region = region();
+    // Found in another account than the IAM role's: Atlas could not see it.
+    let bare = super::target(&spec(Some("1234abcd-12ab-34cd-56ef-1234567890ab"), "eu-west-2")).unwrap();
+    let report = KeyReport {
+        account: Some("210987654321".into()),
+        ..KeyReport::unchecked(&bare.key, region)
+    };
+    let Preflight::Refused { step, .. } = preflight(Ok(report.clone()), &bare) else {
+        panic!("a key out of the role's sight passed");
+    };
+    assert_eq!(kind(&step), ("Stalled", reasons::KEY_ARN_REQUIRED));
+    let same_account = KeyReport {
+        account: Some("123456789012".into()),
+        ..report
+    };
+    assert!(matches!(preflight(Ok(same_account), &bare), Preflight::Passed(_)));
+}
+
+#[test]
+fn multi_region_is_taken_from_kms_else_from_the_key_id() {
+    let single = key(KEY);
+    let mrk = key("arn:aws:kms:eu-west-2:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab");
+    let cases = [
+        (None, &single, false, reasons::SINGLE_REGION_KEY),
+        (None, &mrk, true, reasons::IS_MULTI_REGION_KEY),
+        (Some(true), &single, true, reasons::IS_MULTI_REGION_KEY),
+    ];
+    for (reported, key, holds, reason) in cases {
+        let report = reported.map(|multi_region| KeyReport {
+            multi_region,
+            ..KeyReport::unchecked(key, region())
+        });
+        let condition = multi_region(report.as_ref(), key);
+        assert_eq!(
+            (condition.holds, condition.reason.as_str()),
+            (holds, reason),
+            "{key}"
+        );
+    }
+}
+
+#[test]
+fn the_role_switch_from_access_keys_needs_the_acknowledgement() {
+    let access_keys = AwsKmsConfig {
+        access_key_id: Some("AKIA".into()),
+        ..atlas(KEY, "EU_WEST_2")
+    };
+    let role_based = atlas(KEY, "EU_WEST_2");
+    let mut acknowledged = spec(Some(KEY), "eu-west-2");
+    acknowledged.acknowledge_irreversible_switch_to_role = true;
+    let plain = spec(Some(KEY), "eu-west-2");
+    let cases = [
+        (
+            &plain,
+            Some(&access_keys),
+            Some(reasons::ROLE_SWITCH_NOT_ACKNOWLEDGED),
+        ),
+        (&acknowledged, Some(&access_keys), None),
+        (&plain, Some(&role_based), None),
+        (&plain, None, None),
+    ];
+    for (spec, current, want) in cases {
+        let got = role_switch_guard(spec, current);
+        assert_eq!(got.as_ref().map(|s| s.outcome.reason()), want);
+    }
+}
+
+#[test]
+fn role_verdicts_write_role_authorized() {
+    let (condition, step) = role_not_found("gone");
+    assert_eq!(kind(&step), ("Stalled", reasons::ROLE_NOT_FOUND));
+    assert_eq!(
+        (condition.holds, condition.reason.as_str()),
+        (false, reasons::ROLE_NOT_FOUND)
+    );
+    let (condition, step) = role_not_authorized("named");
+    assert_eq!(kind(&step), ("Stalled", reasons::ROLE_NOT_AUTHORIZED));
+    assert_eq!(condition.reason, reasons::ROLE_NOT_AUTHORIZED);
+    let authorized = role("r", Some(ARN), 1);
+    let condition = role_authorized(&authorized);
+    assert_eq!(
+        (condition.holds, condition.reason.as_str()),
+        (true, reasons::AUTHORIZED)
+    );
+    assert!(condition.message.contains(ARN));
+}
+
+#[test]
+fn waiting_for_the_trust_policy_grows_with_the_wait() {
+    let request = trust_requested(&role("r", None, 1), &arn(), &key(KEY));
+    assert_eq!(request.reason, reasons::AWAITING_TRUST_POLICY);
+    assert!(request.message.contains("sts:ExternalId"));
+    let mut previous = Vec::new();
+    // First request: the wait starts now, the first look comes soon.
+    let step = awaiting_trust(None, Some(&request), at(0));
+    assert_eq!(kind(&step), ("Progressing", reasons::AWAITING_TRUST_POLICY));
+    assert_eq!(step.requeue, Duration::from_secs(1));
+    assert_eq!(step.outcome.message(), request.message);
+    request.apply(&mut previous, Some(1), at(0));
+    // Still waiting 400 s later: a quarter of the wait.
+    let step = awaiting_trust(previous.first(), Some(&request), at(400));
+    assert_eq!(step.requeue, Duration::from_secs(100));
+    // Atlas refusing the key for IAM reasons right after authorizing: the role condition is true.
+    let authorized = role_authorized(&role("r", Some(ARN), 1));
+    let step = awaiting_trust(previous.first(), Some(&authorized), at(400));
+    assert_eq!(step.requeue, Duration::from_secs(1));
+    assert_eq!(step.outcome.message(), authorized.message);
+    let mut status = ProjectEncryptionStatus::default();
+    assert!(
+        trust_newly_requested(&status),
+        "the first request raises the Event"
+    );
+    status.conditions = previous;
+    assert!(!trust_newly_requested(&status), "a request already made does not");
+}
+
+#[test]
+fn key_refusals_classify_atlas_errors() {
+    let cases = [
+        (400, "CANNOT_ASSUME_ROLE", Some(KeyRefusal::IamNotReady)),
+        (
+            400,
+            "CLOUD_PROVIDER_ACCESS_ROLE_NOT_AUTHORIZED",
+            Some(KeyRefusal::IamNotReady),
+        ),
+        (400, "INVALID_AWS_CREDENTIALS", Some(KeyRefusal::IamNotReady)),
+        (400, "INVALID_KEY", Some(KeyRefusal::Rejected)),
+        (404, "KEY_NOT_FOUND", Some(KeyRefusal::Rejected)),
+        (409, "CONFLICT", Some(KeyRefusal::Rejected)),
+        (500, "UNEXPECTED_ERROR", None),
+    ];
+    for (status, code, want) in cases {
+        assert_eq!(key_refusal(&atlas_error(status, code)), want, "{status} {code}");
+    }
+    let (condition, step) = key_rejected(&atlas_error(400, "INVALID_KEY"));
+    assert_eq!(kind(&step), ("Stalled", reasons::KEY_REJECTED));
+    assert_eq!(
+        (condition.holds, condition.reason.as_str()),
+        (false, reasons::KEY_REJECTED)
+    );
+    assert!(authorization_awaits_trust(&atlas_error(400, "ANY")));
+    assert!(authorization_awaits_trust(&atlas_error(
+        403,
+        "CANNOT_ASSUME_ROLE"
+    )));
+    assert!(!authorization_awaits_trust(&atlas_error(500, "UNEXPECTED_ERROR")));
+}
+
+#[test]
+fn key_changes_tell_drift_from_rotation() {
+    let recorded = KeyStatus {
+        customer_master_key_id: KEY.into(),
+        region: "eu-west-2".into(),
+        since: Time(at(0)),
+        rotation_due_at: None,
+        valid: Some(true),
+        multi_region: Some(false),
+    };
+    let other = key("arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ff");
+    let cases = [
+        (Some(&recorded), &key(KEY), true, false, KeyChange::DriftCorrected),
+        (Some(&recorded), &key(KEY), false, false, KeyChange::Other),
+        (Some(&recorded), &other, true, true, KeyChange::Rotated),
+        (None, &key(KEY), false, false, KeyChange::Other),
+    ];
+    for (previous, key, atlas_had_settings, rotation, want) in cases {
+        assert_eq!(key_change(previous, key, atlas_had_settings, rotation), want);
+    }
+}
+
+#[test]
+fn the_key_history_retires_the_replaced_key_and_restores_a_returning_one() {
+    let old = key("arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ff");
+    let mut previous = ProjectEncryptionStatus::default();
+    let first = key_history(&previous, &key(KEY), region(), false, at(0));
+    assert_eq!(first.key.since, Time(at(0)));
+    assert!(first.previous_keys.is_empty() && first.all_retired_safe());
+    previous.key = Some(first.key.clone());
+    let same = key_history(&previous, &key(KEY), region(), true, at(50));
+    assert_eq!(same.key.since, Time(at(0)), "the same key keeps its age");
+    assert_eq!(same.key.multi_region, Some(true));
+    let rotated = key_history(&previous, &old, region(), false, at(100));
+    assert_eq!(rotated.key.since, Time(at(100)));
+    assert_eq!(rotated.previous_keys.len(), 1);
+    assert!(!rotated.all_retired_safe(), "snapshots must be counted");
+    previous.key = Some(rotated.key.clone());
+    previous.previous_keys = rotated.previous_keys.clone();
+    let back = key_history(&previous, &key(KEY), region(), false, at(200));
+    assert_eq!(back.previous_keys.len(), 1, "the returning key left the history");
+    assert!(back.previous_keys[0].customer_master_key_id.contains("7890ff"));
+}
+
+#[test]
+fn rotation_is_due_once_the_key_is_older_than_max_key_age() {
+    let day = 86_400;
+    let cases = [
+        ("2160h", 0, 89 * day, false, reasons::WITHIN_MAX_AGE),
+        ("2160h", 0, 90 * day, true, reasons::ROTATION_DUE),
+        ("1h", 0, 3_600, true, reasons::ROTATION_DUE),
+        ("not a duration", 0, 90 * day, true, reasons::ROTATION_DUE),
+    ];
+    let previous = ProjectEncryptionStatus::default();
+    for (max_key_age, since, now, due, reason) in cases {
+        let r = rotation(max_key_age, at(since), at(now));
+        assert_eq!(r.due, due, "{max_key_age} at {now}");
+        let (condition, newly) = rotation_condition(r, max_key_age, &previous);
+        assert_eq!(
+            (condition.holds, condition.reason.as_str(), newly),
+            (due, reason, due)
+        );
+    }
+    let mut already = ProjectEncryptionStatus::default();
+    let due = rotation("1h", at(0), at(3_600));
+    rotation_condition(due, "1h", &already)
+        .0
+        .apply(&mut already.conditions, None, at(3_600));
+    assert!(
+        !rotation_condition(due, "1h", &already).1,
+        "the Event is raised once"
+    );
+}
+
+#[test]
+fn atlas_validity_decides_how_the_pass_ends() {
+    let authorized = role("r", Some(ARN), 1);
+    let resync = Duration::from_secs(600);
+    let cases = [
+        (
+            Some(true),
+            ("Ready", reasons::RECONCILED),
+            true,
+            reasons::KEY_ASSIGNED,
+            Some(false),
+        ),
+        (
+            Some(false),
+            ("Stalled", reasons::KEY_INVALID),
+            false,
+            reasons::KEY_INVALID,
+            Some(true),
+        ),
+        (
+            None,
+            ("Progressing", reasons::AWAITING_VALIDATION),
+            false,
+            reasons::AWAITING_VALIDATION,
+            None,
+        ),
+    ];
+    for (valid, want, holds, reason, degraded) in cases {
+        let v = validity(valid, &key(KEY), &authorized, 2, resync);
+        assert_eq!(kind(&v.step), want, "{valid:?}");
+        assert_eq!((v.key_valid.holds, v.key_valid.reason.as_str()), (holds, reason));
+        assert_eq!(v.degraded.map(|d| d.holds), degraded);
+    }
+    assert_eq!(
+        validity(Some(true), &key(KEY), &authorized, 2, resync)
+            .step
+            .requeue,
+        resync
+    );
+}
+
+#[test]
+fn disabling_waits_for_managed_clusters_and_stalls_on_unmanaged_ones() {
+    let previous = ProjectEncryptionStatus::default();
+    let using = vec!["a".to_string(), "b".to_string()];
+    let step = blocked_by_clusters(&using, &using, &previous, at(0));
+    assert_eq!(kind(&step), ("Progressing", reasons::DISABLE_BLOCKED_BY_CLUSTERS));
+    assert_eq!(step.requeue, Duration::from_secs(5));
+    let step = blocked_by_clusters(&using, &["a".to_string()], &previous, at(0));
+    assert_eq!(kind(&step), ("Stalled", reasons::DISABLE_BLOCKED_BY_CLUSTERS));
+    assert!(step.outcome.message().contains("clusters b "));
+    let off = encryption_off(Duration::from_secs(600));
+    assert_eq!(kind(&off), ("Ready", reasons::ENCRYPTION_DISABLED));
+    let raced = disable_raced(&atlas_error(409, "CANNOT_DISABLE_ENCRYPTION_AT_REST")).unwrap();
+    assert_eq!(
+        kind(&raced),
+        ("Progressing", reasons::DISABLE_BLOCKED_BY_CLUSTERS)
+    );
+    assert!(disable_raced(&atlas_error(500, "UNEXPECTED_ERROR")).is_none());
+    let deleting = while_deleting(raced);
+    assert!(deleting.outcome.message().starts_with("deleting: "));
+}
+
+/// An Atlas error on reading a project by name.
+fn project_read_error(status: u16, code: &str) -> Error {
+    let body = format!(r#"{{"detail":"d","error":{status},"errorCode":"{code}","parameters":[]}}"#);
+    Error::Atlas(AtlasError::from_response(
+        "GET",
+        "/groups/byName/{groupName}",
+        status,
+        body.as_bytes(),
+        None,
+    ))
+}
+
+fn stalled_reason(error: Error) -> Option<String> {
+    stalled_on_access(error)
+        .ok()
+        .map(|step| step.outcome.reason().to_string())
+}
+
+#[test]
+fn an_unknown_or_unreachable_project_stalls_instead_of_retrying() {
+    // Atlas answers NOT_IN_GROUP (401) to a key scoped to other projects, GROUP_NOT_FOUND (404) to
+    // an organization-wide key: both mean "fix the project or the key's access".
+    assert_eq!(
+        stalled_reason(project_read_error(401, "NOT_IN_GROUP")).as_deref(),
+        Some(reasons::PROJECT_NOT_FOUND)
+    );
+    assert_eq!(
+        stalled_reason(project_read_error(404, "GROUP_NAME_NOT_FOUND")).as_deref(),
+        Some(reasons::PROJECT_NOT_FOUND)
+    );
+    assert_eq!(
+        stalled_reason(project_read_error(401, "USER_UNAUTHORIZED")).as_deref(),
+        Some(reasons::CREDENTIALS_REJECTED)
+    );
+    assert_eq!(
+        stalled_reason(project_read_error(403, "USER_CANNOT_ACCESS_ORG")).as_deref(),
+        Some(reasons::CREDENTIALS_REJECTED)
+    );
+    assert!(
+        stalled_on_access(project_read_error(503, "SERVICE_UNAVAILABLE")).is_err(),
+        "an outage is retried"
+    );
+}

@@ -1,0 +1,197 @@
+//! The words of the ProjectEncryption reconciler: every message its conditions, outcomes and Events
+//! carry. Decisions pick a message; none is built in control flow.
+
+use crate::atlas::{AwsIamRole, AwsKmsPatch, Group};
+use crate::aws::{KeyRef, RoleArn};
+use crate::controller::Error;
+
+pub fn invalid_key_or_region() -> &'static str {
+    "spec.awsKms.customerMasterKeyId or region is not valid"
+}
+
+pub fn duplicate_project(group: &Group, owner: &str) -> String {
+    format!(
+        "Atlas project {} ({}) is already managed by ProjectEncryption {owner}; delete this one or point it at another project",
+        group.name, group.id
+    )
+}
+
+pub fn credentials_refused(error: &Error) -> String {
+    format!(
+        "Atlas refused the credentials: {error}. Check the Secret holds a valid key with Project Owner on this project"
+    )
+}
+
+pub fn no_access_to_project(error: &Error) -> String {
+    format!(
+        "the Atlas credentials have no access to this project: {error}. Grant the key Project Owner on it"
+    )
+}
+
+pub fn project_not_found(error: &Error) -> String {
+    format!("the Atlas project was not found or the key cannot see it: {error}")
+}
+
+pub fn multi_region(multi_region: bool) -> &'static str {
+    if multi_region {
+        "the key is a multi-Region key"
+    } else {
+        "the key is a single-Region key; a multi-Region key keeps data readable through a regional AWS outage"
+    }
+}
+
+pub fn role_switch_not_acknowledged() -> &'static str {
+    "the project uses deprecated access-key credentials for AWS KMS; switching it to a role cannot be undone in Atlas. Set spec.awsKms.acknowledgeIrreversibleSwitchToRole: true to proceed"
+}
+
+pub fn role_not_found(role_id: &str) -> String {
+    format!(
+        "Atlas has no cloud provider access role {role_id} in this project: fix spec.awsKms.atlasRoleId or use roleArn to let the operator create one"
+    )
+}
+
+pub fn role_not_authorized(role_id: &str) -> String {
+    format!(
+        "Atlas role {role_id} is not authorized: set spec.awsKms.roleArn to the IAM role it should assume"
+    )
+}
+
+pub fn role_created(role: &AwsIamRole) -> String {
+    format!(
+        "created Atlas cloud provider access role {}; its IAM role must trust {} with external ID {}",
+        role.role_id,
+        role.atlas_aws_account_arn.as_deref().unwrap_or("?"),
+        role.atlas_assumed_role_external_id.as_deref().unwrap_or("?"),
+    )
+}
+
+pub fn role_authorized_event(role: &AwsIamRole, role_arn: &RoleArn) -> String {
+    format!("Atlas role {} is authorized to assume {role_arn}", role.role_id)
+}
+
+pub fn atlas_assumes(role: &AwsIamRole) -> String {
+    format!(
+        "Atlas assumes {}",
+        role.iam_assumed_role_arn.as_deref().unwrap_or("the IAM role")
+    )
+}
+
+pub fn awaiting_trust_default() -> &'static str {
+    "waiting for the IAM role to trust Atlas"
+}
+
+/// What the user must put on their IAM role, in the words `kubectl describe` shows.
+pub fn trust_instructions(role: &AwsIamRole, role_arn: &RoleArn, key: &KeyRef) -> String {
+    let principal = role
+        .atlas_aws_account_arn
+        .as_deref()
+        .unwrap_or("<Atlas AWS account ARN>");
+    let external_id = role
+        .atlas_assumed_role_external_id
+        .as_deref()
+        .unwrap_or("<external ID>");
+    let key_resource = match key {
+        KeyRef::Arn(arn) => arn.to_string(),
+        KeyRef::Id(id) => format!("arn:aws:kms:*:{}:key/{id}", role_arn.account),
+    };
+    format!(
+        "Atlas cannot assume {role_arn} yet. Give that IAM role this trust policy: {} and this permission policy: {} (for example: aws iam update-assume-role-policy --role-name {} --policy-document file://trust.json). The operator retries by itself.",
+        super::policy::trust_policy(principal, external_id),
+        super::policy::permission_policy(&key_resource),
+        role_arn.role_name(),
+    )
+}
+
+pub fn drift_corrected(patch: &AwsKmsPatch) -> String {
+    format!(
+        "Atlas's AWS KMS settings differed from the spec (changed outside the operator); restored {}",
+        serde_json::to_string(patch).unwrap_or_default()
+    )
+}
+
+pub fn key_rotated(key: &KeyRef) -> String {
+    format!(
+        "customer master key rotated to {key}; the previous key must stay usable while snapshots still use it"
+    )
+}
+
+pub fn key_refused(error: &crate::atlas::AtlasError) -> String {
+    format!("Atlas refused the key: {error}")
+}
+
+pub fn rotation_due_event(key: &KeyRef, max_key_age: &str) -> String {
+    format!(
+        "key {key} is older than rotation.maxKeyAge ({max_key_age}): create a new KMS key and set spec.awsKms.customerMasterKeyId"
+    )
+}
+
+pub fn rotation_due(max_key_age: &str) -> String {
+    format!("the key is older than {max_key_age}: rotate it by setting a new customerMasterKeyId")
+}
+
+pub fn key_valid() -> &'static str {
+    "Atlas can encrypt and decrypt with the key"
+}
+
+pub fn reconciled(key: &KeyRef, clusters: usize) -> String {
+    format!("Encryption at Rest uses key {key}; {clusters} cluster(s) use it")
+}
+
+pub fn key_invalid(key: &KeyRef, role: &AwsIamRole) -> String {
+    format!(
+        "Atlas reports key {key} invalid: check the key is enabled and not pending deletion, the IAM role {} still allows kms:Encrypt, kms:Decrypt and kms:DescribeKey, and any aws:SourceIp condition allows Atlas's control-plane IPs",
+        role.iam_assumed_role_arn.as_deref().unwrap_or("?")
+    )
+}
+
+pub fn awaiting_validation_condition() -> &'static str {
+    "Atlas has not reported the key valid yet"
+}
+
+pub fn awaiting_validation() -> &'static str {
+    "waiting for Atlas to validate the key"
+}
+
+pub fn encryption_off() -> &'static str {
+    "Encryption at Rest with AWS KMS is off for this project"
+}
+
+pub fn encryption_turned_off() -> &'static str {
+    "Encryption at Rest with AWS KMS turned off for the project"
+}
+
+pub fn disable_refused(error: &crate::atlas::AtlasError) -> String {
+    format!("Atlas refused to disable: {error}")
+}
+
+pub fn waiting_for_clusters(using: &[String]) -> String {
+    format!(
+        "waiting for clusters {} to turn encryption off before the project can",
+        using.join(", ")
+    )
+}
+
+pub fn unmanaged_clusters_block(names: &[&str]) -> String {
+    format!(
+        "clusters {} still use the key, so Atlas cannot turn project encryption off: set a ClusterEncryption with enabled: false for each, or set encryptionAtRestProvider NONE on them in Atlas",
+        names.join(", ")
+    )
+}
+
+/// How to let go of a ProjectEncryption being deleted whose encryption cannot be turned off.
+pub fn release() -> String {
+    format!(
+        "to delete without disabling, set spec.deletionPolicy: Retain, or remove the finalizer {}",
+        crate::crd::FINALIZER
+    )
+}
+
+pub fn release_suffix() -> String {
+    format!("; {}", release())
+}
+
+pub fn cannot_disable(problem: &impl std::fmt::Display) -> String {
+    format!("cannot disable encryption: {problem}; {}", release())
+}
+
+pub const DELETING: &str = "deleting: ";

@@ -1,0 +1,389 @@
+//! ProjectEncryption reconciler. Each pass reads as its pipeline: observe (`observe.rs`, staged), decide
+//! (`decide.rs`, pure), act (`act.rs`, only the writes decided), record (`record.rs`, a whole new
+//! status). The stages: finalizer → credentials → project → KMS preflight → role handshake → key
+//! assignment → clusters and snapshots → validity and rotation.
+//!
+//! Each step observes Atlas first and writes only what the decisions say differs, so a converged
+//! object costs reads only. Waiting (for a trust policy, for clusters to turn off) is an `Ok` with a
+//! condition and a growing requeue; an `Err` is a failure that backs off.
+
+mod act;
+mod decide;
+mod messages;
+mod observe;
+mod policy;
+mod record;
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+
+use self::decide::{KeyStep, RoleStep, Target};
+use self::observe::{Access, Pass};
+use self::record::{Disabled, Findings};
+use super::wake::{self, WakeGate};
+use super::{Context, Error, Reconciler, Result, Step};
+use crate::atlas::{AwsIamRole, EncryptionAtRest};
+use crate::crd::{ProjectEncryption, ProjectEncryptionStatus};
+use crate::kms::KeyReport;
+use crate::status::reasons;
+
+pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<WakeGate>>) -> Result<Action> {
+    let (ctx, gate) = (&reconciler.ctx, &reconciler.state);
+    let namespace = pe.namespace().ok_or(Error::InvalidObject)?;
+    let api: Api<ProjectEncryption> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    if pe.meta().deletion_timestamp.is_some() {
+        gate.forget(&wake::gate_key(pe.as_ref()));
+        return cleanup(&pe, ctx, &api, &namespace).await;
+    }
+    let Some(pe) = super::ensure_finalizer(&api, pe).await? else {
+        return Ok(Action::await_change());
+    };
+    let fingerprint = gate_fingerprint(pe.as_ref());
+    if let Some(wait) = gate.wait_for(pe.as_ref(), fingerprint, &ctx.failures) {
+        // Our own status write, or nothing the user controls changed: the look already scheduled stands.
+        return Ok(Action::requeue(wait));
+    }
+
+    let previous = pe.status.clone().unwrap_or_default();
+    let pass = Pass::new(ctx, &pe, &namespace, &previous);
+    let mut found = Findings::default();
+    let result = drive(&pass, &mut found).await;
+    let status = record::status(&previous, &found, pe.metadata.generation, pass.now);
+    let next = result.as_ref().map(|step| step.requeue).ok();
+    let ended = super::finish(
+        pe.as_ref(),
+        pe.status.as_ref(),
+        ctx,
+        &api,
+        status,
+        result,
+        pass.now,
+    )
+    .await;
+    gate.pass_ended(pe.as_ref(), fingerprint, &ended, next);
+    ended
+}
+
+/// What a person can change to make the operator look again before the next resync: the spec (its
+/// generation), labels and annotations (`kubectl annotate` to force a look).
+fn gate_fingerprint(pe: &ProjectEncryption) -> u64 {
+    wake::fingerprint((
+        pe.metadata.generation,
+        &pe.metadata.labels,
+        &pe.metadata.annotations,
+    ))
+}
+
+impl<'a> Pass<'a> {
+    fn new(
+        ctx: &'a Context,
+        pe: &'a ProjectEncryption,
+        namespace: &str,
+        previous: &'a ProjectEncryptionStatus,
+    ) -> Self {
+        Pass {
+            ctx,
+            pe,
+            secrets: Api::<Secret>::namespaced(ctx.client.clone(), namespace),
+            previous,
+            now: ctx.now(),
+        }
+    }
+}
+
+/// Credentials → project → claim, then encryption on or off as the spec asks.
+async fn drive(pass: &Pass<'_>, found: &mut Findings) -> Result<Step> {
+    let access = match access(pass, false).await? {
+        Ok(access) => access,
+        Err(stop) => return Ok(stop),
+    };
+    found.group = Some(access.group.clone());
+    if let Some(owner) = pass.claimed_by_other(&access.group) {
+        return Ok(decide::duplicate_project(&access.group, &owner));
+    }
+    if !pass.pe.spec.aws_kms.enabled {
+        return disable(pass, &access, found).await;
+    }
+    enable(pass, &access, found)
+        .await
+        .or_else(decide::stalled_on_atlas_refusal)
+}
+
+/// The enable pipeline. Each stage ends the pass early with a step when it cannot go on.
+async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Result<Step> {
+    let target = match decide::target(&pass.pe.spec.aws_kms) {
+        Ok(target) => target,
+        Err(stop) => return Ok(stop),
+    };
+    let report = match preflight(pass, &target, found).await? {
+        Ok(report) => report,
+        Err(stop) => return Ok(stop),
+    };
+    let multi_region = decide::multi_region(report.as_ref(), &target.key);
+    let is_multi_region = multi_region.holds;
+    found.multi_region = Some(multi_region);
+    let (role, ear) = match role_in_use(pass, access, &target, found).await? {
+        Ok(in_use) => in_use,
+        Err(stop) => return Ok(stop),
+    };
+    found.role_authorized = Some(decide::role_authorized(&role));
+    found.role = Some(role.clone());
+    let ear = match assign_key(pass, access, &target, &role, ear, found).await? {
+        Ok(ear) => ear,
+        Err(stop) => return Ok(stop),
+    };
+    let history = decide::key_history(
+        pass.previous,
+        &target.key,
+        target.region,
+        is_multi_region,
+        pass.now,
+    );
+    let valid = ear.aws_kms.as_ref().and_then(|k| k.valid);
+    found.key_valid_in_atlas = Some(valid);
+    found.key = Some(history.clone());
+    let clusters = pass.clusters(access, &history).await?;
+    let clusters_using_key = clusters.using_key.len();
+    found.clusters_using_key = Some(clusters.using_key);
+    found.snapshot_key_ids = clusters.snapshot_key_ids;
+
+    let max_key_age = &pass.pe.spec.rotation.max_key_age;
+    let rotation = decide::rotation(max_key_age, history.key.since.0, pass.now);
+    let (rotation_due, newly_due) = decide::rotation_condition(rotation, max_key_age, pass.previous);
+    if newly_due {
+        pass.tell_rotation_due(&target.key).await;
+    }
+    found.rotation = Some(rotation);
+    found.rotation_due = Some(rotation_due);
+    let validity = decide::validity(
+        valid,
+        &target.key,
+        &role,
+        clusters_using_key,
+        pass.ctx.resync_period(),
+    );
+    found.key_valid = Some(validity.key_valid);
+    found.degraded = validity.degraded;
+    Ok(validity.step)
+}
+
+/// The KMS preflight stage, before anything is written to Atlas.
+async fn preflight(
+    pass: &Pass<'_>,
+    target: &Target,
+    found: &mut Findings,
+) -> Result<Result<Option<KeyReport>, Step>> {
+    if !pass.pe.spec.kms_preflight.enabled {
+        return Ok(Ok(None));
+    }
+    let aws = match pass.preflight_credentials().await {
+        Ok(aws) => aws,
+        Err(e) => return decide::unreadable_credentials(e).map(Err),
+    };
+    match decide::preflight(pass.key_in_kms(target, aws.as_ref()).await, target) {
+        decide::Preflight::Passed(report) => Ok(Ok(Some(report))),
+        decide::Preflight::Refused { key_valid, step } => {
+            found.key_valid = Some(key_valid);
+            Ok(Err(step))
+        }
+    }
+}
+
+/// The role handshake stage: the role Atlas may assume, with Atlas's encryption settings as read on the
+/// way, or the step that waits for the customer's trust policy or a fix of the spec.
+async fn role_in_use(
+    pass: &Pass<'_>,
+    access: &Access,
+    target: &Target,
+    found: &mut Findings,
+) -> Result<Result<(AwsIamRole, EncryptionAtRest), Step>> {
+    let spec = &pass.pe.spec.aws_kms;
+    // A role this operator created and recorded, waiting for the customer's trust policy: try the
+    // authorization first. While the trust is missing that one refused call is the whole pass (no
+    // reads), and once it succeeds the roles need not be listed again. A role gone from Atlas is found
+    // (or replaced) by the list below.
+    let mut pre_authorized = None;
+    let pending = decide::pending_authorization(
+        spec.atlas_role_id.as_deref(),
+        target.role_arn.as_ref(),
+        pass.previous.role.as_ref(),
+    );
+    if let Some((role, role_arn)) = pending {
+        match pass.authorize(access, found, role, role_arn, &target.key).await {
+            Ok(Some(role)) => pre_authorized = Some(role),
+            Ok(None) => return Ok(Err(awaiting_trust(pass, found))),
+            Err(Error::Atlas(e)) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let ear = pass.encryption_at_rest(access).await?;
+    if let Some(stop) = decide::role_switch_guard(spec, ear.aws_kms.as_ref()) {
+        return Ok(Err(stop));
+    }
+    let role = match pass.role_step(access, target, &ear, pre_authorized).await? {
+        RoleStep::Use(role) => Some(role),
+        RoleStep::Create => {
+            pass.create_role(access, found, target.role_arn.as_ref(), &target.key)
+                .await?;
+            None
+        }
+        RoleStep::Authorize { role, role_arn } => {
+            pass.authorize(access, found, role, role_arn, &target.key).await?
+        }
+        RoleStep::NamedRoleMissing { role_id } => {
+            let (role_authorized, stop) = decide::role_not_found(&role_id);
+            found.role_authorized = Some(role_authorized);
+            return Ok(Err(stop));
+        }
+        RoleStep::NamedRoleUnauthorized { role_id } => {
+            let (role_authorized, stop) = decide::role_not_authorized(&role_id);
+            found.role_authorized = Some(role_authorized);
+            return Ok(Err(stop));
+        }
+    };
+    match role {
+        Some(role) => Ok(Ok((role, ear))),
+        None => Ok(Err(awaiting_trust(pass, found))),
+    }
+}
+
+/// Waiting for the trust policy, as `RoleAuthorized` is written this pass.
+fn awaiting_trust(pass: &Pass<'_>, found: &Findings) -> Step {
+    let previous = crate::status::find(&pass.previous.conditions, reasons::ROLE_AUTHORIZED);
+    decide::awaiting_trust(previous, found.role_authorized.as_ref(), pass.now)
+}
+
+/// The key assignment stage: Atlas's encryption settings once the key is in force.
+async fn assign_key(
+    pass: &Pass<'_>,
+    access: &Access,
+    target: &Target,
+    role: &AwsIamRole,
+    ear: EncryptionAtRest,
+    found: &mut Findings,
+) -> Result<Result<EncryptionAtRest, Step>> {
+    let spec = &pass.pe.spec.aws_kms;
+    let current = ear.aws_kms.as_ref();
+    // `roleId` is write-only in Atlas: the role last assigned is the one recorded with a key in force.
+    let assigned_role_id = pass
+        .previous
+        .key
+        .as_ref()
+        .and(pass.previous.role.as_ref())
+        .map(|r| r.role_id.as_str());
+    let step = decide::key_step(
+        &target.key,
+        target.region,
+        &role.role_id,
+        spec.require_private_networking,
+        current,
+        assigned_role_id,
+    );
+    let KeyStep::Patch { patch, rotation } = step else {
+        return Ok(Ok(ear));
+    };
+    let change = decide::key_change(
+        pass.previous.key.as_ref(),
+        &target.key,
+        current.is_some(),
+        rotation,
+    );
+    match pass.assign_key(access, &patch, change, &target.key).await {
+        Ok(updated) => Ok(Ok(updated)),
+        Err(e) => match decide::key_refusal(&e) {
+            Some(decide::KeyRefusal::IamNotReady) => Ok(Err(awaiting_trust(pass, found))),
+            Some(decide::KeyRefusal::Rejected) => {
+                let (key_valid, stop) = decide::key_rejected(&e);
+                found.key_valid = Some(key_valid);
+                Ok(Err(stop))
+            }
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// `enabled: false`: turn project encryption off once Atlas shows no cluster using it.
+async fn disable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Result<Step> {
+    let resync = pass.ctx.resync_period();
+    if !pass.encryption_at_rest(access).await?.aws_enabled() {
+        found.disabled = Some(Disabled::AlreadyOff);
+        return Ok(decide::encryption_off(resync));
+    }
+    let using = pass.clusters_using_key(access).await?;
+    found.clusters_using_key = Some(using.clone());
+    if !using.is_empty() {
+        let turning_off = pass.clusters_turning_off();
+        return Ok(decide::blocked_by_clusters(
+            &using,
+            &turning_off,
+            pass.previous,
+            pass.now,
+        ));
+    }
+    match pass.turn_off(access).await {
+        Ok(()) => {
+            found.disabled = Some(Disabled::TurnedOff);
+            Ok(decide::encryption_off(resync))
+        }
+        Err(e) => decide::disable_raced(&e).ok_or_else(|| e.into()),
+    }
+}
+
+/// Deletion: `Retain` lets go at once without calling Atlas; `Disable` turns encryption off first.
+async fn cleanup(
+    pe: &ProjectEncryption,
+    ctx: &Context,
+    api: &Api<ProjectEncryption>,
+    namespace: &str,
+) -> Result<Action> {
+    if !pe.finalizers().iter().any(|f| f == crate::crd::FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    if decide::release_at_once(&pe.spec, pe.status.as_ref()) {
+        super::remove_finalizer(api, pe).await?;
+        return Ok(Action::await_change());
+    }
+    let previous = pe.status.clone().unwrap_or_default();
+    let pass = Pass::new(ctx, pe, namespace, &previous);
+    let mut found = Findings::default();
+    let result = disable_for_deletion(&pass, &mut found).await;
+    let status = record::status(&previous, &found, pe.metadata.generation, pass.now);
+    match result {
+        Ok(step) if step.outcome.reason() == reasons::ENCRYPTION_DISABLED => {
+            super::remove_finalizer(api, pe).await?;
+            Ok(Action::await_change())
+        }
+        Ok(step) => {
+            let step = decide::while_deleting(step);
+            super::finish(pe, pe.status.as_ref(), ctx, api, status, Ok(step), pass.now).await
+        }
+        Err(e) => super::finish(pe, pe.status.as_ref(), ctx, api, status, Err(e), pass.now).await,
+    }
+}
+
+/// Turns encryption off for a ProjectEncryption being deleted; what blocks it says how to let go.
+async fn disable_for_deletion(pass: &Pass<'_>, found: &mut Findings) -> Result<Step> {
+    match access(pass, true).await? {
+        Ok(access) => disable(pass, &access, found).await,
+        Err(stop) => Ok(stop),
+    }
+}
+
+/// The credentials and the Atlas project stage, or the step that ends the pass when either is out of
+/// reach (saying how to let go when `deleting`).
+async fn access(pass: &Pass<'_>, deleting: bool) -> Result<Result<Access, Step>> {
+    let creds = match pass.atlas_credentials().await {
+        Ok(creds) => creds,
+        Err(e) if deleting => return decide::unreadable_credentials_while_deleting(e).map(Err),
+        Err(e) => return decide::unreadable_credentials(e).map(Err),
+    };
+    match pass.project(&creds).await {
+        Ok(group) => Ok(Ok(Access { creds, group })),
+        Err(e) if deleting => decide::stalled_on_access_while_deleting(e).map(Err),
+        Err(e) => decide::stalled_on_access(e).map(Err),
+    }
+}

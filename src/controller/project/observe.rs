@@ -1,0 +1,239 @@
+//! Every read of a ProjectEncryption pass: the Kubernetes caches and Secrets, KMS, and Atlas. Staged:
+//! each stage is read only once the decisions before it ask for it (the role list only while the role
+//! is unknown, snapshots only while a retired key may still be in one).
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::{Api, Resource, ResourceExt};
+
+use super::decide::{self, KeyHistory, RoleStep, Target};
+use crate::atlas::{AwsIamRole, Credentials, EncryptionAtRest, EncryptionProvider, Group};
+use crate::controller::{Context, CredentialsError, Error, Result, credentials};
+use crate::crd::{ClusterEncryption, ProjectEncryption, ProjectEncryptionStatus};
+use crate::kms::{KeyReport, PreflightFailure, StaticAwsCredentials};
+
+/// What every stage of one pass over a ProjectEncryption works with.
+pub struct Pass<'a> {
+    pub ctx: &'a Context,
+    pub pe: &'a ProjectEncryption,
+    pub secrets: Api<Secret>,
+    /// The status the pass started from: what the operator last published, never what this pass wrote.
+    pub previous: &'a ProjectEncryptionStatus,
+    pub now: Timestamp,
+}
+
+/// The Atlas credentials and project of a pass.
+pub struct Access {
+    pub creds: Credentials,
+    pub group: Group,
+}
+
+impl Pass<'_> {
+    pub async fn atlas_credentials(&self) -> Result<Credentials, CredentialsError> {
+        credentials::atlas_credentials(&self.secrets, &self.pe.spec.credentials_ref.name).await
+    }
+
+    /// The Atlas project, read once and then taken from status while the spec still names the same one.
+    pub async fn project(&self, creds: &Credentials) -> Result<Group> {
+        let spec = &self.pe.spec;
+        if let (Some(id), Some(name)) = (&self.previous.project_id, &self.previous.project_name) {
+            let same = match (&spec.project_id, &spec.project_name) {
+                (Some(wanted), _) => wanted == id,
+                (None, Some(wanted)) => wanted == name,
+                (None, None) => false,
+            };
+            if same {
+                return Ok(Group {
+                    id: id.clone(),
+                    name: name.clone(),
+                    ..Default::default()
+                });
+            }
+        }
+        match (&spec.project_id, &spec.project_name) {
+            (Some(id), _) => Ok(self.ctx.atlas.get_project(creds, id).await?),
+            (None, Some(name)) => Ok(self.ctx.atlas.get_project_by_name(creds, name).await?),
+            (None, None) => Err(Error::InvalidObject),
+        }
+    }
+
+    /// Another ProjectEncryption that manages the same Atlas project and came first (by creation time,
+    /// then namespace/name), so two objects never fight over one project.
+    pub fn claimed_by_other(&self, group: &Group) -> Option<String> {
+        let pe = self.pe;
+        let me = (
+            pe.metadata.creation_timestamp.clone(),
+            pe.namespace(),
+            pe.name_any(),
+        );
+        self.ctx
+            .projects
+            .state()
+            .into_iter()
+            .filter(|other| other.uid() != pe.uid() && other.meta().deletion_timestamp.is_none())
+            .filter(|other| {
+                let status = other.status.as_ref();
+                other.spec.project_id.as_deref() == Some(&group.id)
+                    || status.and_then(|s| s.project_id.as_deref()) == Some(&group.id)
+                    || (other.spec.project_name.as_deref() == Some(&group.name)
+                        && other.namespace() == pe.namespace())
+            })
+            .filter(|other| {
+                (
+                    other.metadata.creation_timestamp.clone(),
+                    other.namespace(),
+                    other.name_any(),
+                ) < me
+            })
+            .map(|other| format!("{}/{}", other.namespace().unwrap_or_default(), other.name_any()))
+            .next()
+    }
+
+    /// The AWS credentials the KMS preflight uses: the spec's Secret, or the default chain (`None`).
+    pub async fn preflight_credentials(&self) -> Result<Option<StaticAwsCredentials>, CredentialsError> {
+        match &self.pe.spec.kms_preflight.credentials_ref {
+            Some(reference) => credentials::aws_credentials(&self.secrets, &reference.name)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn key_in_kms(
+        &self,
+        target: &Target,
+        aws: Option<&StaticAwsCredentials>,
+    ) -> Result<KeyReport, PreflightFailure> {
+        self.ctx.kms.check(&target.key, &target.region, aws).await
+    }
+
+    pub async fn encryption_at_rest(&self, access: &Access) -> Result<EncryptionAtRest> {
+        Ok(self
+            .ctx
+            .atlas
+            .get_encryption_at_rest(&access.creds, &access.group.id)
+            .await?)
+    }
+
+    /// The role stage: the recorded role while Atlas, just read, shows it working; otherwise Atlas's
+    /// list of roles decides.
+    pub async fn role_step(
+        &self,
+        access: &Access,
+        target: &Target,
+        ear: &EncryptionAtRest,
+        pre_authorized: Option<AwsIamRole>,
+    ) -> Result<RoleStep> {
+        let spec = &self.pe.spec.aws_kms;
+        let current = ear.aws_kms.as_ref();
+        let atlas_reports_valid = current.is_some_and(|c| c.is_enabled() && c.valid == Some(true));
+        let in_use = pre_authorized.or_else(|| {
+            decide::recorded_role_in_use(
+                spec.atlas_role_id.as_deref(),
+                target.role_arn.as_ref(),
+                self.previous.role.as_ref(),
+                atlas_reports_valid,
+            )
+        });
+        if let Some(role) = in_use {
+            return Ok(RoleStep::Use(role));
+        }
+        let roles = self
+            .ctx
+            .atlas
+            .list_aws_roles(&access.creds, &access.group.id)
+            .await?;
+        Ok(decide::role_step(
+            spec.atlas_role_id.as_deref(),
+            target.role_arn.as_ref(),
+            self.previous.role.as_ref().map(|r| r.role_id.as_str()),
+            &roles,
+        ))
+    }
+
+    /// The clusters stage. Atlas's cluster list is read only while a retired key may still be in
+    /// snapshots (and then the snapshots too); otherwise the ClusterEncryptions' own status (each read
+    /// from Atlas by its reconciler) keeps `clustersUsingKey` current, and clusters nobody manages keep
+    /// their entry from the last list.
+    pub async fn clusters(&self, access: &Access, history: &KeyHistory) -> Result<ClustersSeen> {
+        if history.all_retired_safe() {
+            let managed: Vec<(String, bool)> = self
+                .clusters_of_project()
+                .iter()
+                .map(|c| {
+                    (
+                        c.spec.cluster_name.clone(),
+                        c.status.as_ref().and_then(|s| s.provider()) == Some(EncryptionProvider::Aws),
+                    )
+                })
+                .collect();
+            return Ok(ClustersSeen {
+                using_key: decide::clusters_using_key(&self.previous.clusters_using_key, &managed),
+                snapshot_key_ids: None,
+            });
+        }
+        let (creds, group_id) = (&access.creds, &access.group.id);
+        let clusters = self.ctx.atlas.list_clusters(creds, group_id).await?;
+        let mut using_key = using_key(&clusters);
+        using_key.sort();
+        let mut key_ids: Vec<String> = Vec::new();
+        for cluster in clusters.iter().filter(|c| c.backup_enabled == Some(true)) {
+            match self
+                .ctx
+                .atlas
+                .list_snapshots(creds, group_id, &cluster.name)
+                .await
+            {
+                Ok(snapshots) => key_ids.extend(snapshots.into_iter().filter_map(|s| s.master_key_uuid)),
+                // A cluster without a backup schedule has no snapshots to hold a key.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(ClustersSeen {
+            using_key,
+            snapshot_key_ids: Some(key_ids),
+        })
+    }
+
+    /// The clusters of the project that use its key, as Atlas lists them (for turning encryption off).
+    pub async fn clusters_using_key(&self, access: &Access) -> Result<Vec<String>> {
+        let clusters = self
+            .ctx
+            .atlas
+            .list_clusters(&access.creds, &access.group.id)
+            .await?;
+        Ok(using_key(&clusters))
+    }
+
+    /// The ClusterEncryptions of this project, from the cache.
+    pub fn clusters_of_project(&self) -> Vec<Arc<ClusterEncryption>> {
+        self.ctx.clusters_of(self.pe)
+    }
+
+    /// The Atlas clusters of this project's ClusterEncryptions that are turning encryption off.
+    pub fn clusters_turning_off(&self) -> Vec<String> {
+        self.clusters_of_project()
+            .iter()
+            .filter(|c| !c.spec.enabled || c.meta().deletion_timestamp.is_some())
+            .map(|c| c.spec.cluster_name.clone())
+            .collect()
+    }
+}
+
+/// What the clusters stage found.
+pub struct ClustersSeen {
+    pub using_key: Vec<String>,
+    /// The key ids of the project's snapshots, when they were read.
+    pub snapshot_key_ids: Option<Vec<String>>,
+}
+
+fn using_key(clusters: &[crate::atlas::Cluster]) -> Vec<String> {
+    clusters
+        .iter()
+        .filter(|c| c.provider() == EncryptionProvider::Aws)
+        .map(|c| c.name.clone())
+        .collect()
+}

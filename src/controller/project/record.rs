@@ -1,0 +1,132 @@
+//! The status a ProjectEncryption pass ends with, computed from the status it started from and what
+//! the pass found. Nothing here is read back to decide anything.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use super::decide::{self, KeyHistory, Rotation};
+use crate::atlas::{AwsIamRole, Group};
+use crate::crd::{AtlasRoleStatus, ProjectEncryptionStatus};
+use crate::status::{DesiredCondition, reasons};
+
+/// What one pass found and did. Each field stays `None` when the pass did not get that far; the
+/// status it started from then stands for that part.
+#[derive(Default)]
+pub struct Findings {
+    pub group: Option<Group>,
+    /// The role the pass used, created or tried to authorize.
+    pub role: Option<AwsIamRole>,
+    pub multi_region: Option<DesiredCondition>,
+    pub role_authorized: Option<DesiredCondition>,
+    pub key_valid: Option<DesiredCondition>,
+    pub degraded: Option<DesiredCondition>,
+    pub rotation_due: Option<DesiredCondition>,
+    pub key: Option<KeyHistory>,
+    /// Atlas's verdict on the key in force, once read after its assignment.
+    pub key_valid_in_atlas: Option<Option<bool>>,
+    pub rotation: Option<Rotation>,
+    pub clusters_using_key: Option<Vec<String>>,
+    /// The key ids of the project's snapshots, when they were counted.
+    pub snapshot_key_ids: Option<Vec<String>>,
+    pub disabled: Option<Disabled>,
+}
+
+/// Encryption found off, or turned off by this pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disabled {
+    /// Off in Atlas: the key retires, and the conditions about it go.
+    AlreadyOff,
+    /// This pass turned it off: the key retires; the next pass finds it off.
+    TurnedOff,
+}
+
+/// The domain conditions a key in force carries, removed once encryption is off.
+const KEY_CONDITIONS: [&str; 4] = [
+    reasons::KEY_VALID,
+    reasons::KEY_ROTATION_DUE,
+    reasons::DEGRADED,
+    reasons::MULTI_REGION_KEY,
+];
+
+/// The new status: `previous` with what the pass found. The kstatus trio (`Ready`, `Reconciling`,
+/// `Stalled`) is the outcome's, written by `finish`.
+pub fn status(
+    previous: &ProjectEncryptionStatus,
+    found: &Findings,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> ProjectEncryptionStatus {
+    let mut status = previous.clone();
+    if let Some(group) = &found.group {
+        status.project_id = Some(group.id.clone());
+        status.project_name = Some(group.name.clone());
+    }
+    if let Some(role) = &found.role {
+        status.role = Some(role_status(role));
+    }
+    record_key(&mut status, found);
+    if let Some(using) = &found.clusters_using_key {
+        status.clusters_using_key = using.clone();
+    }
+    if let Some(disabled) = found.disabled {
+        if let Some(retired) = status.key.take() {
+            let retired = decide::retired_key(&retired.customer_master_key_id, now);
+            status.previous_keys.push(retired);
+        }
+        if disabled == Disabled::AlreadyOff {
+            status.clusters_using_key.clear();
+            status
+                .conditions
+                .retain(|c| !KEY_CONDITIONS.contains(&c.type_.as_str()));
+        }
+    }
+    // In the order a first pass adds them, so a reader sees them as before.
+    let conditions = [
+        &found.multi_region,
+        &found.role_authorized,
+        &found.rotation_due,
+        &found.key_valid,
+        &found.degraded,
+    ];
+    for desired in conditions.into_iter().flatten() {
+        desired.apply(&mut status.conditions, generation, now);
+    }
+    status
+}
+
+fn record_key(status: &mut ProjectEncryptionStatus, found: &Findings) {
+    let Some(history) = &found.key else {
+        return;
+    };
+    let mut key = history.key.clone();
+    if let Some(valid) = found.key_valid_in_atlas {
+        key.valid = valid;
+    }
+    if let Some(rotation) = found.rotation {
+        key.rotation_due_at = Some(Time(rotation.due_at));
+    }
+    status.key = Some(key);
+    status.previous_keys = history.previous_keys.clone();
+    if let Some(key_ids) = &found.snapshot_key_ids {
+        for previous in status.previous_keys.iter_mut() {
+            let id = previous.key_id();
+            let count = key_ids.iter().filter(|k| k.eq_ignore_ascii_case(&id)).count();
+            previous.snapshots_using_key = count as u32;
+            previous.safe_to_delete = count == 0;
+        }
+    }
+}
+
+fn role_status(role: &AwsIamRole) -> AtlasRoleStatus {
+    AtlasRoleStatus {
+        role_id: role.role_id.clone(),
+        atlas_aws_account_arn: role.atlas_aws_account_arn.clone(),
+        external_id: role.atlas_assumed_role_external_id.clone(),
+        iam_role_arn: role.iam_assumed_role_arn.clone(),
+        authorized: role.is_authorized(),
+        authorized_at: role
+            .authorized_date
+            .and_then(|d| Timestamp::from_second(d.timestamp()).ok())
+            .map(Time),
+    }
+}
