@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 
 use atlas_encryption_operator::atlas::{
     AwsIamRole, AwsKmsConfig, AwsKmsPatch, Cluster, ControlPlaneIpAddresses, ENDPOINTS, EncryptionAtRest,
-    FeatureUsage, Group, HardwareSpec, RegionConfig, ReplicationSpec, Snapshot,
+    FeatureUsage, Group, HardwareSpec, RateLimitEndpoint, RateLimitEndpointSet, RateLimitValue, RegionConfig,
+    ReplicationSpec, Snapshot,
 };
 use atlas_encryption_operator::aws::{KeyRef, Region};
 use serde::Serialize;
@@ -178,6 +179,21 @@ fn every_field_the_client_reads_or_writes_is_declared_by_its_official_schema() {
             "Snapshot",
             wire_fields(&Snapshot::default()),
             &["DiskBackupReplicaSet", "DiskBackupShardedClusterSnapshot"],
+        ),
+        (
+            "RateLimitEndpointSet",
+            wire_fields(&RateLimitEndpointSet::default()),
+            &["RateLimitEndpointSetResponse"],
+        ),
+        (
+            "RateLimitValue",
+            wire_fields(&RateLimitValue::default()),
+            &["RateLimitEndpointSetCapacity", "RateLimitEndpointSetRefillRate"],
+        ),
+        (
+            "RateLimitEndpoint",
+            wire_fields(&RateLimitEndpoint::default()),
+            &["RateLimitEndpointSetEndpoint"],
         ),
         (
             "ControlPlaneIpAddresses",

@@ -8,6 +8,7 @@
 pub mod auth;
 mod client;
 pub mod error;
+mod limits;
 pub mod model;
 pub mod retry;
 
@@ -16,5 +17,6 @@ pub use client::{AtlasClient, AtlasClientConfig, AtlasMetrics, ENDPOINTS, Endpoi
 pub use error::{AtlasError, ErrorEnvelope};
 pub use model::{
     AwsIamRole, AwsKmsConfig, AwsKmsPatch, Cluster, ControlPlaneIpAddresses, EncryptionAtRest,
-    EncryptionProvider, FeatureUsage, Group, HardwareSpec, RegionConfig, ReplicationSpec, Snapshot,
+    EncryptionProvider, FeatureUsage, Group, HardwareSpec, RateLimitEndpoint, RateLimitEndpointSet,
+    RateLimitScope, RateLimitValue, RegionConfig, ReplicationSpec, Snapshot,
 };
