@@ -288,9 +288,12 @@ pub enum RateOutcome {
 }
 
 impl RateLimiter {
+    /// New limits empty the buckets' history; publishing or hiding them leaves it alone.
     pub fn set(&mut self, config: RateLimitConfig) {
+        if config.project != self.config.project || config.organization != self.config.organization {
+            self.buckets.clear();
+        }
         self.config = config;
-        self.buckets.clear();
     }
 
     pub fn check(&mut self, project_id: Option<&str>, org_id: Option<&str>) -> RateOutcome {

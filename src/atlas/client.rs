@@ -17,7 +17,7 @@ use super::auth::{
     CachedToken, Credentials, DigestChallenge, NonceCache, TokenCache, TokenResponse, new_cnonce,
 };
 use super::error::{AtlasError, Result, bounded};
-use super::limits::{BucketRef, Coverage, Learned, LearnedLimits, LimitsCache};
+use super::limits::{BucketRef, Coverage, HELD_TOKENS, Learned, LearnedLimits, LimitsCache, PublishedSet};
 use super::model::*;
 use super::retry::{Backoff, BucketLimit, RateLimiter, parse_retry_after};
 use crate::aws::RoleArn;
@@ -649,38 +649,46 @@ impl AtlasClient {
         reservations
     }
 
-    /// The buckets of the plan an answer's `RateLimit-Limit` speaks of: the published ones of that
-    /// capacity; when none has it (an override Atlas applies to this project), every published one; and
-    /// when none is published, the configured one.
-    fn reported<'a>(plan: &'a [BucketRef], headers: &HeaderMap) -> Vec<(usize, &'a BucketRef)> {
+    /// The published buckets of the plan an answer's `RateLimit-Limit` speaks of: those of that
+    /// capacity, or, when none has it (an override Atlas applies to this project), all of them.
+    fn reported<'a>(
+        plan: &'a [BucketRef],
+        headers: &HeaderMap,
+    ) -> Vec<(usize, &'a BucketRef, &'a PublishedSet)> {
         let limit = header_number(headers, "ratelimit-limit");
-        let published = || plan.iter().enumerate().filter(|(_, b)| b.set.is_some());
-        let by_capacity: Vec<_> = published()
-            .filter(|(_, b)| limit.is_some_and(|l| (b.limit.capacity - l as f64).abs() < 0.5))
+        let published: Vec<_> = plan
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| Some((i, b, b.set.as_ref()?)))
             .collect();
-        if !by_capacity.is_empty() {
-            return by_capacity;
+        let by_capacity: Vec<_> = published
+            .iter()
+            .filter(|(_, _, set)| limit == Some(set.capacity))
+            .cloned()
+            .collect();
+        if by_capacity.is_empty() {
+            published
+        } else {
+            by_capacity
         }
-        let all_published: Vec<_> = published().collect();
-        if !all_published.is_empty() {
-            return all_published;
-        }
-        plan.iter().enumerate().collect()
     }
 
-    /// Atlas's `RateLimit-Remaining` corrects our estimate of the bucket it counts.
+    /// Atlas's `RateLimit-Remaining` corrects our estimate of the published bucket it counts (less the
+    /// tokens kept in hand). The configured pace is left alone: it is a guess by design.
     fn observe_remaining(&self, plan: &[BucketRef], reservations: &[u64], headers: &HeaderMap) {
         let Some(remaining) = header_number(headers, "ratelimit-remaining") else {
             return;
         };
-        for (i, bucket) in Self::reported(plan, headers) {
+        for (i, bucket, _) in Self::reported(plan, headers) {
+            let in_hand = remaining.saturating_sub(HELD_TOKENS);
             self.inner
                 .limiter
-                .observed_remaining(&bucket.key, reservations[i], remaining);
+                .observed_remaining(&bucket.key, reservations[i], in_hand);
         }
     }
 
-    /// A 429 slows only the bucket whose scope refused (the one of the capacity Atlas names).
+    /// A 429 slows only the bucket whose scope refused (the one of the capacity Atlas names), or the
+    /// configured one when no published bucket covers the call.
     fn throttle(
         &self,
         plan: &[BucketRef],
@@ -688,21 +696,21 @@ impl AtlasClient {
         retry_after: Option<Duration>,
         ep: &Endpoint,
     ) {
-        for (_, bucket) in Self::reported(plan, headers) {
+        let reported: Vec<(&BucketRef, Option<&PublishedSet>)> = match Self::reported(plan, headers) {
+            r if r.is_empty() => plan.iter().map(|b| (b, None)).collect(),
+            r => r.into_iter().map(|(_, b, set)| (b, Some(set))).collect(),
+        };
+        for (bucket, set) in reported {
             if let Some(pace) = self
                 .inner
                 .limiter
                 .throttled(&bucket.key, bucket.limit, retry_after)
             {
-                let (endpoint_set, scope) = bucket
-                    .set
-                    .as_ref()
-                    .map_or(("(configured pace)", None), |(id, scope)| (&**id, Some(*scope)));
                 tracing::warn!(
                     calls_per_second = pace,
                     endpoint = ep.template,
-                    endpoint_set,
-                    ?scope,
+                    endpoint_set = set.map_or("(configured pace)", |s| &*s.id),
+                    scope = ?set.map(|s| s.scope),
                     "Atlas refused a call with 429: slowing the pace of the bucket that refused, \
                      regaining its limit over minutes without another 429"
                 );

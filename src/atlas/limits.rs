@@ -15,19 +15,32 @@ use std::time::Instant;
 use super::model::{RateLimitEndpointSet, RateLimitScope};
 use super::retry::BucketLimit;
 
+/// Tokens of a published bucket the client keeps in hand: Atlas's clock runs one network latency behind
+/// ours, and a call that travels faster than the one before it would otherwise arrive before its token.
+/// One token absorbs a jitter of one refill interval.
+pub const HELD_TOKENS: u64 = 1;
+
 /// A bucket a call draws from: the limiter's key and the limit it is paced by.
 #[derive(Clone, Debug)]
 pub struct BucketRef {
     pub key: String,
     pub limit: BucketLimit,
     /// The published endpoint set this bucket mirrors; `None` for the configured fallback or ceiling.
-    pub set: Option<(Arc<str>, RateLimitScope)>,
+    pub set: Option<PublishedSet>,
+}
+
+/// A published endpoint set as the answers name it.
+#[derive(Clone, Debug)]
+pub struct PublishedSet {
+    pub id: Arc<str>,
+    pub scope: RateLimitScope,
+    /// Atlas's capacity (`RateLimit-Limit`); the local bucket holds [`HELD_TOKENS`] fewer.
+    pub capacity: u64,
 }
 
 #[derive(Clone, Debug)]
 struct SetLimit {
-    id: Arc<str>,
-    scope: RateLimitScope,
+    set: PublishedSet,
     limit: BucketLimit,
 }
 
@@ -69,10 +82,14 @@ impl Coverage {
             if capacity <= 0 || refill <= 0 || every <= 0 {
                 continue;
             }
+            let held = capacity.saturating_sub(HELD_TOKENS as i64).max(1);
             let limit = SetLimit {
-                id: Arc::from(set.endpoint_set_id.as_str()),
-                scope: set.scope,
-                limit: BucketLimit::new(capacity as f64, refill as f64 / every as f64),
+                set: PublishedSet {
+                    id: Arc::from(set.endpoint_set_id.as_str()),
+                    scope: set.scope,
+                    capacity: capacity as u64,
+                },
+                limit: BucketLimit::new(held as f64, refill as f64 / every as f64),
             };
             for ep in &set.endpoints {
                 let key = (ep.method.to_ascii_uppercase(), shape(&ep.path));
@@ -100,16 +117,16 @@ impl Coverage {
         };
         sets.iter()
             .map(|s| {
-                let scope_key = match (s.scope, group) {
+                let scope_key = match (s.set.scope, group) {
                     (RateLimitScope::Group, Some(group)) => format!("group:{group}"),
                     (RateLimitScope::Ip, _) => "ip".to_string(),
                     // A key belongs to one organization; unknown scopes are paced per key too.
                     _ => format!("credential:{identity}"),
                 };
                 BucketRef {
-                    key: format!("set:{}/{scope_key}", s.id),
+                    key: format!("set:{}/{scope_key}", s.set.id),
                     limit: s.limit,
-                    set: Some((s.id.clone(), s.scope)),
+                    set: Some(s.set.clone()),
                 }
             })
             .collect()
@@ -208,7 +225,8 @@ mod tests {
             keys,
             ["set:clusters_group/group:g1", "set:clusters_org/credential:pub"]
         );
-        assert_eq!(b[0].limit, BucketLimit::new(100.0, 10.0 / 60.0));
+        assert_eq!(b[0].limit, BucketLimit::new(99.0, 10.0 / 60.0), "one token held");
+        assert_eq!(b[1].set.as_ref().unwrap().capacity, 500);
         assert!(
             coverage
                 .buckets(
