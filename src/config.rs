@@ -39,9 +39,10 @@ pub struct Config {
     #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
 
-    /// Atlas requests per second allowed per organization (credential), shared by all projects.
-    #[arg(long, env = "ATLAS_RATE_PER_SECOND", default_value_t = 5.0)]
-    pub atlas_rate_per_second: f64,
+    /// Optional ceiling on Atlas requests per second per credential. Without it the operator paces by
+    /// the limits Atlas publishes (GET /rateLimits); where they cannot be read, this (or 5/s) is the pace.
+    #[arg(long, env = "ATLAS_RATE_PER_SECOND")]
+    pub atlas_rate_per_second: Option<f64>,
 
     /// Requests that may burst above the rate.
     #[arg(long, env = "ATLAS_BURST", default_value_t = 20)]

@@ -56,6 +56,11 @@ struct RetryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PreflightLabels {
     result: &'static str,
 }
@@ -82,6 +87,8 @@ pub struct Metrics {
     atlas_retries: Family<RetryLabels, Counter>,
     atlas_rate_limit_waits: Counter,
     atlas_rate_limit_wait_seconds: Counter<f64, AtomicU64>,
+    atlas_rate_limit_reads: Family<OutcomeLabels, Counter>,
+    atlas_rate_limits_published: Gauge,
     kms_preflight: Family<PreflightLabels, Counter>,
     leader: Gauge,
     resync_period_seconds: Gauge,
@@ -159,6 +166,20 @@ impl Metrics {
             "Time Atlas calls spent held back by rate limits",
             atlas_rate_limit_wait_seconds.clone(),
         );
+        let atlas_rate_limit_reads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "atlas_rate_limit_reads",
+            "Reads of a credential's published Atlas rate limits (GET /rateLimits), by outcome: published \
+             (paced by them), unpublished (paced by --atlas-rate-per-second or 5/s) or failed (asked again soon)",
+            atlas_rate_limit_reads.clone(),
+        );
+        let atlas_rate_limits_published = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "atlas_rate_limits_published",
+            "1 when the last read of Atlas's rate limits found them published, 0 when the operator fell back \
+             to the configured pace",
+            atlas_rate_limits_published.clone(),
+        );
         let kms_preflight = Family::<PreflightLabels, Counter>::default();
         registry.register(
             "kms_preflight",
@@ -205,6 +226,8 @@ impl Metrics {
             atlas_retries,
             atlas_rate_limit_waits,
             atlas_rate_limit_wait_seconds,
+            atlas_rate_limit_reads,
+            atlas_rate_limits_published,
             kms_preflight,
             leader,
             resync_period_seconds,
@@ -309,6 +332,17 @@ impl AtlasMetrics for Metrics {
             .get_or_create(&RetryLabels { endpoint, reason })
             .inc();
     }
+
+    fn on_rate_limits_read(&self, outcome: &'static str) {
+        self.atlas_rate_limit_reads
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        // A failed read keeps what was learnt before; only the others say whether limits are published.
+        if outcome != "failed" {
+            self.atlas_rate_limits_published
+                .set(i64::from(outcome == "published"));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -359,6 +393,8 @@ mod tests {
         metrics.on_call("/groups/{groupId}", "GET", None, Duration::from_millis(50));
         metrics.on_rate_limit_wait("/groups/{groupId}", Duration::from_millis(1500));
         metrics.on_retry("/groups/{groupId}", "GET", "rate_limited");
+        metrics.on_rate_limits_read("published");
+        metrics.on_rate_limits_read("unpublished");
         metrics.kms_preflight("KeyDisabled");
         metrics.set_leader(true);
         let text = metrics.encode(Timestamp::now());
@@ -370,6 +406,8 @@ mod tests {
             r#"atlas_encryption_operator_atlas_requests_total{endpoint="/groups/{groupId}",method="GET",status="none"} 1"#,
             r#"atlas_encryption_operator_atlas_rate_limit_waits_total 1"#,
             r#"atlas_encryption_operator_atlas_rate_limit_wait_seconds_total 1.5"#,
+            r#"atlas_encryption_operator_atlas_rate_limit_reads_total{outcome="unpublished"} 1"#,
+            r#"atlas_encryption_operator_atlas_rate_limits_published 0"#,
             r#"atlas_encryption_operator_atlas_retries_total{endpoint="/groups/{groupId}",reason="rate_limited"} 1"#,
             r#"atlas_encryption_operator_kms_preflight_total{result="KeyDisabled"} 1"#,
             r#"atlas_encryption_operator_leader 1"#,

@@ -34,7 +34,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let atlas = AtlasClient::new(AtlasClientConfig {
         base_url: config.atlas_base_url.clone(),
         timeout: config.atlas_timeout,
-        rate_per_second: config.atlas_rate_per_second,
+        // Where Atlas publishes no limits: the ceiling when one is set, else today's conservative 5/s.
+        rate_per_second: config.atlas_rate_per_second.unwrap_or(5.0),
+        rate_ceiling: config.atlas_rate_per_second,
         burst: config.atlas_burst,
         user_agent: format!(
             "atlas-encryption-operator/{} ({identity})",

@@ -69,6 +69,8 @@ async fn sim_with(f: impl FnOnce(&mut SimConfig)) -> SimHandle {
 struct Recorder {
     calls: Mutex<Vec<(&'static str, &'static str, Option<u16>)>>,
     retries: Mutex<Vec<&'static str>>,
+    waits: Mutex<usize>,
+    limit_reads: Mutex<Vec<&'static str>>,
 }
 
 impl AtlasMetrics for Recorder {
@@ -77,6 +79,12 @@ impl AtlasMetrics for Recorder {
     }
     fn on_retry(&self, _: &'static str, _: &'static str, reason: &'static str) {
         self.retries.lock().unwrap().push(reason);
+    }
+    fn on_rate_limit_wait(&self, _: &'static str, _: Duration) {
+        *self.waits.lock().unwrap() += 1;
+    }
+    fn on_rate_limits_read(&self, outcome: &'static str) {
+        self.limit_reads.lock().unwrap().push(outcome);
     }
 }
 
@@ -105,6 +113,15 @@ fn client(sim: &SimHandle, f: impl FnOnce(&mut AtlasClientConfig)) -> (AtlasClie
     };
     f(&mut config);
     (AtlasClient::new(config).expect("client builds"), recorder)
+}
+
+/// The sim's call log without the client's reads of the rate limits (once per credential, before its
+/// first call; this sim publishes none unless a test asks, so they answer 404).
+fn project_calls(sim: &SimHandle) -> Vec<atlas_sim::CallRecord> {
+    sim.calls()
+        .into_iter()
+        .filter(|c| c.route.as_deref() != Some("/api/atlas/v2/rateLimits"))
+        .collect()
 }
 
 async fn control(sim: &SimHandle, method: reqwest::Method, path: &str, body: Value) -> Value {
@@ -321,6 +338,7 @@ fn assert_versions(sim: &SimHandle) {
             "2024-10-23",
         ),
         (("GET", "/unauth/controlPlaneIPAddresses"), "2023-11-15"),
+        (("GET", "/rateLimits"), "2025-03-12"),
     ]
     .into_iter()
     .collect();
@@ -738,7 +756,7 @@ async fn short_lived_tokens_are_refreshed_before_expiry() {
         "refreshed inside the margin"
     );
     assert!(
-        sim.calls().iter().all(|c| c.status == 200),
+        project_calls(&sim).iter().all(|c| c.status == 200),
         "never sent an expired token"
     );
     sim.shutdown().await;
@@ -766,7 +784,11 @@ async fn stale_digest_nonce_is_renewed() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     atlas.get_project(&creds, ALPHA).await.unwrap();
     let statuses: Vec<u16> = sim.calls().iter().map(|c| c.status).collect();
-    assert_eq!(statuses, vec![401, 200, 401, 200], "challenge, ok, stale, ok");
+    assert_eq!(
+        statuses,
+        vec![401, 404, 200, 401, 200],
+        "challenge (reading the rate limits first), none published, ok, stale, ok"
+    );
     sim.shutdown().await;
 }
 
@@ -779,7 +801,10 @@ async fn lists_follow_every_page() {
     let mut names: Vec<String> = clusters.into_iter().map(|c| c.name).collect();
     names.sort();
     assert_eq!(names, ["dev-1", "free", "prod-1", "prod-2", "prod-3"]);
-    let pages: Vec<String> = sim.calls().iter().filter_map(|c| c.query.clone()).collect();
+    let pages: Vec<String> = project_calls(&sim)
+        .iter()
+        .filter_map(|c| c.query.clone())
+        .collect();
     assert_eq!(pages.len(), 3, "{pages:?}");
     assert!(pages[2].contains("pageNum=3"), "{pages:?}");
     sim.shutdown().await;
@@ -915,4 +940,185 @@ async fn the_control_plane_watch_reads_the_list_and_hears_atlas_change_it() {
         .filter(|(endpoint, _, _)| endpoint.contains("controlPlaneIPAddresses"))
         .count();
     assert!(reads >= 2, "read at start and again each period: {reads}");
+}
+
+// ----- pacing by Atlas's published rate limits -----
+
+fn bucket(capacity: u64, refill_rate: u64, refill_seconds: u64) -> Option<BucketConfig> {
+    Some(BucketConfig {
+        capacity,
+        refill_rate,
+        refill_seconds,
+    })
+}
+
+/// A sim whose project (GROUP) and organization buckets are published at `/rateLimits`.
+async fn sim_publishing(project: Option<BucketConfig>, organization: Option<BucketConfig>) -> SimHandle {
+    sim_with(|c| {
+        c.rate_limit.project = project;
+        c.rate_limit.organization = organization;
+        c.rate_limit.published = true;
+    })
+    .await
+}
+
+fn count(sim: &SimHandle, key: &str) -> u64 {
+    sim.counters().get(key).copied().unwrap_or(0)
+}
+
+/// `workers` callers sharing `calls` reads of one project's encryption settings.
+async fn read_ear_concurrently(atlas: &AtlasClient, creds: &Credentials, calls: usize, workers: usize) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers = (0..workers).map(|_| {
+        let (atlas, creds, next) = (atlas.clone(), creds.clone(), next.clone());
+        async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < calls {
+                atlas.get_encryption_at_rest(&creds, ALPHA).await.unwrap();
+            }
+        }
+    });
+    futures::future::join_all(workers).await;
+}
+
+/// Generous published limits: the client goes well past the configured 5/s, reads the limits once for
+/// all its calls, and is never refused.
+#[tokio::test]
+async fn generous_published_limits_pace_past_the_configured_rate_without_a_429() {
+    let sim = sim_publishing(bucket(20, 100, 1), bucket(50, 200, 1)).await;
+    let (atlas, rec) = client(&sim, |c| {
+        c.rate_per_second = 5.0;
+        c.burst = 5;
+    });
+    const CALLS: usize = 60;
+    let start = Instant::now();
+    read_ear_concurrently(&atlas, &api_key(), CALLS, 8).await;
+    let elapsed = start.elapsed();
+    eprintln!("{CALLS} calls in {elapsed:?}");
+    assert_eq!(count(&sim, "status 429"), 0);
+    assert_eq!(count(&sim, "GET /api/atlas/v2/rateLimits 200"), 1, "read once");
+    assert_eq!(*rec.limit_reads.lock().unwrap(), ["published"]);
+    // At the configured 5/s the 55 calls past the burst would take 11 s.
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    sim.shutdown().await;
+}
+
+/// Tight published limits, a configured rate 100 times above them: not one call is refused.
+#[tokio::test]
+async fn tight_published_limits_are_kept_without_a_429() {
+    let sim = sim_publishing(bucket(5, 10, 1), None).await;
+    let (atlas, _) = client(&sim, |_| {});
+    read_ear_concurrently(&atlas, &api_key(), 30, 8).await;
+    assert_eq!(
+        count(&sim, "GET /api/atlas/v2/groups/{groupId}/encryptionAtRest 200"),
+        30
+    );
+    assert_eq!(count(&sim, "status 429"), 0);
+    sim.shutdown().await;
+}
+
+/// Another client drained most of the project's bucket: the first answer's `RateLimit-Remaining`
+/// corrects this client's estimate (which starts full), so it waits instead of being refused.
+#[tokio::test]
+async fn remaining_corrects_an_estimate_that_started_full() {
+    let sim = sim_publishing(bucket(10, 2, 1), None).await;
+    let creds = api_key();
+    let (other, _) = client(&sim, |_| {});
+    for _ in 0..8 {
+        other.get_encryption_at_rest(&creds, ALPHA).await.unwrap();
+    }
+    let (atlas, rec) = client(&sim, |_| {});
+    for _ in 0..6 {
+        atlas.get_encryption_at_rest(&creds, ALPHA).await.unwrap();
+    }
+    assert_eq!(count(&sim, "status 429"), 0);
+    assert!(
+        *rec.waits.lock().unwrap() >= 3,
+        "paced by Atlas's count, not its own"
+    );
+    sim.shutdown().await;
+}
+
+/// A 429 from one project's bucket (Atlas names its capacity) holds and slows that project only: the
+/// organization's bucket and the other project's go on at once.
+#[tokio::test]
+async fn a_429_from_a_project_bucket_slows_only_that_project() {
+    let (project, organization) = (bucket(3, 1, 60), bucket(1000, 1000, 1));
+    let sim = sim_with(|c| {
+        c.rate_limit.project = project.clone();
+        c.rate_limit.organization = organization.clone();
+    })
+    .await;
+    let creds = Credentials::api_key(PUB_ALL, PRIV_ALL);
+    // Another tool empties alpha's bucket before this client learns the limits.
+    let (other_tool, _) = client(&sim, |_| {});
+    for _ in 0..3 {
+        other_tool.get_encryption_at_rest(&creds, ALPHA).await.unwrap();
+    }
+    let publish = json!({"project": project, "organization": organization, "published": true});
+    control(&sim, reqwest::Method::PUT, "/__sim/rateLimits", publish).await;
+    let (atlas, rec) = client(&sim, |c| c.max_retry_wait = Duration::from_secs(1));
+    let refused = atlas.get_encryption_at_rest(&creds, ALPHA).await;
+    assert!(
+        matches!(refused, Err(AtlasError::RateLimited { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(count(&sim, "status 429"), 1);
+    // Beta's own bucket allows two calls at once (one of its three tokens is kept in hand).
+    for _ in 0..2 {
+        atlas.get_encryption_at_rest(&creds, BETA).await.unwrap();
+    }
+    assert_eq!(*rec.waits.lock().unwrap(), 0, "beta was not held by alpha's 429");
+    sim.shutdown().await;
+}
+
+/// Atlas without `/rateLimits` (404) or a key without the role (403): the configured pace applies, the
+/// metric says so once, and the limits are not asked for again on every call.
+#[tokio::test]
+async fn unpublished_limits_fall_back_to_the_configured_pace() {
+    for hidden_status in [404, 403] {
+        let sim = sim_with(|c| {
+            c.rate_limit.project = bucket(1000, 1000, 1);
+            c.rate_limit.hidden_status = Some(hidden_status);
+        })
+        .await;
+        let (atlas, rec) = client(&sim, |c| {
+            c.rate_per_second = 10.0;
+            c.burst = 2;
+        });
+        read_ear_concurrently(&atlas, &api_key(), 6, 6).await;
+        assert_eq!(*rec.limit_reads.lock().unwrap(), ["unpublished"]);
+        let reads = format!("GET /api/atlas/v2/rateLimits {hidden_status}");
+        assert_eq!(count(&sim, &reads), 1);
+        assert!(*rec.waits.lock().unwrap() >= 3, "2 at once, the rest at 10/s");
+        sim.shutdown().await;
+    }
+}
+
+/// The ceiling holds even when Atlas publishes more.
+#[tokio::test]
+async fn a_ceiling_caps_published_limits() {
+    let sim = sim_publishing(bucket(1000, 1000, 1), None).await;
+    let (atlas, rec) = client(&sim, |c| {
+        c.rate_ceiling = Some(10.0);
+        c.burst = 2;
+    });
+    read_ear_concurrently(&atlas, &api_key(), 6, 6).await;
+    assert_eq!(*rec.limit_reads.lock().unwrap(), ["published"]);
+    assert!(*rec.waits.lock().unwrap() >= 3);
+    sim.shutdown().await;
+}
+
+/// Limits are read again once the refresh period has passed, not before.
+#[tokio::test]
+async fn limits_are_read_again_after_the_refresh_period() {
+    let sim = sim_publishing(bucket(1000, 1000, 1), None).await;
+    let (atlas, rec) = client(&sim, |c| c.rate_limits_refresh = Duration::from_millis(300));
+    let creds = api_key();
+    atlas.get_project(&creds, ALPHA).await.unwrap();
+    atlas.get_project(&creds, ALPHA).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    atlas.get_project(&creds, ALPHA).await.unwrap();
+    assert_eq!(*rec.limit_reads.lock().unwrap(), ["published", "published"]);
+    assert_eq!(count(&sim, "GET /api/atlas/v2/rateLimits 200"), 2);
+    sim.shutdown().await;
 }

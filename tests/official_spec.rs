@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 
 use atlas_encryption_operator::atlas::{
     AwsIamRole, AwsKmsConfig, AwsKmsPatch, Cluster, ControlPlaneIpAddresses, ENDPOINTS, EarPrivateEndpoint,
-    EncryptionAtRest, FeatureUsage, Group, HardwareSpec, RegionConfig, ReplicationSpec, Snapshot,
+    EncryptionAtRest, FeatureUsage, Group, HardwareSpec, RateLimitEndpoint, RateLimitEndpointSet,
+    RateLimitValue, RegionConfig, ReplicationSpec, Snapshot,
 };
 use atlas_encryption_operator::aws::{KeyRef, Region};
 use serde::Serialize;
@@ -183,6 +184,21 @@ fn every_field_the_client_reads_or_writes_is_declared_by_its_official_schema() {
             "EarPrivateEndpoint",
             wire_fields(&EarPrivateEndpoint::default()),
             &["AWSKMSEARPrivateEndpoint"],
+        ),
+        (
+            "RateLimitEndpointSet",
+            wire_fields(&RateLimitEndpointSet::default()),
+            &["RateLimitEndpointSetResponse"],
+        ),
+        (
+            "RateLimitValue",
+            wire_fields(&RateLimitValue::default()),
+            &["RateLimitEndpointSetCapacity", "RateLimitEndpointSetRefillRate"],
+        ),
+        (
+            "RateLimitEndpoint",
+            wire_fields(&RateLimitEndpoint::default()),
+            &["RateLimitEndpointSetEndpoint"],
         ),
         (
             "ControlPlaneIpAddresses",

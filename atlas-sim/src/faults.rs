@@ -173,6 +173,98 @@ pub struct RateLimitConfig {
     pub project: Option<BucketConfig>,
     #[serde(default)]
     pub organization: Option<BucketConfig>,
+    /// Whether `GET /rateLimits` publishes these buckets. Off, it answers 404 as an Atlas without the
+    /// endpoint would (or `hiddenStatus`, e.g. 403 for a key lacking the role to read them), so clients'
+    /// fallback is testable.
+    #[serde(default)]
+    pub published: bool,
+    /// The status `/rateLimits` answers while unpublished: 404 (default) or 403.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_status: Option<u16>,
+}
+
+/// An endpoint set's scope, as the official specification spells it: whose bucket a call draws from.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Scope {
+    Ip,
+    Group,
+    Organization,
+    User,
+}
+
+/// One published endpoint set: the endpoints that share a bucket per `scope` key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndpointSet {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub scope: Scope,
+    pub bucket: BucketConfig,
+    /// (method, path template) of every endpoint the set covers.
+    pub endpoints: Vec<(&'static str, &'static str)>,
+}
+
+impl EndpointSet {
+    /// The set as `RateLimitEndpointSetResponse` renders it.
+    pub fn render(&self) -> serde_json::Value {
+        let endpoints: Vec<_> = self
+            .endpoints
+            .iter()
+            .map(|(method, path)| serde_json::json!({"method": method, "path": path}))
+            .collect();
+        serde_json::json!({
+            "endpointSetId": self.id,
+            "endpointSetName": self.name,
+            "scope": self.scope,
+            "capacity": {"value": self.bucket.capacity},
+            "refillRate": {"value": self.bucket.refill_rate},
+            "refillDurationSeconds": {"value": self.bucket.refill_seconds},
+            "endpoints": endpoints,
+        })
+    }
+}
+
+/// Every endpoint a project or organization bucket covers: the project-scoped operations.
+fn project_endpoints() -> Vec<(&'static str, &'static str)> {
+    crate::routes::OPERATIONS
+        .iter()
+        .filter(|(_, path)| path.starts_with("/api/atlas/v2/groups/"))
+        .copied()
+        .collect()
+}
+
+impl RateLimitConfig {
+    /// The configured buckets as endpoint sets: the project bucket is a `GROUP`-scoped set, the
+    /// organization bucket an `ORGANIZATION`-scoped one, both over the project endpoints (so a project
+    /// call draws from both, as the sim has always limited it).
+    pub fn endpoint_sets(&self) -> Vec<EndpointSet> {
+        let set = |id, name, scope, bucket: &Option<BucketConfig>| {
+            bucket.clone().map(|bucket| EndpointSet {
+                id,
+                name,
+                scope,
+                bucket,
+                endpoints: project_endpoints(),
+            })
+        };
+        [
+            set(
+                "projectResources_group",
+                "Project Resources",
+                Scope::Group,
+                &self.project,
+            ),
+            set(
+                "projectResources_organization",
+                "Project Resources per Organization",
+                Scope::Organization,
+                &self.organization,
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
 }
 
 struct Bucket {
@@ -196,9 +288,12 @@ pub enum RateOutcome {
 }
 
 impl RateLimiter {
+    /// New limits empty the buckets' history; publishing or hiding them leaves it alone.
     pub fn set(&mut self, config: RateLimitConfig) {
+        if config.project != self.config.project || config.organization != self.config.organization {
+            self.buckets.clear();
+        }
         self.config = config;
-        self.buckets.clear();
     }
 
     pub fn check(&mut self, project_id: Option<&str>, org_id: Option<&str>) -> RateOutcome {
@@ -361,7 +456,7 @@ mod tests {
                 refill_rate: 1,
                 refill_seconds: 60,
             }),
-            organization: None,
+            ..Default::default()
         });
         assert!(matches!(
             rl.check(Some("p"), None),

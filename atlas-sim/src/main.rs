@@ -104,6 +104,10 @@ enum Cmd {
         /// Per-organization token bucket: CAPACITY,REFILL_RATE,REFILL_SECONDS. Off by default.
         #[arg(long, value_parser = parse_bucket)]
         org_rate_limit: Option<BucketConfig>,
+        /// Publish the buckets at GET /api/atlas/v2/rateLimits as Atlas endpoint sets (without it the
+        /// endpoint answers 404, as an Atlas without it would).
+        #[arg(long)]
+        publish_rate_limits: bool,
     },
     /// Print the Atlas operations served, one `METHOD /api/atlas/v2/...` line each (the spec-driven
     /// test judges read this list).
@@ -132,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
         digest_sha256_challenge,
         project_rate_limit,
         org_rate_limit,
+        publish_rate_limits,
         trust_propagation_delay,
     } = Cli::parse().cmd
     else {
@@ -156,6 +161,8 @@ async fn main() -> anyhow::Result<()> {
         rate_limit: RateLimitConfig {
             project: project_rate_limit,
             organization: org_rate_limit,
+            published: publish_rate_limits,
+            hidden_status: None,
         },
         trust_propagation_delay,
     })

@@ -241,6 +241,9 @@ async fn every_endpoint(c: &Client, base: &str) {
     );
     assert_eq!(c.get(&g("/alerts?status=CLOSED")).await.ok()["totalCount"], 0);
 
+    // Rate limits: the configured buckets as endpoint sets, while published.
+    rate_limit_endpoints(c, base).await;
+
     // Control-plane IPs: no auth needed.
     let anon = Client::new(base, Auth::None);
     let ips = anon.get("/unauth/controlPlaneIPAddresses").await;
@@ -919,6 +922,81 @@ async fn cluster_pause_rules() {
         (200, &json!(true), &json!("IDLE"))
     );
     sim.shutdown().await;
+}
+
+/// `GET /rateLimits` and `/rateLimits/{endpointSetId}`, published and hidden; bodies judged by the spec.
+async fn rate_limit_endpoints(c: &Client, base: &str) {
+    c.get("/rateLimits").await.expect(404, "RESOURCE_NOT_FOUND");
+    let generous = json!({"capacity": 1000, "refillRate": 1000, "refillSeconds": 1});
+    let config = json!({"project": generous, "organization": generous, "published": true});
+    control(base, Method::PUT, "/rateLimits", Some(config)).await;
+    let all = c.get("/rateLimits").await;
+    let sets = all.ok()["results"].as_array().unwrap().clone();
+    let scopes: Vec<&str> = sets.iter().map(|s| s["scope"].as_str().unwrap()).collect();
+    assert_eq!(scopes, ["GROUP", "ORGANIZATION"]);
+    assert_eq!(sets[0]["capacity"]["value"], 1000);
+    let group_sets = c.get(&format!("/rateLimits?groupId={GID}")).await;
+    assert_eq!(group_sets.ok()["totalCount"], 1);
+    assert_eq!(group_sets.body["results"][0]["scope"], "GROUP");
+    let by_path = "/rateLimits?endpointPath=%2Fapi%2Fatlas%2Fv2%2Fgroups%2F%7BgroupId%7D%2Fclusters&name=Project%20Resources";
+    assert_eq!(c.get(by_path).await.ok()["totalCount"], 1);
+    let one = c.get("/rateLimits/projectResources_organization").await;
+    assert_eq!(one.ok()["scope"], "ORGANIZATION");
+    c.get("/rateLimits/noSuchSet_group")
+        .await
+        .expect(404, "RESOURCE_NOT_FOUND");
+    let covered = c.get(&g("/clusters")).await;
+    assert!(covered.ok()["totalCount"].is_number());
+    assert_eq!(covered.headers["ratelimit-limit"], "1000");
+    let hidden = json!({"project": generous, "hiddenStatus": 403});
+    control(base, Method::PUT, "/rateLimits", Some(hidden)).await;
+    c.get("/rateLimits/projectResources_group")
+        .await
+        .expect(403, "USER_CANNOT_ACCESS_RATE_LIMITS");
+    control(base, Method::PUT, "/rateLimits", Some(json!({}))).await;
+}
+
+#[tokio::test]
+async fn published_endpoint_sets_cover_only_served_operations_the_spec_rate_limits() {
+    let spec = spec();
+    let config = atlas_sim::RateLimitConfig {
+        project: Some(atlas_sim::BucketConfig {
+            capacity: 100,
+            refill_rate: 10,
+            refill_seconds: 60,
+        }),
+        organization: Some(atlas_sim::BucketConfig {
+            capacity: 500,
+            refill_rate: 50,
+            refill_seconds: 60,
+        }),
+        published: true,
+        hidden_status: None,
+    };
+    for set in config.endpoint_sets() {
+        for (method, path) in &set.endpoints {
+            assert!(
+                atlas_sim::routes::OPERATIONS.contains(&(*method, *path)),
+                "{method} {path}"
+            );
+            let op = spec.operation(path, &method.parse().unwrap());
+            let ok = op["responses"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(s, _)| s.starts_with('2'))
+                .unwrap()
+                .1;
+            let ok = match ok.get("$ref").and_then(Value::as_str) {
+                Some(r) => spec.resolve(r).clone(),
+                None => ok.clone(),
+            };
+            assert!(
+                ok["headers"].get("RateLimit-Remaining").is_some(),
+                "{method} {path}: the specification declares no RateLimit headers on success"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -95,6 +95,27 @@ pub struct FlowParams {
     pub burst: u64,
     /// How long a cluster stays UPDATING after its provider changes.
     pub cluster_update_s: f64,
+    /// Atlas's bucket per project that bounds the run: (capacity, refill per second).
+    pub project_limit: Option<(f64, f64)>,
+    /// Atlas's bucket per organization that bounds the run.
+    pub org_limit: Option<(f64, f64)>,
+}
+
+/// `CAPACITY,REFILL,SECONDS` as (capacity, refill per second).
+pub fn parse_limit(s: &str) -> Option<(f64, f64)> {
+    let parts: Vec<f64> = s
+        .split(',')
+        .map(|x| x.trim().parse().ok())
+        .collect::<Option<_>>()?;
+    match parts.as_slice() {
+        [capacity, refill, seconds] if *seconds > 0.0 => Some((*capacity, refill / seconds)),
+        _ => None,
+    }
+}
+
+/// Calls beyond a bucket's capacity at its refill rate.
+fn bucket_bound(calls: u64, (capacity, per_s): (f64, f64)) -> f64 {
+    ((calls as f64 - capacity).max(0.0)) / per_s.max(1e-9)
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -106,7 +127,8 @@ pub struct Ideal {
     pub critical_path_s: f64,
     /// Busy time of the busier worker pool: calls × latency / concurrency.
     pub pool_bound_s: f64,
-    /// Calls beyond the burst at the configured rate.
+    /// Calls beyond the burst at the configured rate, or beyond Atlas's published buckets at their
+    /// refill rates (the slowest bucket).
     pub rate_bound_s: f64,
     pub time_s: f64,
 }
@@ -129,11 +151,18 @@ pub fn ideal(p: &FlowParams) -> Ideal {
     let cluster_pool =
         (p.projects * p.clusters_per_project * cluster.len() as u64) as f64 * p.latency_s / concurrency;
     let pool_bound_s = project_pool.max(cluster_pool);
-    let rate_bound_s = if p.rate_per_s > 0.0 {
+    let budget_bound = if p.rate_per_s > 0.0 {
         calls.saturating_sub(p.burst) as f64 / p.rate_per_s
     } else {
         0.0
     };
+    let per_project_calls = per_group_reads + per_group_writes;
+    let rate_bound_s = budget_bound
+        .max(p.org_limit.map_or(0.0, |l| bucket_bound(calls, l)))
+        .max(
+            p.project_limit
+                .map_or(0.0, |l| bucket_bound(per_project_calls, l)),
+        );
     Ideal {
         reads,
         writes,
@@ -162,6 +191,8 @@ mod tests {
             rate_per_s: 100.0,
             burst: 100,
             cluster_update_s: 3.0,
+            project_limit: None,
+            org_limit: None,
         }
     }
 
@@ -187,6 +218,26 @@ mod tests {
             ..params(1000)
         });
         assert_eq!(fast.time_s, fast.pool_bound_s);
+    }
+
+    #[test]
+    fn published_limits_bound_by_their_slowest_bucket() {
+        assert_eq!(parse_limit("300,150,1"), Some((300.0, 150.0)));
+        assert_eq!(parse_limit("100,100,60").unwrap().1, 100.0 / 60.0);
+        let published = FlowParams {
+            rate_per_s: 0.0,
+            org_limit: parse_limit("20,20,1"),
+            project_limit: parse_limit("100,100,60"),
+            ..params(100)
+        };
+        // 2,000 calls, 20 of them at once, the rest at 20/s; each project's 20 calls fit its bucket.
+        assert!((ideal(&published).rate_bound_s - 99.0).abs() < 1e-9);
+        let tight_project = FlowParams {
+            project_limit: parse_limit("10,1,1"),
+            org_limit: None,
+            ..published
+        };
+        assert!((ideal(&tight_project).rate_bound_s - 10.0).abs() < 1e-9);
     }
 
     #[test]

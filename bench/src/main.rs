@@ -73,6 +73,22 @@ struct Args {
     /// The tight per-organization limit of that run, below the operator's budget.
     #[arg(long, default_value = "20,20,1")]
     throttle_org_limit: String,
+    /// Runs where atlas-sim publishes its limits (GET /rateLimits) and the operator paces by them, without
+    /// an --atlas-rate-per-second ceiling: one run per scale (0 skips them).
+    #[arg(long, value_delimiter = ',', default_value = "50,200")]
+    published_scales: Vec<u64>,
+    /// The generous published limit per project: CAPACITY,REFILL,SECONDS.
+    #[arg(long, default_value = "100,100,60")]
+    published_project_limit: String,
+    /// The generous published limit per organization.
+    #[arg(long, default_value = "300,150,1")]
+    published_org_limit: String,
+    /// Runs under tight published limits, one per scale (0 skips them).
+    #[arg(long, value_delimiter = ',', default_value = "10,100")]
+    published_tight_scales: Vec<u64>,
+    /// The tight published limit per organization (the project limit stays the generous one).
+    #[arg(long, default_value = "20,20,1")]
+    published_tight_org_limit: String,
     /// The crowded cluster: namespaces of unrelated objects (0 skips it).
     #[arg(long, default_value_t = 4000)]
     crowded_namespaces: u64,
@@ -149,6 +165,7 @@ async fn main() -> Result<()> {
     let started = chrono::Utc::now();
     let load_start = procstat::loadavg();
     let mut runs = Vec::new();
+    let mut published = Vec::new();
     for &n in &args.scales {
         match run_scale(&env, n, Mode::Full).await {
             Ok(run) => {
@@ -160,14 +177,30 @@ async fn main() -> Result<()> {
                 runs.push(json!({"projects": n, "clusters": n * args.clusters_per_project, "error": format!("{e:#}")}));
             }
         }
-        write_results(&env, started, &load_start, &runs, None, None)?;
+        write_results(&env, started, &load_start, &runs, &published, None, None)?;
+    }
+    let published_runs = (args.published_scales.iter().map(|n| (*n, Mode::Published)))
+        .chain(
+            args.published_tight_scales
+                .iter()
+                .map(|n| (*n, Mode::PublishedTight)),
+        )
+        .filter(|(n, _)| *n > 0);
+    for (n, mode) in published_runs {
+        let run = run_scale(&env, n, mode).await.unwrap_or_else(|e| {
+            eprintln!("bench: {mode:?} scale {n} failed: {e:#}");
+            json!({"projects": n, "error": format!("{e:#}")})
+        });
+        print_run(&run);
+        published.push(run);
+        write_results(&env, started, &load_start, &runs, &published, None, None)?;
     }
     let throttled = if args.throttle_scale > 0 {
         let r = run_scale(&env, args.throttle_scale, Mode::Throttled)
             .await
             .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
         eprintln!("bench: throttled run: {r}");
-        write_results(&env, started, &load_start, &runs, Some(&r), None)?;
+        write_results(&env, started, &load_start, &runs, &published, Some(&r), None)?;
         Some(r)
     } else {
         None
@@ -194,6 +227,7 @@ async fn main() -> Result<()> {
             started,
             &load_start,
             &runs,
+            &published,
             throttled.as_ref(),
             Some(&crowded),
         )?;
@@ -214,6 +248,7 @@ fn write_results(
     started: chrono::DateTime<chrono::Utc>,
     load_start: &str,
     runs: &[Value],
+    published: &[Value],
     throttled: Option<&Value>,
     crowded: Option<&Value>,
 ) -> Result<()> {
@@ -231,6 +266,10 @@ fn write_results(
             "atlas_project_limit": a.atlas_project_limit, "atlas_org_limit": a.atlas_org_limit,
         },
         "runs": runs,
+        "published_limits": {
+            "project": a.published_project_limit, "organization": a.published_org_limit,
+            "tight_organization": a.published_tight_org_limit, "runs": published,
+        },
         "throttled": throttled,
         "crowded": crowded,
     });
@@ -246,6 +285,16 @@ enum Mode {
     Full,
     Throttled,
     Crowded,
+    /// atlas-sim publishes generous limits; the operator runs without a ceiling.
+    Published,
+    /// atlas-sim publishes a tight organization limit; the operator runs without a ceiling.
+    PublishedTight,
+}
+
+impl Mode {
+    fn published(self) -> bool {
+        matches!(self, Mode::Published | Mode::PublishedTight)
+    }
 }
 
 struct Operator {
@@ -257,8 +306,12 @@ struct Operator {
 }
 
 impl Operator {
-    async fn start(env: &Env, sim_url: &str, ns: &str, log: &Path) -> Result<Self> {
+    /// `ceiling`: the operator's --atlas-rate-per-second, if any.
+    async fn start(env: &Env, sim_url: &str, ns: &str, log: &Path, ceiling: Option<f64>) -> Result<Self> {
         let a = &env.args;
+        let ceiling: Vec<String> = ceiling
+            .map(|c| vec!["--atlas-rate-per-second".to_string(), c.to_string()])
+            .unwrap_or_default();
         let log_file = std::fs::File::create(log)?;
         // A port of its own, so the bench reads this operator's metrics and no one else's.
         let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -269,7 +322,7 @@ impl Operator {
             .args(["--kms-endpoint-url", &env.moto])
             .args(["--resync-period", &format!("{}s", a.resync_s)])
             .args(["--concurrency", &a.concurrency.to_string()])
-            .args(["--atlas-rate-per-second", &a.rate.to_string()])
+            .args(&ceiling)
             .args(["--atlas-burst", &a.burst.to_string()])
             .args(["--log-format", "text"])
             // Every Kubernetes request the operator makes is one "requesting" line (kube-client's trace
@@ -406,6 +459,8 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
         Mode::Full => "run",
         Mode::Throttled => "throttled",
         Mode::Crowded => "crowded",
+        Mode::Published => "published",
+        Mode::PublishedTight => "published-tight",
     };
     let ns = format!("aeo-bench-{label}-{n}-{run:x}");
     let dir = a.work_dir.join(&ns);
@@ -433,6 +488,14 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
             Some(a.atlas_project_limit.clone()),
             Some(a.throttle_org_limit.clone()),
         ),
+        Mode::Published => (
+            Some(a.published_project_limit.clone()),
+            Some(a.published_org_limit.clone()),
+        ),
+        Mode::PublishedTight => (
+            Some(a.published_project_limit.clone()),
+            Some(a.published_tight_org_limit.clone()),
+        ),
         _ => (
             Some(a.atlas_project_limit.clone()),
             Some(a.atlas_org_limit.clone()),
@@ -446,8 +509,9 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
             latency_ms: a.latency_ms,
             cluster_update_ms: a.cluster_update_ms,
             validity_ttl_s: a.validity_ttl_s,
-            project_rate_limit: project_limit,
-            org_rate_limit: org_limit,
+            project_rate_limit: project_limit.clone(),
+            org_rate_limit: org_limit.clone(),
+            publish_rate_limits: mode.published(),
         },
         &dir.join("atlas-sim.log"),
     )
@@ -470,7 +534,8 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
     let projects = kube_side::watch(&env.client, &ns, &project_resource()).await?;
     let clusters = kube_side::watch(&env.client, &ns, &cluster_resource()).await?;
 
-    let op = Operator::start(env, &sim.url, &ns, &dir.join("operator.log")).await?;
+    let ceiling = (!mode.published()).then_some(a.rate);
+    let op = Operator::start(env, &sim.url, &ns, &dir.join("operator.log"), ceiling).await?;
     // Let it list and settle before the clock starts.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss_mib = procstat::rss_kib(op.pid)
@@ -601,12 +666,22 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
         clusters_per_project: c,
         latency_s: a.latency_ms as f64 / 1000.0,
         concurrency: a.concurrency,
-        rate_per_s: a.rate,
+        rate_per_s: if mode.published() { 0.0 } else { a.rate },
         burst: a.burst,
         cluster_update_s: a.cluster_update_ms as f64 / 1000.0,
+        // Atlas's published buckets bound the published runs; the others run below Atlas's limits by design.
+        project_limit: project_limit
+            .as_deref()
+            .filter(|_| mode.published())
+            .and_then(ideal::parse_limit),
+        org_limit: org_limit
+            .as_deref()
+            .filter(|_| mode.published())
+            .and_then(ideal::parse_limit),
     };
     let ideal = ideal::ideal(&flow);
     let mut out = json!({
+        "mode": label,
         "projects": n,
         "clusters": n * c,
         "namespace": ns,
@@ -635,7 +710,7 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
         "operator_rss_before_apply_mib": round2(idle_rss_mib),
     });
 
-    if mode == Mode::Full && converged && !a.quick {
+    if matches!(mode, Mode::Full | Mode::Published) && converged && !a.quick {
         // Rotation wave: a new key on every project.
         let new_keys = env.aws.create_keys(&format!("{ns}-k2"), n, 16).await?;
         sim.clear_calls().await?;
@@ -796,7 +871,8 @@ async fn fill_namespace(client: &Client, ns: &str, count: u64) -> Result<()> {
 fn print_run(run: &Value) {
     let f = |k: &str| run.get(k).map(|v| v.to_string()).unwrap_or_else(|| "-".into());
     println!(
-        "\n{:>8} {:>8} | ready {:>8}s (ideal {:>7}s, ×{}) | calls/res {} (ideal {}, ×{}; R {} W {}) | rotation {}s, {} calls/project | idle R/min {} W/min {} status W/min {} k8s/min {} cpu s/min {} | peak RSS {} MiB | 429 {}",
+        "\n{:>15} {:>8} {:>8} | ready {:>8}s (ideal {:>7}s, ×{}) | calls/res {} (ideal {}, ×{}; R {} W {}) | rotation {}s, {} calls/project | idle R/min {} W/min {} status W/min {} k8s/min {} cpu s/min {} | peak RSS {} MiB | 429 {}",
+        f("mode"),
         f("projects"),
         f("clusters"),
         f("time_to_ready_s"),

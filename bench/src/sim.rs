@@ -57,6 +57,8 @@ pub struct SimOptions {
     pub validity_ttl_s: u64,
     pub project_rate_limit: Option<String>,
     pub org_rate_limit: Option<String>,
+    /// Publish the limits at GET /rateLimits (`--publish-rate-limits`).
+    pub publish_rate_limits: bool,
 }
 
 impl SimProcess {
@@ -74,6 +76,9 @@ impl SimProcess {
         }
         if let Some(limit) = &opts.org_rate_limit {
             cmd.args(["--org-rate-limit", limit]);
+        }
+        if opts.publish_rate_limits {
+            cmd.arg("--publish-rate-limits");
         }
         let log_file = std::fs::File::create(log)?;
         let mut child = cmd

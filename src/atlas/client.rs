@@ -17,8 +17,9 @@ use super::auth::{
     CachedToken, Credentials, DigestChallenge, NonceCache, TokenCache, TokenResponse, new_cnonce,
 };
 use super::error::{AtlasError, Result, bounded};
+use super::limits::{BucketRef, Coverage, HELD_TOKENS, Learned, LearnedLimits, LimitsCache, PublishedSet};
 use super::model::*;
-use super::retry::{Backoff, RateLimiter, parse_retry_after};
+use super::retry::{Backoff, BucketLimit, RateLimiter, parse_retry_after};
 use crate::aws::{Region, RoleArn};
 
 /// Telemetry hook. `endpoint` is the path template (`/groups/{groupId}/clusters/{clusterName}`), never
@@ -32,6 +33,10 @@ pub trait AtlasMetrics: Send + Sync {
 
     /// A call is about to be retried; `reason` is `rate_limited`, `server_error` or `transport`.
     fn on_retry(&self, _endpoint: &'static str, _method: &'static str, _reason: &'static str) {}
+
+    /// A credential's rate limits were read: `published` (pacing by them), `unpublished` (Atlas does not
+    /// publish them to this key: the configured pace applies) or `failed` (unreadable for now).
+    fn on_rate_limits_read(&self, _outcome: &'static str) {}
 }
 
 #[derive(Clone)]
@@ -40,9 +45,15 @@ pub struct AtlasClientConfig {
     pub base_url: String,
     /// Per HTTP exchange.
     pub timeout: Duration,
-    /// Client-side pacing per organization (credential identity).
+    /// Calls per second per credential when Atlas does not publish its limits (`GET /rateLimits`), and
+    /// for endpoints no published endpoint set covers.
     pub rate_per_second: f64,
+    /// Calls of burst above `rate_per_second` (and `rate_ceiling`).
     pub burst: u32,
+    /// When set, no credential sends faster than this, whatever Atlas publishes.
+    pub rate_ceiling: Option<f64>,
+    /// How often a credential's published limits are read again.
+    pub rate_limits_refresh: Duration,
     /// Retries after the first attempt (so `max_retries + 1` attempts at most).
     pub max_retries: u32,
     /// Total time a call may spend waiting between attempts; a longer Retry-After is returned to the
@@ -63,6 +74,8 @@ impl Default for AtlasClientConfig {
             timeout: Duration::from_secs(30),
             rate_per_second: 5.0,
             burst: 20,
+            rate_ceiling: None,
+            rate_limits_refresh: Duration::from_secs(3600),
             max_retries: 3,
             max_retry_wait: Duration::from_secs(60),
             backoff_base: Duration::from_millis(500),
@@ -81,6 +94,8 @@ impl fmt::Debug for AtlasClientConfig {
             .field("timeout", &self.timeout)
             .field("rate_per_second", &self.rate_per_second)
             .field("burst", &self.burst)
+            .field("rate_ceiling", &self.rate_ceiling)
+            .field("rate_limits_refresh", &self.rate_limits_refresh)
             .field("max_retries", &self.max_retries)
             .field("max_retry_wait", &self.max_retry_wait)
             .field("page_size", &self.page_size)
@@ -167,6 +182,7 @@ const LIST_SHARDED_SNAPSHOTS: Endpoint = Endpoint::new(
     V2023,
 );
 const CONTROL_PLANE_IPS: Endpoint = Endpoint::new("GET", "/unauth/controlPlaneIPAddresses", "2023-11-15");
+const LIST_RATE_LIMITS: Endpoint = Endpoint::new("GET", "/rateLimits", "2025-03-12");
 const OAUTH_TOKEN: Endpoint = Endpoint::new("POST", "/api/oauth/token", "");
 
 /// Every Atlas Administration API endpoint the client calls (the OAuth token endpoint is not one).
@@ -189,6 +205,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     LIST_SNAPSHOTS,
     LIST_SHARDED_SNAPSHOTS,
     CONTROL_PLANE_IPS,
+    LIST_RATE_LIMITS,
 ];
 
 /// The limiter key of unauthenticated calls.
@@ -206,6 +223,7 @@ struct Inner {
     config: AtlasClientConfig,
     backoff: Backoff,
     limiter: RateLimiter,
+    limits: LimitsCache,
     nonces: NonceCache,
     tokens: TokenCache,
 }
@@ -241,6 +259,9 @@ impl AtlasClient {
         if !config.rate_per_second.is_finite() || config.rate_per_second <= 0.0 {
             return Err(AtlasError::Config("rate_per_second must be positive".to_string()));
         }
+        if config.rate_ceiling.is_some_and(|c| !c.is_finite() || c <= 0.0) {
+            return Err(AtlasError::Config("rate_ceiling must be positive".to_string()));
+        }
         let http = reqwest::Client::builder()
             .user_agent(config.user_agent.clone())
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
@@ -255,7 +276,8 @@ impl AtlasClient {
                     base: config.backoff_base,
                     cap: config.backoff_cap,
                 },
-                limiter: RateLimiter::new(config.rate_per_second, config.burst),
+                limiter: RateLimiter::default(),
+                limits: LimitsCache::default(),
                 nonces: NonceCache::default(),
                 tokens: TokenCache::default(),
                 config,
@@ -577,14 +599,7 @@ impl AtlasClient {
             let url = self.url(segments, &query);
             let body = self.execute(Some(creds), ep, &url, None).await?;
             let page: Page<T> = decode(ep, &body)?;
-            let n = page.results.len();
-            out.extend(page.results);
-            let has_next = page.links.iter().any(|l| l.rel == "next");
-            let more = n > 0
-                && (has_next
-                    || page.total_count.is_some_and(|t| (out.len() as u64) < t)
-                    || (page.links.is_empty() && page.total_count.is_none() && n == per_page as usize));
-            if !more {
+            if !collect_page(page, &mut out, per_page) {
                 break;
             }
         }
@@ -599,29 +614,37 @@ impl AtlasClient {
         url: &Url,
         body: Option<&[u8]>,
     ) -> Result<Vec<u8>> {
+        let plan = self.pacing_plan(creds, ep, url).await;
+        self.execute_planned(creds, ep, url, body, &plan).await
+    }
+
+    /// [`Self::execute`] drawing from the given buckets.
+    async fn execute_planned(
+        &self,
+        creds: Option<&Credentials>,
+        ep: &Endpoint,
+        url: &Url,
+        body: Option<&[u8]>,
+        plan: &[BucketRef],
+    ) -> Result<Vec<u8>> {
         let cfg = &self.inner.config;
-        let key = creds.map_or(ANONYMOUS, Credentials::identity);
         let mut waited = Duration::ZERO;
         let mut attempt = 0u32;
         loop {
-            self.pace(key, ep).await;
+            let reservations = self.pace(plan, ep).await;
             let (err, retry_in, reason) = match self.send_authenticated(creds, ep, url, body).await {
-                Ok(resp) if (200..300).contains(&resp.status) => return Ok(resp.body),
                 Ok(resp) => {
+                    self.observe_remaining(plan, &reservations, &resp.headers);
+                    if (200..300).contains(&resp.status) {
+                        return Ok(resp.body);
+                    }
                     let retry_after = resp
                         .headers
                         .get(RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .and_then(parse_retry_after);
-                    if resp.status == 429
-                        && let Some(pace) = self.inner.limiter.throttled(key, retry_after)
-                    {
-                        tracing::warn!(
-                            calls_per_second = pace,
-                            endpoint = ep.template,
-                            "Atlas refused a call with 429: slowing this organization's pace, \
-                             regaining the configured rate over minutes without another 429"
-                        );
+                    if resp.status == 429 {
+                        self.throttle(plan, &resp.headers, retry_after, ep);
                     }
                     let err = AtlasError::from_response(
                         ep.method,
@@ -678,14 +701,239 @@ impl AtlasClient {
         }
     }
 
-    async fn pace(&self, key: &str, ep: &Endpoint) {
-        let wait = self.inner.limiter.reserve(key);
+    /// Takes a token from every bucket of the plan and sleeps until the last is due. Returns each
+    /// bucket's reservation number.
+    async fn pace(&self, plan: &[BucketRef], ep: &Endpoint) -> Vec<u64> {
+        let mut wait = Duration::ZERO;
+        let mut reservations = Vec::with_capacity(plan.len());
+        for bucket in plan {
+            let (w, number) = self.inner.limiter.reserve(&bucket.key, bucket.limit);
+            wait = wait.max(w);
+            reservations.push(number);
+        }
         if !wait.is_zero() {
             if let Some(m) = &self.inner.config.metrics {
                 m.on_rate_limit_wait(ep.template, wait);
             }
             tokio::time::sleep(wait).await;
         }
+        reservations
+    }
+
+    /// The published buckets of the plan an answer's `RateLimit-Limit` speaks of: those of that
+    /// capacity, or, when none has it (an override Atlas applies to this project), all of them.
+    fn reported<'a>(
+        plan: &'a [BucketRef],
+        headers: &HeaderMap,
+    ) -> Vec<(usize, &'a BucketRef, &'a PublishedSet)> {
+        let limit = header_number(headers, "ratelimit-limit");
+        let published: Vec<_> = plan
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| Some((i, b, b.set.as_ref()?)))
+            .collect();
+        let by_capacity: Vec<_> = published
+            .iter()
+            .filter(|(_, _, set)| limit == Some(set.capacity))
+            .cloned()
+            .collect();
+        if by_capacity.is_empty() {
+            published
+        } else {
+            by_capacity
+        }
+    }
+
+    /// Atlas's `RateLimit-Remaining` corrects our estimate of the published bucket it counts (less the
+    /// tokens kept in hand). The configured pace is left alone: it is a guess by design.
+    fn observe_remaining(&self, plan: &[BucketRef], reservations: &[u64], headers: &HeaderMap) {
+        let Some(remaining) = header_number(headers, "ratelimit-remaining") else {
+            return;
+        };
+        for (i, bucket, _) in Self::reported(plan, headers) {
+            let in_hand = remaining.saturating_sub(HELD_TOKENS);
+            self.inner
+                .limiter
+                .observed_remaining(&bucket.key, reservations[i], in_hand);
+        }
+    }
+
+    /// A 429 slows only the bucket whose scope refused (the one of the capacity Atlas names), or the
+    /// configured one when no published bucket covers the call.
+    fn throttle(
+        &self,
+        plan: &[BucketRef],
+        headers: &HeaderMap,
+        retry_after: Option<Duration>,
+        ep: &Endpoint,
+    ) {
+        let reported: Vec<(&BucketRef, Option<&PublishedSet>)> = match Self::reported(plan, headers) {
+            r if r.is_empty() => plan.iter().map(|b| (b, None)).collect(),
+            r => r.into_iter().map(|(_, b, set)| (b, Some(set))).collect(),
+        };
+        for (bucket, set) in reported {
+            if let Some(pace) = self
+                .inner
+                .limiter
+                .throttled(&bucket.key, bucket.limit, retry_after)
+            {
+                tracing::warn!(
+                    calls_per_second = pace,
+                    endpoint = ep.template,
+                    endpoint_set = set.map_or("(configured pace)", |s| &*s.id),
+                    scope = ?set.map(|s| s.scope),
+                    "Atlas refused a call with 429: slowing the pace of the bucket that refused, \
+                     regaining its limit over minutes without another 429"
+                );
+            }
+        }
+    }
+
+    /// The configured bucket of a credential: its pace when Atlas publishes no limits (or none for
+    /// this endpoint), never above the ceiling.
+    fn configured_bucket(&self, identity: &str) -> BucketRef {
+        let cfg = &self.inner.config;
+        let rate = cfg
+            .rate_ceiling
+            .map_or(cfg.rate_per_second, |c| c.min(cfg.rate_per_second));
+        BucketRef {
+            key: format!("configured:{identity}"),
+            limit: BucketLimit::new(f64::from(cfg.burst), rate),
+            set: None,
+        }
+    }
+
+    /// The buckets a call draws from: the published endpoint sets covering it (and the ceiling, when
+    /// one is set), or the credential's configured pace.
+    async fn pacing_plan(&self, creds: Option<&Credentials>, ep: &Endpoint, url: &Url) -> Vec<BucketRef> {
+        let Some(creds) = creds else {
+            return vec![self.configured_bucket(ANONYMOUS)];
+        };
+        let identity = creds.identity();
+        let mut plan = match self.learned_limits(creds).await {
+            Some(coverage) => coverage.buckets(ep.method, ep.template, identity, group_of(url).as_deref()),
+            None => vec![],
+        };
+        match self.inner.config.rate_ceiling {
+            _ if plan.is_empty() => plan.push(self.configured_bucket(identity)),
+            Some(ceiling) => plan.push(BucketRef {
+                key: format!("ceiling:{identity}"),
+                limit: BucketLimit::new(f64::from(self.inner.config.burst), ceiling),
+                set: None,
+            }),
+            None => {}
+        }
+        plan
+    }
+
+    /// The credential's published limits, read the first time it is used and again every refresh
+    /// period; `None` while Atlas does not publish them to this credential.
+    async fn learned_limits(&self, creds: &Credentials) -> Option<Arc<Coverage>> {
+        /// A failed read (429, 5xx, no answer) is tried again this soon.
+        const RETRY_FAILED_READ: Duration = Duration::from_secs(60);
+        let slot = self.inner.limits.slot(creds.identity());
+        let mut learned = slot.lock().await;
+        let now = Instant::now();
+        if let Some(l) = learned.as_ref()
+            && now < l.refresh_at
+        {
+            return published(&l.learned);
+        }
+        let refresh = self.inner.config.rate_limits_refresh;
+        let (outcome, next) = match self.read_rate_limits(creds).await {
+            Ok(sets) => {
+                let coverage = Coverage::from_sets(&sets);
+                if coverage.is_empty() {
+                    (
+                        "unpublished",
+                        LearnedLimits {
+                            learned: Learned::Unpublished,
+                            refresh_at: now + refresh,
+                        },
+                    )
+                } else {
+                    let learned = Learned::Published(Arc::new(coverage));
+                    (
+                        "published",
+                        LearnedLimits {
+                            learned,
+                            refresh_at: now + refresh,
+                        },
+                    )
+                }
+            }
+            // An Atlas without the endpoint, or a key without the role to read it: ask again later.
+            Err(e) if matches!(e.status(), Some(400 | 403 | 404 | 406 | 410)) => (
+                "unpublished",
+                LearnedLimits {
+                    learned: Learned::Unpublished,
+                    refresh_at: now + refresh,
+                },
+            ),
+            // Unreadable for now: keep what was learnt before, if anything, and ask again soon.
+            Err(_) => {
+                let learned = learned
+                    .as_ref()
+                    .map_or(Learned::Unpublished, |l| l.learned.clone());
+                (
+                    "failed",
+                    LearnedLimits {
+                        learned,
+                        refresh_at: now + RETRY_FAILED_READ,
+                    },
+                )
+            }
+        };
+        self.report_limits_read(outcome, &next.learned);
+        let out = published(&next.learned);
+        *learned = Some(next);
+        out
+    }
+
+    fn report_limits_read(&self, outcome: &'static str, learned: &Learned) {
+        if let Some(m) = &self.inner.config.metrics {
+            m.on_rate_limits_read(outcome);
+        }
+        let fallback = matches!(learned, Learned::Unpublished);
+        if fallback
+            && !self
+                .inner
+                .limits
+                .fallback_logged
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                outcome,
+                calls_per_second = self.configured_bucket(ANONYMOUS).limit.rate,
+                "Atlas's rate limits (GET /api/atlas/v2/rateLimits) cannot be read with these credentials: \
+                 pacing by the configured rate instead (logged once; see the atlas_rate_limit_reads metric)"
+            );
+        } else {
+            tracing::debug!(outcome, "read Atlas's published rate limits");
+        }
+    }
+
+    /// Every published endpoint set, paced by the credential's configured bucket.
+    async fn read_rate_limits(&self, creds: &Credentials) -> Result<Vec<RateLimitEndpointSet>> {
+        const MAX_PAGES: u32 = 20;
+        let plan = [self.configured_bucket(creds.identity())];
+        let per_page = self.inner.config.page_size;
+        let mut out = Vec::new();
+        for page_num in 1..=MAX_PAGES {
+            let query = [
+                ("pageNum", page_num.to_string()),
+                ("itemsPerPage", per_page.to_string()),
+                ("includeCount", "true".to_string()),
+            ];
+            let url = self.url(&["rateLimits"], &query);
+            let ep = &LIST_RATE_LIMITS;
+            let body = self.execute_planned(Some(creds), ep, &url, None, &plan).await?;
+            let page: Page<RateLimitEndpointSet> = decode(ep, &body)?;
+            if !collect_page(page, &mut out, per_page) {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Sends with the right credentials, handling the Digest challenge round trip (and one stale nonce)
@@ -927,6 +1175,39 @@ impl AtlasClient {
         if let Some(m) = &self.inner.config.metrics {
             m.on_call(ep.template, ep.method, status, elapsed);
         }
+    }
+}
+
+fn published(learned: &Learned) -> Option<Arc<Coverage>> {
+    match learned {
+        Learned::Published(coverage) => Some(coverage.clone()),
+        Learned::Unpublished => None,
+    }
+}
+
+/// Adds a page's results to `out`; whether another page should be read.
+fn collect_page<T>(page: Page<T>, out: &mut Vec<T>, per_page: u32) -> bool {
+    let n = page.results.len();
+    out.extend(page.results);
+    let has_next = page.links.iter().any(|l| l.rel == "next");
+    n > 0
+        && (has_next
+            || page.total_count.is_some_and(|t| (out.len() as u64) < t)
+            || (page.links.is_empty() && page.total_count.is_none() && n == per_page as usize))
+}
+
+/// A numeric header such as `RateLimit-Remaining`.
+fn header_number(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The project a call's path names (`/groups/{groupId}/…`, or `/groups/byName/{name}`): the key of
+/// Atlas's `GROUP`-scoped buckets.
+fn group_of(url: &Url) -> Option<String> {
+    let mut segments = url.path_segments()?.skip_while(|s| *s != "groups").skip(1);
+    match segments.next()? {
+        "byName" => segments.next().map(|name| format!("byName:{name}")),
+        id => Some(id.to_string()),
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod auth;
 mod client;
 pub mod error;
+mod limits;
 pub mod model;
 pub mod retry;
 
@@ -17,5 +18,6 @@ pub use error::{AtlasError, ErrorEnvelope};
 pub use model::{
     AwsIamRole, AwsKmsConfig, AwsKmsPatch, Cluster, ControlPlaneIpAddresses, EarPrivateEndpoint,
     EncryptionAtRest, EncryptionProvider, FeatureUsage, Group, HardwareSpec, PrivateEndpointStatus,
-    RegionConfig, ReplicationSpec, Snapshot,
+    RateLimitEndpoint, RateLimitEndpointSet, RateLimitScope, RateLimitValue, RegionConfig, ReplicationSpec,
+    Snapshot,
 };

@@ -616,3 +616,55 @@ mod tests {
         assert_eq!(ips.outbound_aws_cidrs(), vec!["3.209.21.10/32", "3.214.55.12/32"]);
     }
 }
+
+/// `RateLimitEndpointSetResponse` (official specification schema, version 2025-03-12): endpoints that
+/// share one token bucket per `scope` key.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RateLimitEndpointSet {
+    pub endpoint_set_id: String,
+    pub endpoint_set_name: Option<String>,
+    pub scope: RateLimitScope,
+    pub capacity: RateLimitValue,
+    pub refill_rate: RateLimitValue,
+    pub refill_duration_seconds: RateLimitValue,
+    pub endpoints: Vec<RateLimitEndpoint>,
+}
+
+/// Whose bucket a call draws from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RateLimitScope {
+    Ip,
+    Group,
+    Organization,
+    User,
+    /// A scope this client does not know yet: treated like `USER` (one bucket per credential).
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+/// `RateLimitEndpointSetCapacity` / `…RefillRate` / `…RefillDurationSeconds`: the applied value, and the
+/// default when an override applies.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RateLimitValue {
+    pub value: Option<i64>,
+    pub default_value: Option<i64>,
+}
+
+impl RateLimitValue {
+    /// The value Atlas applies.
+    pub fn applied(&self) -> Option<i64> {
+        self.value.or(self.default_value)
+    }
+}
+
+/// `RateLimitEndpointSetEndpoint`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RateLimitEndpoint {
+    pub method: String,
+    pub path: String,
+}

@@ -47,81 +47,100 @@ impl Backoff {
     }
 }
 
+/// What Atlas allows one bucket: `capacity` calls of burst, refilled at `rate` calls per second.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BucketLimit {
+    pub capacity: f64,
+    pub rate: f64,
+}
+
+impl BucketLimit {
+    pub fn new(capacity: f64, rate: f64) -> Self {
+        BucketLimit {
+            capacity: capacity.max(1.0),
+            rate: rate.max(0.001),
+        }
+    }
+}
+
 struct Bucket {
+    limit: BucketLimit,
     tokens: f64,
-    /// Calls per second this organization is paced at now: the configured rate, or less after a 429.
+    /// Calls per second this bucket is paced at now: its limit's rate, or less after a 429.
     rate: f64,
     last: Instant,
-    /// Set when Atlas answered 429: nobody using this organization's credentials sends before then.
+    /// Set when Atlas answered 429: nobody drawing from this bucket sends before then.
     blocked_until: Option<Instant>,
     /// When a 429 last cut `rate`.
     last_cut: Option<Instant>,
+    /// Tokens taken so far: numbers the reservations, so an answer's `RateLimit-Remaining` can allow for
+    /// the calls reserved after it.
+    taken: u64,
 }
 
-/// Token buckets keyed by credential identity. A caller takes a token immediately when one is there;
-/// otherwise it reserves the next one (the balance goes negative) and sleeps until it is due, so
-/// waiting callers are served in arrival order without holding a lock while asleep.
+/// Token buckets keyed by what Atlas limits: an endpoint set and scope (a project, an organization, a
+/// key), or a credential when Atlas does not publish its limits. A caller takes a token immediately when
+/// one is there; otherwise it reserves the next one (the balance goes negative) and sleeps until it is
+/// due, so waiting callers are served in arrival order without holding a lock while asleep.
 ///
-/// The configured rate is a ceiling, not a promise: Atlas's limits can be lower than the budget (other
-/// tools share the organization, or the budget is simply set too high). Each 429 halves the
-/// organization's pace (once per [`RateLimiter::CUT_INTERVAL`], since one overload refuses every call
-/// in flight at once) down to a sixteenth of the configured rate, and the pace then climbs back by a
-/// [`RateLimiter::RECOVERY`] share of the configured rate per second: the same additive increase,
-/// multiplicative decrease that keeps TCP below a link's capacity, so a budget above Atlas's limit
-/// costs a few refused calls per climb instead of a stream of them.
+/// A bucket's limit is a ceiling, not a promise: others may share Atlas's bucket, and a configured
+/// fallback can be set too high. Each 429 halves the bucket's pace (once per
+/// [`RateLimiter::CUT_INTERVAL`], since one overload refuses every call in flight at once) down to a
+/// sixteenth of its limit, and the pace then climbs back by a [`RateLimiter::RECOVERY`] share of the
+/// limit per second: the additive increase, multiplicative decrease that keeps TCP below a link's
+/// capacity, so a limit above Atlas's costs a few refused calls per climb instead of a stream of them.
+#[derive(Default)]
 pub struct RateLimiter {
-    rate_per_second: f64,
-    burst: f64,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 impl RateLimiter {
     /// 429s closer together than this are one overload and cut the pace once.
     pub const CUT_INTERVAL: Duration = Duration::from_secs(1);
-    /// The share of the configured rate regained per second without a 429: back to full in 5 min.
+    /// The share of the limit's rate regained per second without a 429: back to full in 5 min.
     pub const RECOVERY: f64 = 1.0 / 300.0;
-    /// The pace never falls below the configured rate divided by this.
+    /// The pace never falls below the limit's rate divided by this.
     pub const FLOOR_DIVISOR: f64 = 16.0;
 
-    pub fn new(rate_per_second: f64, burst: u32) -> Self {
-        RateLimiter {
-            rate_per_second: rate_per_second.max(0.001),
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The key's bucket brought up to `now`: tokens refilled and the pace regained since it was last
-    /// touched.
+    /// The key's bucket brought up to `now` under `limit`: tokens refilled and the pace regained since
+    /// it was last touched. A changed limit (Atlas published new ones) scales the current pace with it.
     fn advanced<'a>(
-        &self,
         buckets: &'a mut HashMap<String, Bucket>,
         key: &str,
+        limit: BucketLimit,
         now: Instant,
     ) -> &'a mut Bucket {
         let b = buckets.entry(key.to_string()).or_insert(Bucket {
-            tokens: self.burst,
-            rate: self.rate_per_second,
+            limit,
+            tokens: limit.capacity,
+            rate: limit.rate,
             last: now,
             blocked_until: None,
             last_cut: None,
+            taken: 0,
         });
+        if b.limit != limit {
+            b.rate *= limit.rate / b.limit.rate;
+            b.limit = limit;
+        }
         let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
-        b.rate = (b.rate + elapsed * self.rate_per_second * Self::RECOVERY).min(self.rate_per_second);
-        b.tokens = (b.tokens + elapsed * b.rate).min(self.burst);
+        b.rate = (b.rate + elapsed * limit.rate * Self::RECOVERY).min(limit.rate);
+        b.tokens = (b.tokens + elapsed * b.rate).min(limit.capacity);
         b.last = b.last.max(now);
         b
     }
 
-    /// Takes (or reserves) one token and returns how long the caller must wait before sending.
-    pub fn reserve(&self, key: &str) -> Duration {
-        self.reserve_at(key, Instant::now())
+    /// Takes (or reserves) one token and returns how long the caller must wait before sending, and the
+    /// reservation's number (for [`RateLimiter::observed_remaining`]).
+    pub fn reserve(&self, key: &str, limit: BucketLimit) -> (Duration, u64) {
+        self.reserve_at(key, limit, Instant::now())
     }
 
-    fn reserve_at(&self, key: &str, now: Instant) -> Duration {
+    fn reserve_at(&self, key: &str, limit: BucketLimit, now: Instant) -> (Duration, u64) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let b = self.advanced(&mut buckets, key, now);
+        let b = Self::advanced(&mut buckets, key, limit, now);
         b.tokens -= 1.0;
+        b.taken += 1;
         let mut wait = if b.tokens >= 0.0 {
             Duration::ZERO
         } else {
@@ -134,18 +153,37 @@ impl RateLimiter {
                 b.blocked_until = None;
             }
         }
-        wait
+        (wait, b.taken)
     }
 
-    /// Atlas said 429: hold every caller of this organization until `retry_after` (when given) has
-    /// passed, and slow its pace. Returns the new pace in calls per second when this 429 cut it.
-    pub fn throttled(&self, key: &str, retry_after: Option<Duration>) -> Option<f64> {
-        self.throttled_at(key, retry_after, Instant::now())
-    }
-
-    fn throttled_at(&self, key: &str, retry_after: Option<Duration>, now: Instant) -> Option<f64> {
+    /// Atlas answered the call of reservation `number` with `RateLimit-Remaining: remaining`: Atlas's
+    /// count wins when it is lower than ours (others share the bucket, or ours started full after a
+    /// restart), less the calls reserved since, which Atlas has not counted yet. It never raises ours:
+    /// answers arrive out of order, and a late one would hand back tokens already spent.
+    pub fn observed_remaining(&self, key: &str, number: u64, remaining: u64) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let b = self.advanced(&mut buckets, key, now);
+        if let Some(b) = buckets.get_mut(key) {
+            let reserved_since = b.taken.saturating_sub(number) as f64;
+            b.tokens = b.tokens.min(remaining as f64 - reserved_since);
+        }
+    }
+
+    /// Atlas said 429 for this bucket: hold every caller drawing from it until `retry_after` (when
+    /// given) has passed, and slow its pace. Returns the new pace in calls per second when this 429
+    /// cut it.
+    pub fn throttled(&self, key: &str, limit: BucketLimit, retry_after: Option<Duration>) -> Option<f64> {
+        self.throttled_at(key, limit, retry_after, Instant::now())
+    }
+
+    fn throttled_at(
+        &self,
+        key: &str,
+        limit: BucketLimit,
+        retry_after: Option<Duration>,
+        now: Instant,
+    ) -> Option<f64> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let b = Self::advanced(&mut buckets, key, limit, now);
         if let Some(retry_after) = retry_after {
             let until = now + retry_after;
             b.blocked_until = Some(b.blocked_until.map_or(until, |u| u.max(until)));
@@ -156,7 +194,7 @@ impl RateLimiter {
             return None;
         }
         b.last_cut = Some(now);
-        b.rate = (b.rate / 2.0).max(self.rate_per_second / Self::FLOOR_DIVISOR);
+        b.rate = (b.rate / 2.0).max(limit.rate / Self::FLOOR_DIVISOR);
         Some(b.rate)
     }
 }
@@ -209,12 +247,13 @@ mod tests {
 
     #[test]
     fn bucket_allows_burst_then_paces_per_key() {
-        let rl = RateLimiter::new(10.0, 3);
+        let rl = RateLimiter::default();
+        let limit = BucketLimit::new(3.0, 10.0);
         for _ in 0..3 {
-            assert_eq!(rl.reserve("org-a"), Duration::ZERO);
+            assert_eq!(rl.reserve("org-a", limit).0, Duration::ZERO);
         }
-        let w1 = rl.reserve("org-a");
-        let w2 = rl.reserve("org-a");
+        let (w1, _) = rl.reserve("org-a", limit);
+        let (w2, _) = rl.reserve("org-a", limit);
         assert!(
             w1 > Duration::from_millis(80) && w1 <= Duration::from_millis(100),
             "{w1:?}"
@@ -224,7 +263,7 @@ mod tests {
             "{w2:?}"
         );
         assert_eq!(
-            rl.reserve("org-b"),
+            rl.reserve("org-b", limit).0,
             Duration::ZERO,
             "another organization has its own bucket"
         );
@@ -232,47 +271,85 @@ mod tests {
 
     #[test]
     fn a_429_blocks_the_whole_organization() {
-        let rl = RateLimiter::new(100.0, 10);
-        rl.throttled("org-a", Some(Duration::from_secs(2)));
-        let w = rl.reserve("org-a");
+        let rl = RateLimiter::default();
+        let limit = BucketLimit::new(10.0, 100.0);
+        rl.throttled("org-a", limit, Some(Duration::from_secs(2)));
+        let (w, _) = rl.reserve("org-a", limit);
         assert!(w > Duration::from_millis(1900), "{w:?}");
-        assert_eq!(rl.reserve("org-b"), Duration::ZERO);
+        assert_eq!(rl.reserve("org-b", limit).0, Duration::ZERO);
     }
 
     #[test]
     fn a_429_halves_the_pace_once_per_overload_and_the_pace_climbs_back() {
-        let rl = RateLimiter::new(100.0, 1);
+        let rl = RateLimiter::default();
+        let limit = BucketLimit::new(1.0, 100.0);
         let t0 = Instant::now();
         let s = Duration::from_secs;
-        assert_eq!(rl.throttled_at("org", None, t0), Some(50.0));
+        assert_eq!(rl.throttled_at("org", limit, None, t0), Some(50.0));
         assert_eq!(
-            rl.throttled_at("org", None, t0 + Duration::from_millis(300)),
+            rl.throttled_at("org", limit, None, t0 + Duration::from_millis(300)),
             None,
             "the other calls refused in the same overload"
         );
         // A second later: half of 50 plus the 1/3 call/s regained in that second.
-        let second = rl.throttled_at("org", None, t0 + s(1)).unwrap();
+        let second = rl.throttled_at("org", limit, None, t0 + s(1)).unwrap();
         assert!((second - 25.17).abs() < 0.01, "{second}");
         for i in 2..10 {
-            rl.throttled_at("org", None, t0 + s(i));
+            rl.throttled_at("org", limit, None, t0 + s(i));
         }
         // The floor: a sixteenth of the budget. One token, then the next is 1/6.25 s away.
-        assert_eq!(rl.reserve_at("org", t0 + s(9)), Duration::ZERO);
-        let wait = rl.reserve_at("org", t0 + s(9));
+        assert_eq!(rl.reserve_at("org", limit, t0 + s(9)).0, Duration::ZERO);
+        let wait = rl.reserve_at("org", limit, t0 + s(9)).0;
         assert!((wait.as_secs_f64() - 0.16).abs() < 0.001, "{wait:?}");
         // A minute without a 429 regains a fifth of the budget; five minutes all of it.
         let rate_after = |at: Duration| {
-            rl.reserve_at("org", t0 + at);
-            1.0 / rl.reserve_at("org", t0 + at).as_secs_f64()
+            rl.reserve_at("org", limit, t0 + at);
+            1.0 / rl.reserve_at("org", limit, t0 + at).0.as_secs_f64()
         };
         let after_a_minute = rate_after(s(69));
         assert!((20.0..28.0).contains(&after_a_minute), "{after_a_minute}");
         let much_later = rate_after(s(1_000));
         assert!((95.0..=100.5).contains(&much_later), "{much_later}");
         assert_eq!(
-            rl.reserve_at("org-b", t0 + s(9)),
+            rl.reserve_at("org-b", limit, t0 + s(9)).0,
             Duration::ZERO,
             "another organization keeps its pace"
+        );
+    }
+
+    #[test]
+    fn remaining_lowers_the_estimate_allowing_for_later_reservations_and_never_raises_it() {
+        let rl = RateLimiter::default();
+        let limit = BucketLimit::new(10.0, 0.001);
+        let (_, first) = rl.reserve("project", limit);
+        rl.reserve("project", limit);
+        // Atlas counted only the first call: 3 left there, and our second call is still on its way.
+        rl.observed_remaining("project", first, 3);
+        assert_eq!(rl.reserve("project", limit).0, Duration::ZERO, "2 were left");
+        assert_eq!(rl.reserve("project", limit).0, Duration::ZERO, "1 was left");
+        assert!(
+            rl.reserve("project", limit).0 > Duration::from_secs(100),
+            "none left"
+        );
+        rl.observed_remaining("project", first, 9);
+        assert!(
+            rl.reserve("project", limit).0 > Duration::from_secs(100),
+            "a late, higher count gives nothing back"
+        );
+    }
+
+    #[test]
+    fn a_new_limit_rescales_the_pace() {
+        let rl = RateLimiter::default();
+        let t0 = Instant::now();
+        let slow = BucketLimit::new(1.0, 10.0);
+        assert_eq!(rl.throttled_at("set", slow, None, t0), Some(5.0));
+        rl.reserve_at("set", slow, t0);
+        let fast = BucketLimit::new(1.0, 100.0);
+        let wait = rl.reserve_at("set", fast, t0).0;
+        assert!(
+            (wait.as_secs_f64() - 0.02).abs() < 0.001,
+            "half of 100/s: {wait:?}"
         );
     }
 }

@@ -479,6 +479,9 @@ async fn put_rate(State(sim): S, body: Bytes) -> Response {
             return bad("capacity, refillRate and refillSeconds must be positive");
         }
     }
+    if cfg.hidden_status.is_some_and(|s| s != 403 && s != 404) {
+        return bad("hiddenStatus must be 403 or 404");
+    }
     sim.rate.lock().set(cfg);
     StatusCode::NO_CONTENT.into_response()
 }

@@ -6,6 +6,7 @@ pub mod control;
 pub mod control_plane_ips;
 pub mod encryption_at_rest;
 pub mod groups;
+pub mod rate_limits;
 pub mod snapshots;
 
 use std::sync::Arc;
@@ -85,6 +86,7 @@ const CLUSTER_PATCH: Versions = &[
     ("2023-01-01", Some("2027-07-01")),
 ];
 const CONTROL_PLANE: Versions = &[("2023-11-15", None)];
+const RATE_LIMITS: Versions = &[("2025-03-12", None)];
 
 /// Versions (and sunsets) per endpoint: the newest is the official specification's (checked by the
 /// conformance suite); the older ones are those Atlas still serves until their sunset.
@@ -92,6 +94,8 @@ pub fn versions_for(method: &Method, route: &str) -> Versions {
     let clusters_one = format!("{V}/groups/{{groupId}}/clusters/{{clusterName}}");
     if route == format!("{V}/unauth/controlPlaneIPAddresses") {
         CONTROL_PLANE
+    } else if route.starts_with(&format!("{V}/rateLimits")) {
+        RATE_LIMITS
     } else if route == format!("{V}/groups/{{groupId}}/clusters") {
         CLUSTER_READ
     } else if route == clusters_one {
@@ -165,6 +169,8 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     ("GET", "/api/atlas/v2/groups/{groupId}/alerts"),
     ("GET", "/api/atlas/v2/unauth/controlPlaneIPAddresses"),
+    ("GET", "/api/atlas/v2/rateLimits"),
+    ("GET", "/api/atlas/v2/rateLimits/{endpointSetId}"),
 ];
 
 pub fn router(sim: Arc<Sim>) -> Router {
@@ -220,6 +226,11 @@ pub fn router(sim: Arc<Sim>) -> Router {
         )
         .route(&format!("{V}/groups/{{groupId}}/alerts"), get(groups::list_alerts))
         .route(&format!("{V}/unauth/controlPlaneIPAddresses"), get(control_plane_ips::get_ips))
+        .route(&format!("{V}/rateLimits"), get(rate_limits::list_rate_limits))
+        .route(
+            &format!("{V}/rateLimits/{{endpointSetId}}"),
+            get(rate_limits::get_rate_limit),
+        )
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(sim.clone(), crate::server::atlas_layer));
 
@@ -341,6 +352,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Wire {
 }
 
 impl Wire {
+    /// Every value of a repeatable query parameter (`?name=a&name=b`).
+    pub fn params(&self, name: &str) -> Vec<&str> {
+        self.query
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()

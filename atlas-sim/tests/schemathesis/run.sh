@@ -49,7 +49,8 @@ projects:
 YAML
 
 "$CARGO_TARGET_DIR/debug/atlas-sim" serve --listen 127.0.0.1:0 --seed "$WORK/seed.yaml" \
-  --cluster-update-delay 0s >"$WORK/sim.out" 2>"$WORK/sim.err" &
+  --cluster-update-delay 0s --project-rate-limit 1000000,1000000,1 --org-rate-limit 1000000,1000000,1 \
+  --publish-rate-limits >"$WORK/sim.out" 2>"$WORK/sim.err" &
 SIM_PID=$!
 for _ in $(seq 1 100); do
   grep -q "listening on" "$WORK/sim.out" 2>/dev/null && break

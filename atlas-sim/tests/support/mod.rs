@@ -77,7 +77,7 @@ pub fn spec() -> Arc<Spec> {
 }
 
 impl Spec {
-    fn resolve<'a>(&'a self, r: &str) -> &'a Value {
+    pub fn resolve<'a>(&'a self, r: &str) -> &'a Value {
         let ptr = r.strip_prefix('#').expect("local ref");
         self.doc
             .pointer(ptr)
