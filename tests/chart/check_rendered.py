@@ -84,7 +84,7 @@ def check_common(docs):
     env = env_of(c)
     for name in ["WATCH_NAMESPACES", "RESYNC_PERIOD", "CONCURRENCY", "LOG_FORMAT", "LOG_LEVEL",
                  "METRICS_BIND_ADDRESS", "HEALTH_BIND_ADDRESS", "LEADER_ELECT", "POD_NAME",
-                 "POD_NAMESPACE", "ATLAS_BASE_URL", "ATLAS_RATE_PER_SECOND", "ATLAS_BURST",
+                 "POD_NAMESPACE", "ATLAS_BASE_URL", "ATLAS_BURST",
                  "ATLAS_TIMEOUT", "KMS_PREFLIGHT"]:
         check(name in env, f"env {name} is set")
     for name, e in env.items():
@@ -163,7 +163,7 @@ def scenario_default(docs):
           and [v["name"] for v in deploy["spec"]["template"]["spec"]["volumes"]] == ["tmp"],
           "no trust store change by default")
     check(env_value(c, "LOG_FORMAT") == "json" and env_value(c, "CONCURRENCY") == "16"
-          and env_value(c, "ATLAS_RATE_PER_SECOND") == "5" and env_value(c, "ATLAS_BURST") == "20"
+          and "ATLAS_RATE_PER_SECOND" not in env_of(c) and env_value(c, "ATLAS_BURST") == "20"
           and env_value(c, "ATLAS_TIMEOUT") == "30s" and env_value(c, "RESYNC_PERIOD") == "10m"
           and env_value(c, "KMS_PREFLIGHT") == "true" and env_value(c, "ATLAS_BASE_URL") == "https://cloud.mongodb.com",
           "defaults match the operator's own")
