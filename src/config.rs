@@ -27,6 +27,13 @@ pub struct Config {
     )]
     pub watch_namespaces: Vec<String>,
 
+    /// Reconcile only ProjectEncryptions and ClusterEncryptions with these labels (a Kubernetes label
+    /// selector, e.g. `sharding.atlas-encryption.io/key=shard1`), so several Deployments of the operator,
+    /// each leader-elected with its own Lease, split a very large fleet. Label a project and its
+    /// clusters alike: a replica sees only its own shard's projects.
+    #[arg(long, env = "WATCH_LABEL_SELECTOR", value_parser = parse_label_selector)]
+    pub watch_label_selector: Option<String>,
+
     /// How often a converged object is re-read from Atlas to find changes made outside the operator.
     /// Stretched when one read per object per period would take more than a quarter of
     /// --atlas-rate-per-second.
@@ -214,6 +221,19 @@ fn is_dns_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// A label selector as the API server reads it; only the obvious mistakes are caught here (the API
+/// server refuses the rest at the first list, which the operator logs).
+fn parse_label_selector(value: &str) -> Result<String, String> {
+    let selector = value.trim();
+    if selector.is_empty() {
+        return Err("a label selector cannot be empty; leave the flag out to watch every object".into());
+    }
+    if selector.split(',').any(|part| part.trim().is_empty()) {
+        return Err(format!("{selector:?} has an empty requirement between commas"));
+    }
+    Ok(selector.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +242,23 @@ mod tests {
         let mut all = vec!["op"];
         all.extend_from_slice(args);
         Config::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn a_label_selector_is_kept_as_given_and_an_empty_one_refused() {
+        assert_eq!(parse(&[]).watch_label_selector, None);
+        let config = parse(&["--watch-label-selector", " shard in (a,b),team=payments "]);
+        assert_eq!(
+            config.watch_label_selector.as_deref(),
+            Some("shard in (a,b),team=payments")
+        );
+        for bad in ["", "  ", "shard=a,,team=b"] {
+            let error = Config::try_parse_from(["op", "--watch-label-selector", bad]).unwrap_err();
+            assert!(
+                error.to_string().contains("label selector") || error.to_string().contains("empty"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

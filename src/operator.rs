@@ -59,6 +59,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         resync_period: config.resync_period,
         concurrency: config.concurrency,
         namespaces: config.namespaces(),
+        label_selector: config.watch_label_selector.clone(),
     };
     let observers = Observers {
         metrics: metrics.clone(),

@@ -474,3 +474,101 @@ async fn a_leader_that_loses_its_lease_stops_at_once() {
     );
     env.finish().await;
 }
+
+/// Two Deployments split one fleet by label (`--watch-label-selector`), each leader-elected with its own
+/// Lease: each ProjectEncryption is reconciled by exactly one of them, and one in neither shard by none.
+#[tokio::test]
+async fn two_shards_split_the_fleet_without_overlap() {
+    let env = OperatorEnv::start(
+        "ops-shards",
+        &seed(&[
+            ("proj-shard-a", &[]),
+            ("proj-shard-b", &[]),
+            ("proj-unsharded", &[]),
+        ]),
+    )
+    .await
+    .unwrap();
+    let ns = env.ns.name().to_string();
+    let mut replicas = Vec::new();
+    for shard in ["a", "b"] {
+        let mut args = leader_election_args(&ns, &unique_name(&format!("lease-{shard}")));
+        args.extend([
+            "--watch-label-selector".to_string(),
+            format!("test.shard={shard}"),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let name = unique_name(&format!("shard-{shard}"));
+        let mut replica = OperatorProcess::spawn(&name, &env.sim().base_url(), &args).unwrap();
+        replica.wait_ready(Duration::from_secs(30)).await.unwrap();
+        replicas.push((shard, name, replica));
+    }
+
+    let mut handshakes = Vec::new();
+    for (object, project, shard) in [
+        ("one", "proj-shard-a", Some("a")),
+        ("two", "proj-shard-b", Some("b")),
+        ("three", "proj-unsharded", None),
+    ] {
+        let handshake = env.begin_handshake(object, project).await.unwrap();
+        if let Some(shard) = shard {
+            let labels = json!({"metadata": {"labels": {"test.shard": shard}}});
+            env.projects()
+                .patch(object, &PatchParams::default(), &Patch::Merge(&labels))
+                .await
+                .unwrap();
+        }
+        handshakes.push((object, project, shard, handshake));
+    }
+    for (object, _, shard, handshake) in &handshakes {
+        if shard.is_some() {
+            let role = env.wait_atlas_role(object).await.unwrap();
+            env.trust_role(&handshake.role_name, &role).await.unwrap();
+        }
+    }
+    for (object, _, shard, _) in &handshakes {
+        if shard.is_some() {
+            env.wait_project(object, WAIT, "Ready in its shard", project_ready)
+                .await
+                .unwrap();
+        }
+    }
+
+    // The call log, by the caller's name: each project's Atlas calls came from its shard's replica only.
+    let calls = env.sim().calls();
+    let by =
+        |who: &str, c: &atlas_sim::CallRecord| c.user_agent.as_deref().is_some_and(|ua| ua.contains(who));
+    for (_, project, shard, _) in &handshakes {
+        let group = env.group_id(project).await.unwrap();
+        let of_project: Vec<_> = calls.iter().filter(|c| c.path.contains(&group)).collect();
+        match shard {
+            Some(shard) => {
+                assert!(!of_project.is_empty(), "{project} was reconciled");
+                for (other, name, _) in &replicas {
+                    let expected = other == shard;
+                    assert_eq!(
+                        of_project.iter().all(|c| by(name, c)),
+                        expected,
+                        "{project} (shard {shard}) and replica {other}"
+                    );
+                }
+            }
+            None => assert!(of_project.is_empty(), "{project} is in no shard: {of_project:?}"),
+        }
+    }
+    let unsharded = env.projects().get("three").await.unwrap();
+    assert!(
+        unsharded.status.is_none(),
+        "no replica wrote the unsharded object's status"
+    );
+    for (_, _, replica) in &mut replicas {
+        assert!(
+            replica
+                .terminate(Duration::from_secs(20))
+                .await
+                .unwrap()
+                .success()
+        );
+    }
+    env.finish().await;
+}

@@ -25,6 +25,9 @@ pub struct ControllerConfig {
     pub concurrency: u16,
     /// Namespaces to watch; empty watches all.
     pub namespaces: Vec<String>,
+    /// Only objects with these labels (a Kubernetes label selector): this replica's shard of a fleet
+    /// that several Deployments of the operator split between them.
+    pub label_selector: Option<String>,
 }
 
 impl Default for ControllerConfig {
@@ -33,6 +36,7 @@ impl Default for ControllerConfig {
             resync_period: Duration::from_secs(600),
             concurrency: 16,
             namespaces: Vec::new(),
+            label_selector: None,
         }
     }
 }

@@ -44,8 +44,14 @@ impl<K> Watched for K where
 {
 }
 
-fn watcher_config() -> watcher::Config {
-    watcher::Config::default().any_semantic()
+/// Both kinds' watches: any version is fine for a list, and only this shard's objects when a label
+/// selector splits the fleet between several Deployments.
+fn watcher_config(label_selector: Option<&str>) -> watcher::Config {
+    let config = watcher::Config::default().any_semantic();
+    match label_selector {
+        Some(selector) => config.labels(selector),
+        None => config,
+    }
 }
 
 fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -70,6 +76,7 @@ pub struct Observers {
 fn cached_watch<K>(
     client: &Client,
     namespace: Option<&str>,
+    config: watcher::Config,
 ) -> (
     Store<K>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -80,7 +87,7 @@ where
     let (reader, writer) = reflector::store();
     // Without a backoff the watcher re-lists at once after every failure: a tight loop against an
     // API server that is down or restarting.
-    let stream = watcher(scoped_api::<K>(client, namespace), watcher_config())
+    let stream = watcher(scoped_api::<K>(client, namespace), config)
         .default_backoff()
         .modify(|object: &mut K| object.meta_mut().managed_fields = None)
         .reflect(writer)
@@ -100,6 +107,7 @@ const SHARED_WATCH_BUFFER: usize = 1024;
 fn shared_watch<K>(
     client: &Client,
     namespace: Option<&str>,
+    config: watcher::Config,
 ) -> (
     Store<K>,
     reflector::ReflectHandle<K>,
@@ -112,7 +120,7 @@ where
     let handle = writer
         .subscribe()
         .expect("a shared store always hands out subscribers");
-    let driver = watcher(scoped_api::<K>(client, namespace), watcher_config())
+    let driver = watcher(scoped_api::<K>(client, namespace), config)
         .default_backoff()
         .modify(|object: &mut K| object.meta_mut().managed_fields = None)
         .reflect_shared(writer)
@@ -151,7 +159,7 @@ pub async fn run_observed(
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
-    let watches = Watches::open(&client, &scopes);
+    let watches = Watches::open(&client, &scopes, watcher_config(config.label_selector.as_deref()));
     let projects = Stores(watches.projects.iter().map(|(store, _)| store.clone()).collect());
     let clusters = Stores(watches.clusters.iter().map(|(store, _)| store.clone()).collect());
 
@@ -204,17 +212,18 @@ struct Watches {
 }
 
 impl Watches {
-    fn open(client: &Client, scopes: &[Option<String>]) -> Watches {
+    fn open(client: &Client, scopes: &[Option<String>], config: watcher::Config) -> Watches {
         let mut watches = Watches {
             projects: Vec::new(),
             clusters: Vec::new(),
             drivers: Vec::new(),
         };
         for scope in scopes {
-            let (store, handle, driver) = shared_watch::<ProjectEncryption>(client, scope.as_deref());
+            let (store, handle, driver) =
+                shared_watch::<ProjectEncryption>(client, scope.as_deref(), config.clone());
             watches.projects.push((store, handle));
             watches.drivers.push(Box::pin(driver));
-            let (store, stream) = cached_watch::<ClusterEncryption>(client, scope.as_deref());
+            let (store, stream) = cached_watch::<ClusterEncryption>(client, scope.as_deref(), config.clone());
             watches.clusters.push((store, Box::pin(stream)));
         }
         watches

@@ -159,6 +159,7 @@ def scenario_default(docs):
     check(c["image"] == "ghcr.io/atlasops/atlas-encryption-operator:0.1.0", "image defaults to <repository>:<appVersion>")
     check(c.get("envFrom") is None, "no envFrom without aws.credentialsSecret")
     check("KMS_ENDPOINT_URL" not in env_of(c) and "AWS_REGION" not in env_of(c), "optional AWS env unset by default")
+    check("WATCH_LABEL_SELECTOR" not in env_of(c), "every object is watched by default")
     check("SSL_CERT_FILE" not in env_of(c) and "SSL_CERT_DIR" not in env_of(c)
           and [v["name"] for v in deploy["spec"]["template"]["spec"]["volumes"]] == ["tmp"],
           "no trust store change by default")
@@ -215,6 +216,8 @@ def scenario_monitoring_irsa(docs):
     check(env_value(c, "AWS_REGION") == "eu-west-2" and env_value(c, "KMS_ENDPOINT_URL").startswith("https://kms."),
           "AWS_REGION and KMS_ENDPOINT_URL set")
     check(env_value(c, "ATLAS_RATE_PER_SECOND") == "2.5", "a fractional rate stays fractional")
+    check(env_value(c, "WATCH_LABEL_SELECTOR") == "sharding.atlas-encryption.io/key=shard1",
+          "watchLabelSelector becomes WATCH_LABEL_SELECTOR")
     check(list(env_of(c))[-1] == "RUST_BACKTRACE", "extraEnv is appended last")
     pod = deploy["spec"]["template"]["spec"]
     ca_dir = env_value(c, "SSL_CERT_DIR")
