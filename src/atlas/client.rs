@@ -614,7 +614,7 @@ impl AtlasClient {
         url: &Url,
         body: Option<&[u8]>,
     ) -> Result<Vec<u8>> {
-        let plan = self.pacing_plan(creds, ep, url).await;
+        let plan = self.pacing_plan(creds, ep, url).await?;
         self.execute_planned(creds, ep, url, body, &plan).await
     }
 
@@ -805,12 +805,19 @@ impl AtlasClient {
 
     /// The buckets a call draws from: the published endpoint sets covering it (and the ceiling, when
     /// one is set), or the credential's configured pace.
-    async fn pacing_plan(&self, creds: Option<&Credentials>, ep: &Endpoint, url: &Url) -> Vec<BucketRef> {
+    /// A read of the limits that failed the way every call of the credential would (an untrusted
+    /// certificate, refused credentials) is the call's answer too: the call is not sent after it.
+    async fn pacing_plan(
+        &self,
+        creds: Option<&Credentials>,
+        ep: &Endpoint,
+        url: &Url,
+    ) -> Result<Vec<BucketRef>> {
         let Some(creds) = creds else {
-            return vec![self.configured_bucket(ANONYMOUS)];
+            return Ok(vec![self.configured_bucket(ANONYMOUS)]);
         };
         let identity = creds.identity();
-        let mut plan = match self.learned_limits(creds).await {
+        let mut plan = match self.learned_limits(creds).await? {
             Some(coverage) => coverage.buckets(ep.method, ep.template, identity, group_of(url).as_deref()),
             None => vec![],
         };
@@ -823,12 +830,12 @@ impl AtlasClient {
             }),
             None => {}
         }
-        plan
+        Ok(plan)
     }
 
     /// The credential's published limits, read the first time it is used and again every refresh
     /// period; `None` while Atlas does not publish them to this credential.
-    async fn learned_limits(&self, creds: &Credentials) -> Option<Arc<Coverage>> {
+    async fn learned_limits(&self, creds: &Credentials) -> Result<Option<Arc<Coverage>>> {
         /// A failed read (429, 5xx, no answer) is tried again this soon.
         const RETRY_FAILED_READ: Duration = Duration::from_secs(60);
         let slot = self.inner.limits.slot(creds.identity());
@@ -837,9 +844,10 @@ impl AtlasClient {
         if let Some(l) = learned.as_ref()
             && now < l.refresh_at
         {
-            return published(&l.learned);
+            return Ok(published(&l.learned));
         }
         let refresh = self.inner.config.rate_limits_refresh;
+        let mut refusal = None;
         let (outcome, next) = match self.read_rate_limits(creds).await {
             Ok(sets) => {
                 let coverage = Coverage::from_sets(&sets);
@@ -871,7 +879,10 @@ impl AtlasClient {
                 },
             ),
             // Unreadable for now: keep what was learnt before, if anything, and ask again soon.
-            Err(_) => {
+            Err(e) => {
+                if e.refuses_every_call() {
+                    refusal = Some(e);
+                }
                 let learned = learned
                     .as_ref()
                     .map_or(Learned::Unpublished, |l| l.learned.clone());
@@ -887,7 +898,10 @@ impl AtlasClient {
         self.report_limits_read(outcome, &next.learned);
         let out = published(&next.learned);
         *learned = Some(next);
-        out
+        match refusal {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     fn report_limits_read(&self, outcome: &'static str, learned: &Learned) {

@@ -141,6 +141,15 @@ impl AtlasError {
         }
     }
 
+    /// Refused for reasons every call with the same credentials meets alike: a server certificate the
+    /// trust store refuses, or credentials Atlas does not accept.
+    pub fn refuses_every_call(&self) -> bool {
+        matches!(
+            self,
+            AtlasError::UntrustedCertificate { .. } | AtlasError::Unauthorized { .. }
+        )
+    }
+
     /// A write that may have reached Atlas though no answer came back: it timed out, or the connection
     /// broke after it was sent. Atlas may still be applying it.
     pub fn write_outcome_unknown(&self) -> bool {
