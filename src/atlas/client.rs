@@ -585,10 +585,15 @@ impl AtlasClient {
                     || page.total_count.is_some_and(|t| (out.len() as u64) < t)
                     || (page.links.is_empty() && page.total_count.is_none() && n == per_page as usize));
             if !more {
-                break;
+                return Ok(out);
             }
         }
-        Ok(out)
+        // Every caller counts on the whole list (snapshots decide whether a key may be deleted): an
+        // answer cut at the bound is an error, never a short list.
+        Err(AtlasError::Config(format!(
+            "{} {} listed more than {MAX_PAGES} pages; refusing a partial answer",
+            ep.method, ep.template
+        )))
     }
 
     /// One logical call: pacing, authentication, retries. Returns the success body.

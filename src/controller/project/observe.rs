@@ -180,22 +180,31 @@ impl Pass<'_> {
         using_key.sort();
         let mut key_ids: Vec<String> = Vec::new();
         for cluster in clusters.iter().filter(|c| c.backup_enabled == Some(true)) {
-            match self
-                .ctx
-                .atlas
-                .list_snapshots(creds, group_id, &cluster.name)
-                .await
-            {
-                Ok(snapshots) => key_ids.extend(snapshots.into_iter().filter_map(|s| s.master_key_uuid)),
-                // A cluster without a backup schedule has no snapshots to hold a key.
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
+            key_ids.extend(self.snapshot_key_ids(access, &cluster.name).await?);
         }
         Ok(ClustersSeen {
             using_key,
             snapshot_key_ids: Some(key_ids),
         })
+    }
+
+    /// The key ids of every snapshot of one cluster: replica-set and sharded-cluster snapshots, every
+    /// page of each. Any failure but "none there" fails the pass, so a retired key is never called safe
+    /// to delete on a partial count.
+    async fn snapshot_key_ids(&self, access: &Access, cluster: &str) -> Result<Vec<String>> {
+        let (atlas, creds, group_id) = (&self.ctx.atlas, &access.creds, &access.group.id);
+        let replica_set = atlas.list_snapshots(creds, group_id, cluster).await;
+        let sharded = atlas.list_sharded_snapshots(creds, group_id, cluster).await;
+        let mut key_ids = Vec::new();
+        for listed in [replica_set, sharded] {
+            match listed {
+                Ok(snapshots) => key_ids.extend(snapshots.into_iter().filter_map(|s| s.master_key_uuid)),
+                // A cluster without a backup schedule (or of the other topology) has none there.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(key_ids)
     }
 
     /// The clusters of the project that use its key, as Atlas lists them (for turning encryption off).
