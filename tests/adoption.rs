@@ -6,8 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::operator::{API_PRIVATE_KEY, API_PUBLIC_KEY, OperatorEnv, project_on_key};
-use serde_json::json;
+use atlas_encryption_operator::atlas::{AwsIamRole, AwsKmsPatch, EncryptionAtRest};
+use atlas_encryption_operator::aws::{KeyRef, Region};
+use atlas_encryption_operator::crd::ProjectEncryption;
+use common::operator::{
+    API_PRIVATE_KEY, API_PUBLIC_KEY, CUSTOMER_ACCOUNT, OperatorEnv, REGION, accepted_writes, condition,
+    project_on_key, project_ready, seed,
+};
+use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -74,5 +80,232 @@ async fn a_sharded_clusters_snapshots_keep_the_old_key_unsafe() {
     let writes = env.atlas_writes();
     assert_eq!(writes.len(), 1, "one PATCH for the rotation: {writes:?}");
     assert_eq!(writes[0].method, "PATCH");
+    env.finish().await;
+}
+
+fn reason(pe: &ProjectEncryption, type_: &str) -> Option<String> {
+    pe.status
+        .as_ref()
+        .and_then(|s| condition(&s.conditions, type_))
+        .map(|(_, r)| r)
+}
+
+/// The ProjectEncryption's spec for `key` through the IAM role `role_arn`.
+fn spec(project: &str, key: &str, role_arn: &str, acknowledge: bool) -> Value {
+    json!({"projectName": project, "credentialsRef": {"name": "atlas-credentials"},
+           "awsKms": {"customerMasterKeyId": key, "region": REGION, "roleArn": role_arn,
+                      "acknowledgeIrreversibleSwitchToRole": acknowledge}})
+}
+
+/// Atlas's encryption settings and role list, as atlas-sim holds them.
+async fn atlas_state(env: &OperatorEnv, group: &str) -> (EncryptionAtRest, Vec<AwsIamRole>) {
+    let (atlas, creds) = env.atlas();
+    let ear = atlas.get_encryption_at_rest(&creds, group).await.unwrap();
+    let roles = atlas.list_aws_roles(&creds, group).await.unwrap();
+    (ear, roles)
+}
+
+/// The roles whose feature usages say Encryption at Rest uses them.
+fn roles_in_force(roles: &[AwsIamRole]) -> Vec<String> {
+    roles
+        .iter()
+        .filter(|r| r.used_for_encryption_at_rest())
+        .map(|r| r.role_id.clone())
+        .collect()
+}
+
+/// The `roleId` of the last change atlas-sim recorded for the project's key.
+async fn last_key_change(env: &OperatorEnv, group: &str) -> Value {
+    let url = format!("{}/__sim/projects/{group}/keyHistory", env.sim().base_url());
+    let history: Vec<Value> = reqwest::get(url).await.unwrap().json().await.unwrap();
+    history.last().cloned().expect("a key change recorded")
+}
+
+/// An IAM role in moto that may use `key` and trusts nobody in Atlas yet, as a team prepares it.
+async fn new_iam_role(env: &OperatorEnv, key: &str) -> (String, String) {
+    let name = common::unique_name("atlas-kms");
+    let arn = env
+        .create_role(
+            &name,
+            &format!("arn:aws:iam::{CUSTOMER_ACCOUNT}:root"),
+            "nobody",
+            key,
+        )
+        .await
+        .unwrap();
+    (name, arn)
+}
+
+/// Encryption at Rest switched on by another tool with its own role; the ProjectEncryption names a new
+/// IAM role. Once its Atlas role is trusted, one PATCH moves the configuration to it, and Atlas's
+/// `featureUsages` move with it.
+#[tokio::test]
+async fn another_tools_role_is_replaced_with_one_patch_and_feature_usages_move() {
+    let mut env = OperatorEnv::start("adopt-foreign-role", &seed(&[("proj-tf", &[])]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    let group = env.group_id("proj-tf").await.unwrap();
+    let key = env.create_key(REGION).await.unwrap();
+    let terraform = env.authorized_atlas_role(&group, &key).await.unwrap();
+    let (atlas, creds) = env.atlas();
+    let enable = AwsKmsPatch::enable(
+        &KeyRef::parse(&key).unwrap(),
+        Region::parse(REGION).unwrap(),
+        &terraform.role_id,
+        false,
+    );
+    atlas
+        .update_encryption_at_rest(&creds, &group, &enable)
+        .await
+        .unwrap();
+    let (_, before) = atlas_state(&env, &group).await;
+    assert_eq!(roles_in_force(&before), vec![terraform.role_id.clone()]);
+
+    let (role_name, role_arn) = new_iam_role(&env, &key).await;
+    env.sim().clear_calls();
+    env.apply_project("payments", spec("proj-tf", &key, &role_arn, false))
+        .await
+        .unwrap();
+    let ours = env.wait_atlas_role("payments").await.unwrap();
+    env.trust_role(&role_name, &ours).await.unwrap();
+    let ready = env
+        .wait_project("payments", WAIT, "Ready", project_ready)
+        .await
+        .unwrap();
+
+    let calls = env.sim().calls();
+    assert_eq!(
+        accepted_writes(&calls, "PATCH", "/encryptionAtRest"),
+        1,
+        "one key PATCH"
+    );
+    assert_eq!(
+        accepted_writes(&calls, "POST", "/cloudProviderAccess"),
+        1,
+        "our role created"
+    );
+    let (ear, after) = atlas_state(&env, &group).await;
+    let aws = ear.aws_kms.unwrap();
+    assert!(aws.is_enabled() && aws.is_valid(), "{aws:?}");
+    assert_eq!(
+        roles_in_force(&after),
+        vec![ours.role_id.clone()],
+        "featureUsages moved"
+    );
+    assert_eq!(last_key_change(&env, &group).await["roleId"], json!(ours.role_id));
+    let status = ready.status.unwrap();
+    assert_eq!(
+        status.role.unwrap().role_id,
+        ours.role_id,
+        "status names the role in force"
+    );
+    env.finish().await;
+}
+
+/// The role and key the spec names are already in force: adopting costs no write and ends Ready.
+#[tokio::test]
+async fn the_role_and_key_already_in_force_cost_no_write() {
+    let mut env = OperatorEnv::start("adopt-in-force", &seed(&[("proj-same", &[])]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    let group = env.group_id("proj-same").await.unwrap();
+    let key = env.create_key(REGION).await.unwrap();
+    let terraform = env.authorized_atlas_role(&group, &key).await.unwrap();
+    let (atlas, creds) = env.atlas();
+    let enable = AwsKmsPatch::enable(
+        &KeyRef::parse(&key).unwrap(),
+        Region::parse(REGION).unwrap(),
+        &terraform.role_id,
+        false,
+    );
+    atlas
+        .update_encryption_at_rest(&creds, &group, &enable)
+        .await
+        .unwrap();
+
+    env.sim().clear_calls();
+    let role_arn = terraform.iam_assumed_role_arn.clone().unwrap();
+    env.apply_project("payments", spec("proj-same", &key, &role_arn, false))
+        .await
+        .unwrap();
+    let ready = env
+        .wait_project("payments", WAIT, "Ready", |pe| project_on_key(pe, &key))
+        .await
+        .unwrap();
+    assert!(
+        env.atlas_writes().is_empty(),
+        "no write: {:?}",
+        env.atlas_writes()
+    );
+    let (_, roles) = atlas_state(&env, &group).await;
+    assert_eq!(roles_in_force(&roles), vec![terraform.role_id.clone()]);
+    assert_eq!(ready.status.unwrap().role.unwrap().role_id, terraform.role_id);
+    env.finish().await;
+}
+
+/// Legacy access keys: without the acknowledgement, Stalled and no write; with it, the role is made and
+/// trusted, and one PATCH moves the project from the access keys to the role.
+#[tokio::test]
+async fn legacy_access_keys_move_to_the_role_only_when_acknowledged() {
+    common::testenv();
+    let kms = aws_sdk_kms::Client::new(&common::aws_sdk_config(REGION).await);
+    let key_meta = kms.create_key().send().await.unwrap();
+    let key = key_meta.key_metadata().unwrap().arn().unwrap().to_string();
+    let legacy = format!(
+        "{}    encryptionAtRest:\n      awsKms: {{customerMasterKeyID: \"{key}\", region: EU_WEST_2, \
+         accessKeyID: AKIALEGACYEXAMPLE01, secretAccessKey: legacy-secret-never-logged}}\n",
+        seed(&[("proj-legacy", &[])])
+    );
+    let mut env = OperatorEnv::start("adopt-legacy", &legacy).await.unwrap();
+    env.start_controller().await.unwrap();
+    let group = env.group_id("proj-legacy").await.unwrap();
+    let (role_name, role_arn) = new_iam_role(&env, &key).await;
+
+    env.apply_project("payments", spec("proj-legacy", &key, &role_arn, false))
+        .await
+        .unwrap();
+    let stalled = env
+        .wait_project("payments", WAIT, "RoleSwitchNotAcknowledged", |pe| {
+            reason(pe, "Stalled").as_deref() == Some("RoleSwitchNotAcknowledged")
+        })
+        .await
+        .unwrap();
+    assert!(
+        env.atlas_writes().is_empty(),
+        "no write: {:?}",
+        env.atlas_writes()
+    );
+    assert!(stalled.status.unwrap().role.is_none(), "no role in use to show");
+    let (ear, roles) = atlas_state(&env, &group).await;
+    assert!(
+        ear.aws_kms.unwrap().access_key_id.is_some(),
+        "still on access keys"
+    );
+    assert!(roles.is_empty(), "no role created");
+
+    env.apply_project("payments", spec("proj-legacy", &key, &role_arn, true))
+        .await
+        .unwrap();
+    let ours = env.wait_atlas_role("payments").await.unwrap();
+    env.trust_role(&role_name, &ours).await.unwrap();
+    let ready = env
+        .wait_project("payments", WAIT, "Ready", |pe| project_on_key(pe, &key))
+        .await
+        .unwrap();
+    let calls = env.sim().calls();
+    assert_eq!(
+        accepted_writes(&calls, "PATCH", "/encryptionAtRest"),
+        1,
+        "one switch PATCH"
+    );
+    let (ear, roles) = atlas_state(&env, &group).await;
+    let aws = ear.aws_kms.unwrap();
+    assert!(aws.access_key_id.is_none(), "moved off the access keys: {aws:?}");
+    assert!(aws.is_enabled() && aws.is_valid(), "{aws:?}");
+    assert_eq!(roles_in_force(&roles), vec![ours.role_id.clone()]);
+    assert_eq!(last_key_change(&env, &group).await["roleId"], json!(ours.role_id));
+    assert_eq!(ready.status.unwrap().role.unwrap().role_id, ours.role_id);
     env.finish().await;
 }

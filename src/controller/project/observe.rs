@@ -153,6 +153,20 @@ impl Pass<'_> {
         ))
     }
 
+    /// The role Atlas's encryption settings use now (the role list's `featureUsages`); only read while
+    /// encryption is on, since turning it on sends the role anyway.
+    pub async fn role_in_force(&self, access: &Access, ear: &EncryptionAtRest) -> Result<Option<String>> {
+        if !ear.aws_enabled() {
+            return Ok(None);
+        }
+        let roles = self
+            .ctx
+            .atlas
+            .list_aws_roles(&access.creds, &access.group.id)
+            .await?;
+        Ok(decide::role_in_force(&roles))
+    }
+
     /// The clusters stage. Atlas's cluster list is read only while a retired key may still be in
     /// snapshots (and then the snapshots too); otherwise the ClusterEncryptions' own status (each read
     /// from Atlas by its reconciler) keeps `clustersUsingKey` current, and clusters nobody manages keep
