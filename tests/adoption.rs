@@ -309,3 +309,104 @@ async fn legacy_access_keys_move_to_the_role_only_when_acknowledged() {
     assert_eq!(ready.status.unwrap().role.unwrap().role_id, ours.role_id);
     env.finish().await;
 }
+
+/// A missing KMS preflight Secret is answered with what that Secret needs (AWS keys), not with the
+/// Atlas API keys the other Secret holds; and nothing is written to Atlas.
+#[tokio::test]
+async fn a_missing_preflight_secret_names_the_aws_keys_it_needs() {
+    let mut env = OperatorEnv::start("adopt-preflight-secret", &seed(&[("proj-pf", &[])]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    let key = env.create_key(REGION).await.unwrap();
+    let (_, role_arn) = new_iam_role(&env, &key).await;
+    let mut wanted = spec("proj-pf", &key, &role_arn, false);
+    wanted["kmsPreflight"] = json!({"enabled": true, "credentialsRef": {"name": "kms-preflight"}});
+    env.apply_project("payments", wanted).await.unwrap();
+    let stalled = env
+        .wait_project("payments", WAIT, "CredentialsInvalid", |pe| {
+            reason(pe, "Stalled").as_deref() == Some("CredentialsInvalid")
+        })
+        .await
+        .unwrap();
+    let message = stalled
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("kms-preflight") && message.contains("accessKeyId and secretAccessKey"),
+        "{message}"
+    );
+    assert!(!message.contains("publicKey"), "not the Atlas keys: {message}");
+    assert!(env.atlas_writes().is_empty(), "{:?}", env.atlas_writes());
+    env.finish().await;
+}
+
+/// `projectName` is resolved on every pass: a project deleted and recreated under the same name is
+/// followed to its new id.
+#[tokio::test]
+async fn project_name_follows_a_project_recreated_under_the_same_name() {
+    let mut env = OperatorEnv::start("adopt-follow-name", &seed(&[("proj-follow", &[])]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    env.encrypt_project("payments", "proj-follow").await.unwrap();
+    let old = env.group_id("proj-follow").await.unwrap();
+    let ready = env.projects().get("payments").await.unwrap();
+    assert_eq!(ready.status.unwrap().project_id.as_deref(), Some(old.as_str()));
+
+    env.sim().clear_calls();
+    let base = env.sim().base_url();
+    let http = reqwest::Client::new();
+    let deleted = http
+        .delete(format!("{base}/__sim/projects/{old}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let added = http
+        .post(format!("{base}/__sim/projects"))
+        .json(&json!({"name": "proj-follow"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(added.status().is_success(), "{}", added.status());
+    let new = env.group_id("proj-follow").await.unwrap();
+    assert_ne!(new, old);
+
+    // A person's nudge (any annotation) makes the operator look before the next resync.
+    env.projects()
+        .patch(
+            "payments",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"poke": "1"}}})),
+        )
+        .await
+        .unwrap();
+    let followed = env
+        .wait_project("payments", WAIT, "the new project id", |pe| {
+            pe.status.as_ref().and_then(|s| s.project_id.as_deref()) == Some(new.as_str())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        followed.status.unwrap().project_name.as_deref(),
+        Some("proj-follow")
+    );
+    let calls = env.sim().calls();
+    assert!(
+        calls.iter().any(|c| c.method != "GET" && c.path.contains(&new)),
+        "the operator now works on the new project"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.method != "GET" && c.path.contains(&old) && c.status < 300 && c.status >= 200),
+        "no write reached the deleted project"
+    );
+    env.finish().await;
+}

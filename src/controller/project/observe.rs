@@ -35,15 +35,13 @@ impl Pass<'_> {
         credentials::atlas_credentials(&self.secrets, &self.pe.spec.credentials_ref.name).await
     }
 
-    /// The Atlas project, read once and then taken from status while the spec still names the same one.
+    /// The Atlas project. A `projectId` names one project for good, so it is taken from status while
+    /// the spec names the same id; a `projectName` is resolved on every pass, so a project deleted and
+    /// recreated under the same name is followed.
     pub async fn project(&self, creds: &Credentials) -> Result<Group> {
         let spec = &self.pe.spec;
         if let (Some(id), Some(name)) = (&self.previous.project_id, &self.previous.project_name) {
-            let same = match (&spec.project_id, &spec.project_name) {
-                (Some(wanted), _) => wanted == id,
-                (None, Some(wanted)) => wanted == name,
-                (None, None) => false,
-            };
+            let same = spec.project_id.as_ref().is_some_and(|wanted| wanted == id);
             if same {
                 return Ok(Group {
                     id: id.clone(),

@@ -353,7 +353,10 @@ fn access_errors_map_to_reasons() {
         let got = stalled_on_atlas_refusal(Error::Atlas(atlas_error(status, code)));
         assert_eq!(got.as_ref().ok().map(kind), want, "{status} {code}");
     }
-    let missing = CredentialsError::NotFound("creds".into());
+    let missing = CredentialsError::NotFound {
+        secret: "creds".into(),
+        holds: crate::controller::credentials::ATLAS_KEYS,
+    };
     let step = unreadable_credentials(missing).unwrap();
     assert_eq!(kind(&step), ("Stalled", reasons::CREDENTIALS_INVALID));
     let unreadable = CredentialsError::Unreadable {
