@@ -600,10 +600,15 @@ impl AtlasClient {
             let body = self.execute(Some(creds), ep, &url, None).await?;
             let page: Page<T> = decode(ep, &body)?;
             if !collect_page(page, &mut out, per_page) {
-                break;
+                return Ok(out);
             }
         }
-        Ok(out)
+        // Every caller counts on the whole list (snapshots decide whether a key may be deleted): an
+        // answer cut at the bound is an error, never a short list.
+        Err(AtlasError::Config(format!(
+            "{} {} listed more than {MAX_PAGES} pages; refusing a partial answer",
+            ep.method, ep.template
+        )))
     }
 
     /// One logical call: pacing, authentication, retries. Returns the success body.

@@ -10,10 +10,9 @@ use crate::kms::StaticAwsCredentials;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialsError {
-    #[error(
-        "Secret {0:?} not found in this namespace: create it with publicKey and privateKey (API key) or clientId and clientSecret (service account)"
-    )]
-    NotFound(String),
+    /// `holds` names the keys this Secret needs, which differ between the Atlas and the AWS Secret.
+    #[error("Secret {secret:?} not found in this namespace: create it with {holds}")]
+    NotFound { secret: String, holds: &'static str },
     #[error("Secret {secret:?} is unusable: {problem}")]
     Malformed { secret: String, problem: String },
     #[error("reading Secret {secret:?} failed: {reason}")]
@@ -43,10 +42,19 @@ pub(crate) fn unreadable(
     ))
 }
 
-async fn read_secret(api: &Api<Secret>, name: &str) -> Result<Secret, CredentialsError> {
+/// What the Atlas credentials Secret holds.
+pub(crate) const ATLAS_KEYS: &str =
+    "publicKey and privateKey (API key) or clientId and clientSecret (service account)";
+/// What the KMS preflight's AWS credentials Secret holds.
+pub(crate) const AWS_KEYS: &str = "accessKeyId and secretAccessKey (and sessionToken for temporary credentials) of an AWS principal that may describe the key";
+
+async fn read_secret(api: &Api<Secret>, name: &str, holds: &'static str) -> Result<Secret, CredentialsError> {
     match api.get_opt(name).await {
         Ok(Some(secret)) => Ok(secret),
-        Ok(None) => Err(CredentialsError::NotFound(name.to_string())),
+        Ok(None) => Err(CredentialsError::NotFound {
+            secret: name.to_string(),
+            holds,
+        }),
         Err(kube::Error::Api(e)) if e.code == 403 => Err(CredentialsError::Malformed {
             secret: name.to_string(),
             problem: "the operator may not read it (RBAC)".into(),
@@ -76,7 +84,7 @@ fn has_key(secret: &Secret, key: &str) -> bool {
 
 /// Atlas credentials from a Secret with `publicKey`/`privateKey` or `clientId`/`clientSecret`.
 pub async fn atlas_credentials(api: &Api<Secret>, name: &str) -> Result<Credentials, CredentialsError> {
-    let secret = read_secret(api, name).await?;
+    let secret = read_secret(api, name, ATLAS_KEYS).await?;
     atlas_credentials_from(&secret, name)
 }
 
@@ -114,7 +122,7 @@ pub async fn aws_credentials(
     api: &Api<Secret>,
     name: &str,
 ) -> Result<StaticAwsCredentials, CredentialsError> {
-    let secret = read_secret(api, name).await?;
+    let secret = read_secret(api, name, AWS_KEYS).await?;
     match (value(&secret, "accessKeyId"), value(&secret, "secretAccessKey")) {
         (Some(access_key_id), Some(secret_access_key)) => Ok(StaticAwsCredentials {
             access_key_id,
@@ -144,6 +152,24 @@ mod tests {
             ),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_missing_secret_is_answered_with_the_keys_that_secret_needs() {
+        let missing = |holds| CredentialsError::NotFound {
+            secret: "creds".into(),
+            holds,
+        };
+        let atlas = missing(ATLAS_KEYS).to_string();
+        assert!(
+            atlas.contains("publicKey and privateKey") && !atlas.contains("accessKeyId"),
+            "{atlas}"
+        );
+        let aws = missing(AWS_KEYS).to_string();
+        assert!(
+            aws.contains("accessKeyId and secretAccessKey") && !aws.contains("publicKey"),
+            "{aws}"
+        );
     }
 
     #[test]

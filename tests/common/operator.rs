@@ -432,6 +432,20 @@ impl OperatorEnv {
         Ok(())
     }
 
+    /// A Cloud Backup snapshot taken now with the key in force (atlas-sim's control API); `body` as its
+    /// README documents (`type`: `replicaSet` or `shardedCluster`).
+    pub async fn take_snapshot(&self, group_id: &str, cluster: &str, body: Value) -> Result<()> {
+        let url = format!(
+            "{}/__sim/projects/{group_id}/clusters/{cluster}/snapshots",
+            self.sim().base_url()
+        );
+        let response = reqwest::Client::new().post(url).json(&body).send().await?;
+        if !response.status().is_success() {
+            bail!("sim snapshot failed: {}", response.status());
+        }
+        Ok(())
+    }
+
     /// What a user prepares before applying a ProjectEncryption: a KMS key and an IAM role with the KMS
     /// permissions that does not trust Atlas yet. Applies the ProjectEncryption for `project`.
     pub async fn begin_handshake(&self, name: &str, project: &str) -> Result<Handshake> {

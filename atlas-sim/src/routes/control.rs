@@ -46,6 +46,7 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/__sim/seed", post(seed))
         .route("/__sim/state", get(dump_state))
         .route("/__sim/projects", get(list_projects).post(add_project))
+        .route("/__sim/projects/{groupId}", delete(delete_project))
         .route("/__sim/projects/{groupId}/clusters", post(add_cluster))
         .route("/__sim/projects/{groupId}/clusters/{name}", patch(patch_cluster))
         .route(
@@ -321,6 +322,19 @@ async fn add_snapshot(
     drop(st);
     sim.touch();
     (StatusCode::CREATED, axum::Json(snap)).into_response()
+}
+
+/// Deletes a project and everything in it, as a person deleting it in Atlas would; a project added
+/// later under the same name gets a new id.
+async fn delete_project(State(sim): S, Path(group_id): Path<String>) -> Response {
+    let removed = sim.state.lock().projects.remove(&group_id);
+    match removed {
+        Some(_) => {
+            sim.touch();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => err(StatusCode::NOT_FOUND, "no such project"),
+    }
 }
 
 async fn key_history(State(sim): S, Path(group_id): Path<String>) -> Response {

@@ -347,6 +347,16 @@ pub fn awaiting_trust(
     )
 }
 
+/// The role Encryption at Rest uses now, as Atlas's role list tells: roles belong to one project, so
+/// the role carrying the `ENCRYPTION_AT_REST` usage is the one this project's configuration uses (its
+/// `featureId` is null in the official specification). `None` on legacy access keys.
+pub fn role_in_force(roles: &[AwsIamRole]) -> Option<String> {
+    roles
+        .iter()
+        .find(|r| r.used_for_encryption_at_rest())
+        .map(|r| r.role_id.clone())
+}
+
 /// What the desired key assignment needs from Atlas.
 #[derive(Clone, Debug, PartialEq)]
 pub enum KeyStep {
@@ -357,7 +367,9 @@ pub enum KeyStep {
 }
 
 /// Compares the desired key with Atlas's `awsKms`. `roleId` is write-only in Atlas, so whether the role
-/// changed is judged against the role the operator last assigned (`assigned_role_id`).
+/// changed is judged against the role Atlas's role list shows Encryption at Rest using
+/// (`assigned_role_id`, see [`role_in_force`]): none (legacy access keys) or another tool's role gets
+/// `roleId`, also the first time the operator takes a configuration over.
 pub fn key_step(
     key: &KeyRef,
     region: Region,
@@ -381,7 +393,7 @@ pub fn key_step(
     if current.region() != Some(region) {
         patch.region = Some(region);
     }
-    if assigned_role_id.is_some_and(|assigned| assigned != role_id) {
+    if assigned_role_id != Some(role_id) {
         patch.role_id = Some(role_id.to_string());
     }
     if current.require_private_networking.unwrap_or(false) != require_private_networking {

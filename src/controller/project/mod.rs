@@ -131,11 +131,12 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         Err(stop) => return Ok(stop),
     };
     found.role_authorized = Some(decide::role_authorized(&role));
-    found.role = Some(role.clone());
     let ear = match assign_key(pass, access, &target, &role, ear, found).await? {
         Ok(ear) => ear,
         Err(stop) => return Ok(stop),
     };
+    // Only now is this the role Atlas uses for the key: `status.role` never names another.
+    found.role = Some(role.clone());
     let history = decide::key_history(
         pass.previous,
         &target.key,
@@ -268,20 +269,15 @@ async fn assign_key(
 ) -> Result<Result<EncryptionAtRest, Step>> {
     let spec = &pass.pe.spec.aws_kms;
     let current = ear.aws_kms.as_ref();
-    // `roleId` is write-only in Atlas: the role last assigned is the one recorded with a key in force.
-    let assigned_role_id = pass
-        .previous
-        .key
-        .as_ref()
-        .and(pass.previous.role.as_ref())
-        .map(|r| r.role_id.as_str());
+    // `roleId` is write-only in Atlas: the role list's feature usages say which role is in force.
+    let in_force = pass.role_in_force(access, &ear).await?;
     let step = decide::key_step(
         &target.key,
         target.region,
         &role.role_id,
         spec.require_private_networking,
         current,
-        assigned_role_id,
+        in_force.as_deref(),
     );
     let KeyStep::Patch { patch, rotation } = step else {
         return Ok(Ok(ear));

@@ -35,15 +35,13 @@ impl Pass<'_> {
         credentials::atlas_credentials(&self.secrets, &self.pe.spec.credentials_ref.name).await
     }
 
-    /// The Atlas project, read once and then taken from status while the spec still names the same one.
+    /// The Atlas project. A `projectId` names one project for good, so it is taken from status while
+    /// the spec names the same id; a `projectName` is resolved on every pass, so a project deleted and
+    /// recreated under the same name is followed.
     pub async fn project(&self, creds: &Credentials) -> Result<Group> {
         let spec = &self.pe.spec;
         if let (Some(id), Some(name)) = (&self.previous.project_id, &self.previous.project_name) {
-            let same = match (&spec.project_id, &spec.project_name) {
-                (Some(wanted), _) => wanted == id,
-                (None, Some(wanted)) => wanted == name,
-                (None, None) => false,
-            };
+            let same = spec.project_id.as_ref().is_some_and(|wanted| wanted == id);
             if same {
                 return Ok(Group {
                     id: id.clone(),
@@ -153,6 +151,20 @@ impl Pass<'_> {
         ))
     }
 
+    /// The role Atlas's encryption settings use now (the role list's `featureUsages`); only read while
+    /// encryption is on, since turning it on sends the role anyway.
+    pub async fn role_in_force(&self, access: &Access, ear: &EncryptionAtRest) -> Result<Option<String>> {
+        if !ear.aws_enabled() {
+            return Ok(None);
+        }
+        let roles = self
+            .ctx
+            .atlas
+            .list_aws_roles(&access.creds, &access.group.id)
+            .await?;
+        Ok(decide::role_in_force(&roles))
+    }
+
     /// The clusters stage. Atlas's cluster list is read only while a retired key may still be in
     /// snapshots (and then the snapshots too); otherwise the ClusterEncryptions' own status (each read
     /// from Atlas by its reconciler) keeps `clustersUsingKey` current, and clusters nobody manages keep
@@ -180,22 +192,31 @@ impl Pass<'_> {
         using_key.sort();
         let mut key_ids: Vec<String> = Vec::new();
         for cluster in clusters.iter().filter(|c| c.backup_enabled == Some(true)) {
-            match self
-                .ctx
-                .atlas
-                .list_snapshots(creds, group_id, &cluster.name)
-                .await
-            {
-                Ok(snapshots) => key_ids.extend(snapshots.into_iter().filter_map(|s| s.master_key_uuid)),
-                // A cluster without a backup schedule has no snapshots to hold a key.
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
+            key_ids.extend(self.snapshot_key_ids(access, &cluster.name).await?);
         }
         Ok(ClustersSeen {
             using_key,
             snapshot_key_ids: Some(key_ids),
         })
+    }
+
+    /// The key ids of every snapshot of one cluster: replica-set and sharded-cluster snapshots, every
+    /// page of each. Any failure but "none there" fails the pass, so a retired key is never called safe
+    /// to delete on a partial count.
+    async fn snapshot_key_ids(&self, access: &Access, cluster: &str) -> Result<Vec<String>> {
+        let (atlas, creds, group_id) = (&self.ctx.atlas, &access.creds, &access.group.id);
+        let replica_set = atlas.list_snapshots(creds, group_id, cluster).await;
+        let sharded = atlas.list_sharded_snapshots(creds, group_id, cluster).await;
+        let mut key_ids = Vec::new();
+        for listed in [replica_set, sharded] {
+            match listed {
+                Ok(snapshots) => key_ids.extend(snapshots.into_iter().filter_map(|s| s.master_key_uuid)),
+                // A cluster without a backup schedule (or of the other topology) has none there.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(key_ids)
     }
 
     /// The clusters of the project that use its key, as Atlas lists them (for turning encryption off).

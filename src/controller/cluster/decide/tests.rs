@@ -415,7 +415,10 @@ fn a_recently_verified_cluster_is_not_read_again_before_its_resync() {
 #[test]
 fn credentials_of_the_project_stall_unless_the_api_server_hiccups() {
     use crate::controller::CredentialsError;
-    let missing = || CredentialsError::NotFound("creds".into());
+    let missing = || CredentialsError::NotFound {
+        secret: "creds".into(),
+        holds: crate::controller::credentials::ATLAS_KEYS,
+    };
     let unreadable = || CredentialsError::Unreadable {
         secret: "creds".into(),
         reason: "timeout".into(),

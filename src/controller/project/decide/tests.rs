@@ -248,6 +248,53 @@ fn role_and_networking_changes_are_patched_alone() {
     assert!(patch.customer_master_key_id.is_none());
 }
 
+#[test]
+fn the_role_in_force_is_the_one_whose_usage_is_encryption_at_rest() {
+    let usage = |feature: &str| crate::atlas::FeatureUsage {
+        feature_type: feature.into(),
+        feature_id: None,
+    };
+    let export = AwsIamRole {
+        feature_usages: vec![usage("EXPORT_SNAPSHOT")],
+        ..role("export", Some(ARN), 1)
+    };
+    let terraform = AwsIamRole {
+        feature_usages: vec![usage("ENCRYPTION_AT_REST")],
+        ..role("terraform", Some(ARN), 2)
+    };
+    assert_eq!(
+        role_in_force(&[export.clone(), terraform]).as_deref(),
+        Some("terraform")
+    );
+    assert_eq!(role_in_force(&[export]), None, "legacy access keys use no role");
+    assert_eq!(role_in_force(&[]), None);
+}
+
+#[test]
+fn a_role_other_than_the_one_in_force_is_sent_even_on_takeover() {
+    let current = atlas(KEY, "EU_WEST_2");
+    for in_force in [None, Some("terraform")] {
+        let KeyStep::Patch { patch, rotation } =
+            key_step(&key(KEY), region(), "mine", false, Some(&current), in_force)
+        else {
+            panic!("{in_force:?} must move to our role")
+        };
+        assert!(!rotation);
+        assert_eq!(
+            patch,
+            AwsKmsPatch {
+                role_id: Some("mine".into()),
+                ..Default::default()
+            },
+            "{in_force:?}: only the role changes"
+        );
+    }
+    assert_eq!(
+        key_step(&key(KEY), region(), "mine", false, Some(&current), Some("mine")),
+        KeyStep::InPlace
+    );
+}
+
 fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_700_000_000 + seconds).unwrap()
 }
@@ -306,7 +353,10 @@ fn access_errors_map_to_reasons() {
         let got = stalled_on_atlas_refusal(Error::Atlas(atlas_error(status, code)));
         assert_eq!(got.as_ref().ok().map(kind), want, "{status} {code}");
     }
-    let missing = CredentialsError::NotFound("creds".into());
+    let missing = CredentialsError::NotFound {
+        secret: "creds".into(),
+        holds: crate::controller::credentials::ATLAS_KEYS,
+    };
     let step = unreadable_credentials(missing).unwrap();
     assert_eq!(kind(&step), ("Stalled", reasons::CREDENTIALS_INVALID));
     let unreadable = CredentialsError::Unreadable {
