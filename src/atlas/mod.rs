@@ -16,6 +16,6 @@ pub use client::{AtlasClient, AtlasClientConfig, AtlasMetrics, ENDPOINTS, Endpoi
 pub use error::{AtlasError, ErrorEnvelope};
 pub use model::{
     AwsIamRole, AwsKmsConfig, AwsKmsPatch, Cluster, ControlPlaneIpAddresses, EarPrivateEndpoint,
-    EncryptionAtRest, EncryptionProvider, FeatureUsage, Group, HardwareSpec, PrivateEndpointStatus,
-    RegionConfig, ReplicationSpec, Snapshot,
+    EncryptionAtRest, EncryptionAtRestPatch, EncryptionProvider, FeatureUsage, Group, HardwareSpec,
+    PrivateEndpointStatus, RegionConfig, ReplicationSpec, Snapshot,
 };
