@@ -57,6 +57,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         resync_period: config.resync_period,
         concurrency: config.concurrency,
         namespaces: config.namespaces(),
+        ..Default::default()
     };
     let observers = Observers {
         metrics: metrics.clone(),

@@ -1004,3 +1004,31 @@ async fn search_nodes_encryption_is_turned_on_and_off() {
     assert_eq!(ear.enabled_for_search_nodes, Some(true));
     env.finish().await;
 }
+
+/// The operator reads Atlas's control-plane IP addresses once for all projects and puts the outbound
+/// CIDRs of the key's region in status (atlas-sim's list for eu-west-2 has one).
+#[tokio::test]
+async fn control_plane_cidrs_of_the_key_region_are_in_status() {
+    let mut env = OperatorEnv::start("pe-cidrs", &seed(&[("proj-cidrs", &[])]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    env.encrypt_project("cidrs", "proj-cidrs").await.unwrap();
+    let (atlas, _) = env.atlas();
+    let list = atlas.control_plane_ip_addresses().await.unwrap();
+    let region = atlas_encryption_operator::aws::Region::parse(REGION).unwrap();
+    let expected = atlas_encryption_operator::control_plane::outbound_aws_cidrs(&list, region);
+    assert!(!expected.is_empty(), "atlas-sim lists {REGION}: {list:?}");
+    let pe = env
+        .wait_project("cidrs", WAIT, "the control-plane CIDRs", |pe| {
+            pe.status
+                .as_ref()
+                .is_some_and(|s| !s.control_plane_cidrs.is_empty())
+        })
+        .await
+        .unwrap();
+    assert_eq!(pe.status.unwrap().control_plane_cidrs, expected);
+    let reads = env.atlas_calls("GET", "/unauth/controlPlaneIPAddresses");
+    assert_eq!(reads, 2, "one read by the operator, one by this test");
+    env.finish().await;
+}

@@ -12,6 +12,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use super::wake;
 use crate::atlas::AtlasClient;
+use crate::control_plane::ControlPlaneWatch;
 use crate::crd::{ClusterEncryption, FIELD_MANAGER, ProjectEncryption};
 use crate::kms::KmsPreflight;
 use crate::metrics::Metrics;
@@ -25,6 +26,8 @@ pub struct ControllerConfig {
     pub concurrency: u16,
     /// Namespaces to watch; empty watches all.
     pub namespaces: Vec<String>,
+    /// How often Atlas's control-plane IP addresses are read again (one read for the whole operator).
+    pub control_plane_refresh: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -33,6 +36,7 @@ impl Default for ControllerConfig {
             resync_period: Duration::from_secs(600),
             concurrency: 16,
             namespaces: Vec::new(),
+            control_plane_refresh: crate::control_plane::REFRESH_PERIOD,
         }
     }
 }
@@ -67,6 +71,8 @@ pub struct Context {
     pub projects: Stores<ProjectEncryption>,
     pub clusters: Stores<ClusterEncryption>,
     pub metrics: Arc<Metrics>,
+    /// Atlas's control-plane IP addresses, read once for every project (see [`ControlPlaneWatch`]).
+    pub control_plane: ControlPlaneWatch,
     /// The one count of each object's failures in a row (see [`wake::Failures`]).
     pub(crate) failures: wake::Failures,
     /// The stretched resync period last logged, in seconds (see [`Context::resync_period`]).
@@ -97,6 +103,7 @@ impl Context {
             projects,
             clusters,
             metrics,
+            control_plane: ControlPlaneWatch::default(),
             failures: wake::Failures::default(),
             resync_logged: AtomicU64::new(0),
             now: Timestamp::now,

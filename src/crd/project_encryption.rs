@@ -276,6 +276,11 @@ pub struct ProjectEncryptionStatus {
     /// (`enabledForSearchNodes`), as last read while encryption is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_nodes_encrypted: Option<bool>,
+
+    /// Atlas's outbound control-plane CIDRs in the key's region: a key policy that restricts
+    /// `aws:SourceIp` must allow them. Refreshed hourly for the whole operator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub control_plane_cidrs: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]

@@ -191,6 +191,7 @@ impl OperatorEnv {
             resync_period: Duration::from_secs(300),
             concurrency: 4,
             namespaces: vec![self.ns.name().to_string()],
+            ..Default::default()
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let shutdown = stopped.map(|_| ()).shared();

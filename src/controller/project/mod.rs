@@ -119,6 +119,7 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         Ok(target) => target,
         Err(stop) => return Ok(stop),
     };
+    found.control_plane_cidrs = pass.control_plane_cidrs(target.region);
     let report = match preflight(pass, &target, found).await? {
         Ok(report) => report,
         Err(stop) => return Ok(stop),
