@@ -60,6 +60,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         concurrency: config.concurrency,
         namespaces: config.namespaces(),
         label_selector: config.watch_label_selector.clone(),
+        ..Default::default()
     };
     let observers = Observers {
         metrics: metrics.clone(),

@@ -886,3 +886,149 @@ async fn a_replaced_credentials_secret_takes_effect_without_a_restart() {
     assert_ne!(before.metadata.resource_version, after.metadata.resource_version);
     env.finish().await;
 }
+
+/// Two looks at `name` (each started by an annotation), the second begun only once a pass has read
+/// Atlas after the first: the controller never runs one object twice at once, so every write the first
+/// look caused is in the call log by the time the second reads.
+async fn look_twice(env: &OperatorEnv, name: &str) {
+    let reads = || env.atlas_calls("GET", "/encryptionAtRest");
+    for _ in 0..2 {
+        let before = reads();
+        env.projects()
+            .patch(name, &Default::default(), &poke())
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while reads() == before {
+            assert!(tokio::time::Instant::now() < deadline, "no pass after the poke");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// `searchNodes.enabled` is diffed and patched like the key: one PATCH of `/encryptionAtRest` each way,
+/// Atlas then holds the value, the status shows it, a converged object causes no write; and a spec
+/// without `searchNodes` leaves a value set outside the operator alone.
+#[tokio::test]
+async fn search_nodes_encryption_is_turned_on_and_off() {
+    let mut env = OperatorEnv::start("pe-search", &seed(&[("proj-search", &[])]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    let Handshake { key, role_arn, .. } = env.encrypt_project("search", "proj-search").await.unwrap();
+    let ready_pe = env.projects().get("search").await.unwrap();
+    assert_eq!(
+        ready_pe.status.unwrap().search_nodes_encrypted,
+        Some(false),
+        "Atlas's value is shown when the spec leaves it alone"
+    );
+    let (atlas, creds) = env.atlas();
+    let group = env.group_id("proj-search").await.unwrap();
+    let spec = |search_nodes: Option<bool>| {
+        let mut spec = json!({"projectName": "proj-search", "credentialsRef": {"name": "atlas-credentials"},
+                              "awsKms": {"customerMasterKeyId": key, "region": REGION, "roleArn": role_arn}});
+        if let Some(enabled) = search_nodes {
+            spec["searchNodes"] = json!({"enabled": enabled});
+        }
+        spec
+    };
+    let converged_on = |enabled: Option<bool>| {
+        move |pe: &atlas_encryption_operator::crd::ProjectEncryption| {
+            let status = pe.status.as_ref();
+            ready(status)
+                && status.and_then(|s| s.observed_generation) == pe.metadata.generation
+                && (enabled.is_none() || status.and_then(|s| s.search_nodes_encrypted) == enabled)
+        }
+    };
+
+    for enabled in [true, false] {
+        env.sim().clear_calls();
+        env.apply_project("search", spec(Some(enabled))).await.unwrap();
+        env.wait_project(
+            "search",
+            WAIT,
+            "search nodes as the spec says",
+            converged_on(Some(enabled)),
+        )
+        .await
+        .unwrap();
+        let writes = env.atlas_writes();
+        assert_eq!(
+            writes.len(),
+            1,
+            "one write turns search nodes {enabled}: {writes:?}"
+        );
+        assert_eq!(writes[0].method, "PATCH");
+        assert!(
+            writes[0]
+                .path
+                .ends_with(&format!("/groups/{group}/encryptionAtRest")),
+            "{writes:?}"
+        );
+        look_twice(&env, "search").await;
+        assert!(
+            env.atlas_writes().len() == 1,
+            "converged: no further write: {:?}",
+            env.atlas_writes()
+        );
+        let ear = atlas.get_encryption_at_rest(&creds, &group).await.unwrap();
+        assert_eq!(ear.enabled_for_search_nodes, Some(enabled));
+        assert_eq!(
+            ear.aws_kms.and_then(|k| k.customer_master_key_id).as_deref(),
+            Some(key.as_str()),
+            "the key is untouched"
+        );
+    }
+
+    // Without `searchNodes` the operator leaves Atlas's value as someone set it, and shows it.
+    env.apply_project("search", spec(None)).await.unwrap();
+    env.wait_project("search", WAIT, "the new generation", converged_on(None))
+        .await
+        .unwrap();
+    let on = atlas_encryption_operator::atlas::EncryptionAtRestPatch {
+        enabled_for_search_nodes: Some(true),
+        ..Default::default()
+    };
+    atlas.patch_encryption_at_rest(&creds, &group, &on).await.unwrap();
+    env.sim().clear_calls();
+    look_twice(&env, "search").await;
+    assert!(
+        env.atlas_writes().is_empty(),
+        "left alone: {:?}",
+        env.atlas_writes()
+    );
+    env.wait_project("search", WAIT, "Atlas's value shown", converged_on(Some(true)))
+        .await
+        .unwrap();
+    let ear = atlas.get_encryption_at_rest(&creds, &group).await.unwrap();
+    assert_eq!(ear.enabled_for_search_nodes, Some(true));
+    env.finish().await;
+}
+
+/// The operator reads Atlas's control-plane IP addresses once for all projects and puts the outbound
+/// CIDRs of the key's region in status (atlas-sim's list for eu-west-2 has one).
+#[tokio::test]
+async fn control_plane_cidrs_of_the_key_region_are_in_status() {
+    let mut env = OperatorEnv::start("pe-cidrs", &seed(&[("proj-cidrs", &[])]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    env.encrypt_project("cidrs", "proj-cidrs").await.unwrap();
+    let (atlas, _) = env.atlas();
+    let list = atlas.control_plane_ip_addresses().await.unwrap();
+    let region = atlas_encryption_operator::aws::Region::parse(REGION).unwrap();
+    let expected = atlas_encryption_operator::control_plane::outbound_aws_cidrs(&list, region);
+    assert!(!expected.is_empty(), "atlas-sim lists {REGION}: {list:?}");
+    let pe = env
+        .wait_project("cidrs", WAIT, "the control-plane CIDRs", |pe| {
+            pe.status
+                .as_ref()
+                .is_some_and(|s| !s.control_plane_cidrs.is_empty())
+        })
+        .await
+        .unwrap();
+    assert_eq!(pe.status.unwrap().control_plane_cidrs, expected);
+    let reads = env.atlas_calls("GET", "/unauth/controlPlaneIPAddresses");
+    assert_eq!(reads, 2, "one read by the operator, one by this test");
+    env.finish().await;
+}

@@ -318,14 +318,22 @@ impl AtlasClient {
         group_id: &str,
         patch: &AwsKmsPatch,
     ) -> Result<EncryptionAtRest> {
-        let body = EncryptionAtRestPatch { aws_kms: patch };
-        self.send_json(
-            creds,
-            &PATCH_EAR,
-            &["groups", group_id, "encryptionAtRest"],
-            &body,
-        )
-        .await
+        let body = EncryptionAtRestPatch {
+            aws_kms: Some(patch),
+            ..Default::default()
+        };
+        self.patch_encryption_at_rest(creds, group_id, &body).await
+    }
+
+    /// Sends `{"awsKms": …, "enabledForSearchNodes": …}` with only the parts that are set.
+    pub async fn patch_encryption_at_rest(
+        &self,
+        creds: &Credentials,
+        group_id: &str,
+        body: &EncryptionAtRestPatch<'_>,
+    ) -> Result<EncryptionAtRest> {
+        self.send_json(creds, &PATCH_EAR, &["groups", group_id, "encryptionAtRest"], body)
+            .await
     }
 
     /// The project's AWS KMS private endpoints for Encryption at Rest, all pages (deleting ones too).

@@ -17,7 +17,7 @@ pub use client::{AtlasClient, AtlasClientConfig, AtlasMetrics, ENDPOINTS, Endpoi
 pub use error::{AtlasError, ErrorEnvelope};
 pub use model::{
     AwsIamRole, AwsKmsConfig, AwsKmsPatch, Cluster, ControlPlaneIpAddresses, EarPrivateEndpoint,
-    EncryptionAtRest, EncryptionProvider, FeatureUsage, Group, HardwareSpec, PrivateEndpointStatus,
-    RateLimitEndpoint, RateLimitEndpointSet, RateLimitScope, RateLimitValue, RegionConfig, ReplicationSpec,
-    Snapshot,
+    EncryptionAtRest, EncryptionAtRestPatch, EncryptionProvider, FeatureUsage, Group, HardwareSpec,
+    PrivateEndpointStatus, RateLimitEndpoint, RateLimitEndpointSet, RateLimitScope, RateLimitValue,
+    RegionConfig, ReplicationSpec, Snapshot,
 };

@@ -144,10 +144,21 @@ impl AwsKmsPatch {
     }
 }
 
-#[derive(Serialize)]
+/// A PATCH of the project's `EncryptionAtRest`: the `awsKms` part and `enabledForSearchNodes`, each sent
+/// only when set, so Atlas keeps what is left out.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct EncryptionAtRestPatch<'a> {
-    pub aws_kms: &'a AwsKmsPatch,
+pub struct EncryptionAtRestPatch<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_kms: Option<&'a AwsKmsPatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled_for_search_nodes: Option<bool>,
+}
+
+impl EncryptionAtRestPatch<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.aws_kms.is_none_or(AwsKmsPatch::is_empty) && self.enabled_for_search_nodes.is_none()
+    }
 }
 
 /// `CloudProviderAccessRoles` (not paginated). Azure and GCP entries are ignored.
@@ -502,11 +513,29 @@ mod tests {
                    "roleId": "65f0a1b2c3d4e5f607182930", "requirePrivateNetworking": false})
         );
         let body = serde_json::to_value(EncryptionAtRestPatch {
-            aws_kms: &AwsKmsPatch::default(),
+            aws_kms: Some(&AwsKmsPatch::default()),
+            ..Default::default()
         })
         .unwrap();
         assert_eq!(body, json!({"awsKms": {}}));
         assert!(AwsKmsPatch::default().is_empty());
+        let search_only = EncryptionAtRestPatch {
+            enabled_for_search_nodes: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&search_only).unwrap(),
+            json!({"enabledForSearchNodes": true})
+        );
+        assert!(!search_only.is_empty() && EncryptionAtRestPatch::default().is_empty());
+        let both = EncryptionAtRestPatch {
+            aws_kms: Some(&full),
+            enabled_for_search_nodes: Some(false),
+        };
+        assert_eq!(
+            serde_json::to_value(&both).unwrap()["enabledForSearchNodes"],
+            json!(false)
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use super::wake;
 use crate::atlas::AtlasClient;
+use crate::control_plane::ControlPlaneWatch;
 use crate::crd::{ClusterEncryption, FIELD_MANAGER, ProjectEncryption};
 use crate::kms::KmsPreflight;
 use crate::metrics::Metrics;
@@ -28,6 +29,8 @@ pub struct ControllerConfig {
     /// Only objects with these labels (a Kubernetes label selector): this replica's shard of a fleet
     /// that several Deployments of the operator split between them.
     pub label_selector: Option<String>,
+    /// How often Atlas's control-plane IP addresses are read again (one read for the whole operator).
+    pub control_plane_refresh: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -37,6 +40,7 @@ impl Default for ControllerConfig {
             concurrency: 16,
             namespaces: Vec::new(),
             label_selector: None,
+            control_plane_refresh: crate::control_plane::REFRESH_PERIOD,
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct Context {
     pub projects: Stores<ProjectEncryption>,
     pub clusters: Stores<ClusterEncryption>,
     pub metrics: Arc<Metrics>,
+    /// Atlas's control-plane IP addresses, read once for every project (see [`ControlPlaneWatch`]).
+    pub control_plane: ControlPlaneWatch,
     /// The one count of each object's failures in a row (see [`wake::Failures`]).
     pub(crate) failures: wake::Failures,
     /// The stretched resync period last logged, in seconds (see [`Context::resync_period`]).
@@ -101,6 +107,7 @@ impl Context {
             projects,
             clusters,
             metrics,
+            control_plane: ControlPlaneWatch::default(),
             failures: wake::Failures::default(),
             resync_logged: AtomicU64::new(0),
             now: Timestamp::now,

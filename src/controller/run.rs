@@ -177,6 +177,7 @@ pub async fn run_observed(
         observers.metrics,
     ));
     report_synced(ctx.clone(), observers.health.clone());
+    let control_plane = watch_control_plane(&ctx);
     let controller_config = kube::runtime::controller::Config::default().concurrency(config.concurrency);
     let runs = controllers(
         &ctx,
@@ -192,6 +193,15 @@ pub async fn run_observed(
         futures::future::join_all(watches.drivers),
     )
     .await;
+    control_plane.abort();
+}
+
+/// The one read of Atlas's control-plane IP addresses for the whole operator, refreshed every
+/// `control_plane_refresh`; projects take the CIDRs of their key's region from it.
+fn watch_control_plane(ctx: &Arc<Context>) -> tokio::task::JoinHandle<()> {
+    let (watch, atlas) = (ctx.control_plane.clone(), ctx.atlas.clone());
+    let period = ctx.config.control_plane_refresh;
+    tokio::spawn(async move { watch.run(atlas, period, |_| {}).await })
 }
 
 type Run = futures::future::BoxFuture<'static, ()>;

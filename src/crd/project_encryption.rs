@@ -100,6 +100,20 @@ pub struct ProjectEncryptionSpec {
     /// `Disable` turns it off once no cluster of the project uses it.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Encryption at Rest for the project's dedicated Atlas Search nodes (Atlas's
+    /// `enabledForSearchNodes`). Left out, the operator leaves Atlas's setting as it is, so a project
+    /// adopted with search nodes already encrypted stays so; set, Atlas is kept at `enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_nodes: Option<SearchNodesSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchNodesSpec {
+    /// Whether dedicated search nodes encrypt their indexes with the project's key. Applies while
+    /// `awsKms.enabled` is true; without it, search indexes on dedicated nodes stay on Atlas-managed keys.
+    pub enabled: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -257,6 +271,16 @@ pub struct ProjectEncryptionStatus {
     /// Clusters of the project with `encryptionAtRestProvider: AWS`, as Atlas reports them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clusters_using_key: Vec<String>,
+
+    /// Whether Atlas encrypts the project's dedicated search nodes with the key
+    /// (`enabledForSearchNodes`), as last read while encryption is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_nodes_encrypted: Option<bool>,
+
+    /// Atlas's outbound control-plane CIDRs in the key's region: a key policy that restricts
+    /// `aws:SourceIp` must allow them. Refreshed hourly for the whole operator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub control_plane_cidrs: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]

@@ -1,7 +1,7 @@
 //! The writes of a ProjectEncryption pass, each one a decision asked for, with the Event that tells
 //! of it. Nothing here decides what to write.
 
-use crate::atlas::{AtlasError, AwsIamRole, AwsKmsPatch, EncryptionAtRest};
+use crate::atlas::{AtlasError, AwsIamRole, AwsKmsPatch, EncryptionAtRest, EncryptionAtRestPatch};
 use crate::aws::{KeyRef, RoleArn};
 use crate::controller::{Error, NORMAL, Result, WARNING};
 use crate::status::reasons;
@@ -97,27 +97,28 @@ impl Pass<'_> {
         found.role_authorized = Some(request);
     }
 
-    /// Sends the key PATCH, and tells of a drift corrected or a key rotated.
+    /// Sends the key PATCH (with `enabledForSearchNodes` when that differs), and tells of a drift
+    /// corrected or a key rotated.
     pub async fn assign_key(
         &self,
         access: &Access,
-        patch: &AwsKmsPatch,
+        body: &EncryptionAtRestPatch<'_>,
         change: KeyChange,
         key: &KeyRef,
     ) -> Result<EncryptionAtRest, AtlasError> {
         let updated = self
             .ctx
             .atlas
-            .update_encryption_at_rest(&access.creds, &access.group.id, patch)
+            .patch_encryption_at_rest(&access.creds, &access.group.id, body)
             .await?;
-        let (reason, action, note) = match change {
-            KeyChange::DriftCorrected => (
+        let (reason, action, note) = match (change, body.aws_kms) {
+            (KeyChange::DriftCorrected, Some(patch)) => (
                 reasons::DRIFT_CORRECTED,
                 "AssignKey",
                 messages::drift_corrected(patch),
             ),
-            KeyChange::Rotated => (reasons::KEY_ROTATED, "RotateKey", messages::key_rotated(key)),
-            KeyChange::Other => return Ok(updated),
+            (KeyChange::Rotated, _) => (reasons::KEY_ROTATED, "RotateKey", messages::key_rotated(key)),
+            _ => return Ok(updated),
         };
         self.ctx.event(self.pe, NORMAL, reason, action, note).await;
         Ok(updated)

@@ -11,7 +11,9 @@ use super::messages;
 use crate::atlas::{AtlasError, AwsIamRole, AwsKmsConfig, AwsKmsPatch, Group};
 use crate::aws::{KeyRef, Region, RoleArn};
 use crate::controller::{CredentialsError, Error, Result, Step, credentials, patient_delay, waited_since};
-use crate::crd::{AtlasRoleStatus, AwsKmsSpec, KeyStatus, PreviousKeyStatus, ProjectEncryptionStatus};
+use crate::crd::{
+    AtlasRoleStatus, AwsKmsSpec, KeyStatus, PreviousKeyStatus, ProjectEncryptionStatus, SearchNodesSpec,
+};
 use crate::kms::{KeyReport, PreflightFailure};
 use crate::status::{self, DesiredCondition, Outcome, condition, reasons};
 
@@ -410,6 +412,13 @@ pub fn key_step(
         patch,
         rotation: key_changed && current_key.is_some(),
     }
+}
+
+/// `enabledForSearchNodes` to send: the spec's value when it names one and Atlas differs (Atlas reports
+/// a missing value as off). A spec without `searchNodes` leaves Atlas's setting alone.
+pub fn search_nodes_change(wanted: Option<&SearchNodesSpec>, atlas: Option<bool>) -> Option<bool> {
+    let wanted = wanted?.enabled;
+    (atlas.unwrap_or(false) != wanted).then_some(wanted)
 }
 
 /// Which Event a key PATCH raises: restoring the recorded key's settings changed outside the operator

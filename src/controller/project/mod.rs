@@ -25,7 +25,7 @@ use self::observe::{Access, Pass};
 use self::record::{Disabled, Findings};
 use super::wake::{self, WakeGate};
 use super::{Context, Error, Reconciler, Result, Step};
-use crate::atlas::{AwsIamRole, EncryptionAtRest};
+use crate::atlas::{AwsIamRole, EncryptionAtRest, EncryptionAtRestPatch};
 use crate::crd::{ProjectEncryption, ProjectEncryptionStatus};
 use crate::kms::KeyReport;
 use crate::status::reasons;
@@ -119,6 +119,7 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         Ok(target) => target,
         Err(stop) => return Ok(stop),
     };
+    found.control_plane_cidrs = pass.control_plane_cidrs(target.region);
     let report = match preflight(pass, &target, found).await? {
         Ok(report) => report,
         Err(stop) => return Ok(stop),
@@ -146,6 +147,7 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
     );
     let valid = ear.aws_kms.as_ref().and_then(|k| k.valid);
     found.key_valid_in_atlas = Some(valid);
+    found.search_nodes_encrypted = Some(ear.enabled_for_search_nodes.unwrap_or(false));
     found.key = Some(history.clone());
     let clusters = pass.clusters(access, &history).await?;
     let clusters_using_key = clusters.using_key.len();
@@ -279,16 +281,26 @@ async fn assign_key(
         current,
         in_force.as_deref(),
     );
-    let KeyStep::Patch { patch, rotation } = step else {
-        return Ok(Ok(ear));
+    let search_nodes =
+        decide::search_nodes_change(pass.pe.spec.search_nodes.as_ref(), ear.enabled_for_search_nodes);
+    let (patch, change) = match step {
+        KeyStep::Patch { patch, rotation } => {
+            let change = decide::key_change(
+                pass.previous.key.as_ref(),
+                &target.key,
+                current.is_some(),
+                rotation,
+            );
+            (Some(patch), change)
+        }
+        KeyStep::InPlace if search_nodes.is_some() => (None, decide::KeyChange::Other),
+        KeyStep::InPlace => return Ok(Ok(ear)),
     };
-    let change = decide::key_change(
-        pass.previous.key.as_ref(),
-        &target.key,
-        current.is_some(),
-        rotation,
-    );
-    match pass.assign_key(access, &patch, change, &target.key).await {
+    let body = EncryptionAtRestPatch {
+        aws_kms: patch.as_ref(),
+        enabled_for_search_nodes: search_nodes,
+    };
+    match pass.assign_key(access, &body, change, &target.key).await {
         Ok(updated) => Ok(Ok(updated)),
         Err(e) => match decide::key_refusal(&e) {
             Some(decide::KeyRefusal::IamNotReady) => Ok(Err(awaiting_trust(pass, found))),

@@ -10,6 +10,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::decide::{self, KeyHistory, RoleStep, Target};
 use crate::atlas::{AwsIamRole, Credentials, EncryptionAtRest, EncryptionProvider, Group};
+use crate::aws::Region;
 use crate::controller::{Context, CredentialsError, Error, Result, credentials};
 use crate::crd::{ClusterEncryption, ProjectEncryption, ProjectEncryptionStatus};
 use crate::kms::{KeyReport, PreflightFailure, StaticAwsCredentials};
@@ -105,6 +106,12 @@ impl Pass<'_> {
         aws: Option<&StaticAwsCredentials>,
     ) -> Result<KeyReport, PreflightFailure> {
         self.ctx.kms.check(&target.key, &target.region, aws).await
+    }
+
+    /// Atlas's outbound control-plane CIDRs in `region`, from the operator's one read; `None` before it.
+    pub fn control_plane_cidrs(&self, region: Region) -> Option<Vec<String>> {
+        let addresses = self.ctx.control_plane.latest()?;
+        Some(crate::control_plane::outbound_aws_cidrs(&addresses, region))
     }
 
     pub async fn encryption_at_rest(&self, access: &Access) -> Result<EncryptionAtRest> {

@@ -29,6 +29,10 @@ pub struct Findings {
     /// The key ids of the project's snapshots, when they were counted.
     pub snapshot_key_ids: Option<Vec<String>>,
     pub disabled: Option<Disabled>,
+    /// Atlas's `enabledForSearchNodes`, once read after the key's assignment.
+    pub search_nodes_encrypted: Option<bool>,
+    /// Atlas's outbound control-plane CIDRs in the key's region, once the operator has read them.
+    pub control_plane_cidrs: Option<Vec<String>>,
 }
 
 /// Encryption found off, or turned off by this pass.
@@ -68,7 +72,16 @@ pub fn status(
     if let Some(using) = &found.clusters_using_key {
         status.clusters_using_key = using.clone();
     }
+    if let Some(cidrs) = &found.control_plane_cidrs {
+        status.control_plane_cidrs = cidrs.clone();
+    }
+    if let Some(encrypted) = found.search_nodes_encrypted {
+        status.search_nodes_encrypted = Some(encrypted);
+    }
     if let Some(disabled) = found.disabled {
+        // Without a key, search nodes encrypt with nothing of the customer's, whatever Atlas's flag says.
+        status.search_nodes_encrypted = None;
+        status.control_plane_cidrs.clear();
         if let Some(retired) = status.key.take() {
             let retired = decide::retired_key(&retired.customer_master_key_id, now);
             status.previous_keys.push(retired);

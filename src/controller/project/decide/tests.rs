@@ -235,6 +235,30 @@ fn a_new_key_is_a_rotation_sending_only_the_key() {
 }
 
 #[test]
+fn search_nodes_are_patched_only_when_the_spec_names_a_different_value() {
+    let on = crate::crd::SearchNodesSpec { enabled: true };
+    let off = crate::crd::SearchNodesSpec { enabled: false };
+    // (spec, Atlas, what to send)
+    let table = [
+        (None, Some(true), None),
+        (None, None, None),
+        (Some(&on), Some(false), Some(true)),
+        (Some(&on), None, Some(true)),
+        (Some(&on), Some(true), None),
+        (Some(&off), Some(true), Some(false)),
+        (Some(&off), Some(false), None),
+        (Some(&off), None, None),
+    ];
+    for (wanted, atlas, send) in table {
+        assert_eq!(
+            search_nodes_change(wanted, atlas),
+            send,
+            "{wanted:?} over {atlas:?}"
+        );
+    }
+}
+
+#[test]
 fn role_and_networking_changes_are_patched_alone() {
     let current = atlas(KEY, "EU_WEST_2");
     let KeyStep::Patch { patch, rotation } =
