@@ -360,11 +360,7 @@ async fn project_name_follows_a_project_recreated_under_the_same_name() {
 
     // A person's nudge (any annotation) makes the operator look before the next resync.
     env.projects()
-        .patch(
-            "payments",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"poke": "1"}}})),
-        )
+        .patch("payments", &kube::api::PatchParams::default(), &common::poke())
         .await
         .unwrap();
     let followed = env

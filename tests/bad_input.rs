@@ -318,11 +318,6 @@ fn is_ready(conditions: &[Condition]) -> bool {
     find(conditions, "Ready").is_some_and(|c| c.status == "True")
 }
 
-fn poke() -> Patch<Value> {
-    let nonce = format!("{:x}", rand::random::<u64>());
-    Patch::Merge(json!({"metadata": {"annotations": {"test/poke": nonce}}}))
-}
-
 // ------------------------------------------------------------------------------------------------
 // Group 1: refused at admission (no operator involved).
 
@@ -861,7 +856,7 @@ async fn bad_cluster_encryptions_and_conflicts_stall_without_atlas_writes() {
         .unwrap();
     env.sim().clear_calls();
     env.projects()
-        .patch("payments", &Default::default(), &poke())
+        .patch("payments", &Default::default(), &common::poke())
         .await
         .unwrap();
     let deleted_later = [case(
@@ -884,7 +879,7 @@ async fn bad_cluster_encryptions_and_conflicts_stall_without_atlas_writes() {
     .await
     .unwrap();
     env.projects()
-        .patch("payments", &Default::default(), &poke())
+        .patch("payments", &Default::default(), &common::poke())
         .await
         .unwrap();
     env.wait_project("payments", WAIT, "Ready again", |pe| {

@@ -62,15 +62,6 @@ fn spec(project: &str, cluster: &str) -> Value {
     json!({"projectEncryptionRef": {"name": project}, "clusterName": cluster})
 }
 
-fn poke() -> Patch<Value> {
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-        .to_string();
-    Patch::Merge(json!({"metadata": {"annotations": {"test/poke": nonce}}}))
-}
-
 async fn atlas_cluster(
     env: &OperatorEnv,
     group: &str,
@@ -227,7 +218,7 @@ async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
     // Steady state: a wake-up reads, writes nothing to Atlas or to the status.
     env.sim().clear_calls();
     env.clusters()
-        .patch("cluster0", &Default::default(), &poke())
+        .patch("cluster0", &Default::default(), &common::poke())
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -327,7 +318,7 @@ async fn stalled_reasons_come_from_real_clusters_without_writes() {
         .await
         .unwrap();
     env.clusters()
-        .patch("sleepy0", &Default::default(), &poke())
+        .patch("sleepy0", &Default::default(), &common::poke())
         .await
         .unwrap();
     env.wait_cluster("sleepy0", WAIT, "Ready after resume", |ce| {
@@ -366,7 +357,7 @@ async fn a_stalled_project_stalls_its_clusters_and_a_clusters_own_blocker_stays(
     let key_id = handshake.key.rsplit('/').next().unwrap().to_string();
     env.kms.disable_key().key_id(&key_id).send().await.unwrap();
     env.projects()
-        .patch("ps", &Default::default(), &poke())
+        .patch("ps", &Default::default(), &common::poke())
         .await
         .unwrap();
     let stalled_project = env
@@ -429,7 +420,7 @@ async fn a_stalled_project_stalls_its_clusters_and_a_clusters_own_blocker_stays(
 
     env.kms.enable_key().key_id(&key_id).send().await.unwrap();
     env.projects()
-        .patch("ps", &Default::default(), &poke())
+        .patch("ps", &Default::default(), &common::poke())
         .await
         .unwrap();
     env.wait_cluster("orders", WAIT, "Ready again", |ce| cluster_converged(ce, "AWS"))

@@ -114,11 +114,7 @@ async fn fresh_project_is_encrypted_after_the_trust_policy_appears_then_rotates(
     env.sim().clear_calls();
     let rv = encrypted.metadata.resource_version.clone();
     env.projects()
-        .patch(
-            "payments",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"poke": "1"}}})),
-        )
+        .patch("payments", &kube::api::PatchParams::default(), &common::poke())
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -231,11 +227,7 @@ async fn a_key_disabled_after_ready_is_noticed() {
     env.kms.disable_key().key_id(key_id).send().await.unwrap();
     // Nothing in Kubernetes changed: the periodic re-check (or any event) must find it. Poke it.
     env.projects()
-        .patch(
-            "dk",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"poke": "1"}}})),
-        )
+        .patch("dk", &kube::api::PatchParams::default(), &common::poke())
         .await
         .unwrap();
     let invalid = env
@@ -449,15 +441,6 @@ async fn bad_credentials_stall_with_what_to_fix() {
     env.finish().await;
 }
 
-fn poke() -> kube::api::Patch<serde_json::Value> {
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-        .to_string();
-    kube::api::Patch::Merge(json!({"metadata": {"annotations": {"test/poke": nonce}}}))
-}
-
 /// An Atlas role that is already authorized is adopted by `atlasRoleId`, with no create or authorize.
 #[tokio::test]
 async fn an_existing_authorized_role_is_adopted_without_re_authorizing() {
@@ -615,7 +598,7 @@ async fn disable_is_blocked_by_a_cluster_then_allowed() {
     .await
     .unwrap();
     env.projects()
-        .patch("off", &Default::default(), &poke())
+        .patch("off", &Default::default(), &common::poke())
         .await
         .unwrap();
     let off = env
@@ -734,7 +717,7 @@ async fn drift_in_atlas_is_corrected() {
         .await
         .unwrap();
     env.projects()
-        .patch("drift", &Default::default(), &poke())
+        .patch("drift", &Default::default(), &common::poke())
         .await
         .unwrap();
     let events = env.wait_event("drift", "DriftCorrected", WAIT).await.unwrap();
@@ -774,7 +757,7 @@ async fn a_restart_during_the_handshake_creates_no_second_role() {
     env.stop_controller().await;
     env.start_controller().await.unwrap();
     env.projects()
-        .patch("restart", &Default::default(), &poke())
+        .patch("restart", &Default::default(), &common::poke())
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -895,7 +878,7 @@ async fn look_twice(env: &OperatorEnv, name: &str) {
     for _ in 0..2 {
         let before = reads();
         env.projects()
-            .patch(name, &Default::default(), &poke())
+            .patch(name, &Default::default(), &common::poke())
             .await
             .unwrap();
         let deadline = tokio::time::Instant::now() + WAIT;

@@ -153,6 +153,17 @@ fn read_env_file(dir: &Path) -> Result<TestEnv> {
 }
 
 /// A name no other test (or earlier run) uses, valid as a DNS-1123 label.
+/// A merge patch that changes only an annotation, with a fresh value each time: a person's nudge that
+/// makes the operator look again before its next resync.
+pub fn poke() -> kube::api::Patch<serde_json::Value> {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        .to_string();
+    kube::api::Patch::Merge(serde_json::json!({"metadata": {"annotations": {"test/poke": nonce}}}))
+}
+
 pub fn unique_name(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static COUNTER: AtomicU32 = AtomicU32::new(0);
