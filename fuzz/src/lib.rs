@@ -143,7 +143,11 @@ fn check_aws_kms(aws: &AwsKmsConfig) {
             aws.require_private_networking == Some(true),
         );
         assert!(!patch.is_empty());
-        let body = serde_json::to_vec(&EncryptionAtRestPatch { aws_kms: &patch }).expect("encodes");
+        let whole = EncryptionAtRestPatch {
+            aws_kms: Some(&patch),
+            enabled_for_search_nodes: None,
+        };
+        let body = serde_json::to_vec(&whole).expect("encodes");
         let echoed: EncryptionAtRest = serde_json::from_slice(&body).expect("a patch reads as a config");
         let echoed = echoed.aws_kms.expect("awsKms is set");
         assert!(echoed.is_enabled());
