@@ -546,6 +546,16 @@ impl AtlasClient {
 
     // ----- plumbing -----
 
+    /// Page `page_num` of a list, at the configured page size, with the total count asked for.
+    fn page_url(&self, segments: &[&str], page_num: u32) -> Url {
+        let query = [
+            ("pageNum", page_num.to_string()),
+            ("itemsPerPage", self.inner.config.page_size.to_string()),
+            ("includeCount", "true".to_string()),
+        ];
+        self.url(segments, &query)
+    }
+
     fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
         let mut url = self.inner.base.clone();
         {
@@ -599,12 +609,7 @@ impl AtlasClient {
         let per_page = self.inner.config.page_size;
         let mut out = Vec::new();
         for page_num in 1..=MAX_PAGES {
-            let query = [
-                ("pageNum", page_num.to_string()),
-                ("itemsPerPage", per_page.to_string()),
-                ("includeCount", "true".to_string()),
-            ];
-            let url = self.url(segments, &query);
+            let url = self.page_url(segments, page_num);
             let body = self.execute(Some(creds), ep, &url, None).await?;
             let page: Page<T> = decode(ep, &body)?;
             if !collect_page(page, &mut out, per_page) {
@@ -947,12 +952,7 @@ impl AtlasClient {
         let per_page = self.inner.config.page_size;
         let mut out = Vec::new();
         for page_num in 1..=MAX_PAGES {
-            let query = [
-                ("pageNum", page_num.to_string()),
-                ("itemsPerPage", per_page.to_string()),
-                ("includeCount", "true".to_string()),
-            ];
-            let url = self.url(&["rateLimits"], &query);
+            let url = self.page_url(&["rateLimits"], page_num);
             let ep = &LIST_RATE_LIMITS;
             let body = self.execute_planned(Some(creds), ep, &url, None, &plan).await?;
             let page: Page<RateLimitEndpointSet> = decode(ep, &body)?;
