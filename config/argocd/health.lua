@@ -8,6 +8,7 @@
 --   Stalled=True                          -> Degraded, with what a person must do
 --   Reconciling=True                      -> Progressing, with what is awaited
 --   Degraded=True                         -> Degraded (Atlas reports the key invalid)
+--   Ready=True, reason ChangesPlanned     -> Suspended (managementPolicy: Observe, writes planned)
 --   Ready=True                            -> Healthy
 --   Ready=False/Unknown                   -> Progressing
 -- Written for Lua 5.1 (Argo CD's gopher-lua) and tested with Lua 5.1 and 5.4: `make test-health`.
@@ -86,6 +87,14 @@ if is_true(degraded) then
 end
 
 local ready = find("Ready")
+-- managementPolicy: Observe with writes planned: the operator did all it may (Ready, so kstatus and
+-- Flux move on), and a person reviews status.plannedChanges and switches to Manage.
+if is_true(ready) and ready.reason == "ChangesPlanned" then
+  hs.status = "Suspended"
+  hs.message = describe(ready, "changes planned, not made")
+  return hs
+end
+
 if is_true(ready) then
   hs.status = "Healthy"
   hs.message = ready.message

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
 };
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
@@ -20,6 +19,7 @@ use super::error::{AtlasError, Result, bounded};
 use super::limits::{BucketRef, Coverage, HELD_TOKENS, Learned, LearnedLimits, LimitsCache, PublishedSet};
 use super::model::*;
 use super::retry::{Backoff, BucketLimit, RateLimiter, parse_retry_after};
+use super::write::Write;
 use crate::aws::{Region, RoleArn};
 
 /// Telemetry hook. `endpoint` is the path template (`/groups/{groupId}/clusters/{clusterName}`), never
@@ -106,7 +106,7 @@ impl fmt::Debug for AtlasClientConfig {
 
 /// One endpoint: method, path template (the metric label) and media-type version, as the official
 /// specification versions it (`tests/official_spec.rs` checks each against it).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     pub method: &'static str,
     pub template: &'static str,
@@ -141,20 +141,21 @@ const V2023: &str = "2023-01-01";
 const GET_GROUP: Endpoint = Endpoint::new("GET", "/groups/{groupId}", V2023);
 const GET_GROUP_BY_NAME: Endpoint = Endpoint::new("GET", "/groups/byName/{groupName}", V2023);
 const GET_EAR: Endpoint = Endpoint::new("GET", "/groups/{groupId}/encryptionAtRest", V2023);
-const PATCH_EAR: Endpoint = Endpoint::new("PATCH", "/groups/{groupId}/encryptionAtRest", V2023);
+pub(super) const PATCH_EAR: Endpoint = Endpoint::new("PATCH", "/groups/{groupId}/encryptionAtRest", V2023);
 const LIST_ROLES: Endpoint = Endpoint::new("GET", "/groups/{groupId}/cloudProviderAccess", V2023);
-const CREATE_ROLE: Endpoint = Endpoint::new("POST", "/groups/{groupId}/cloudProviderAccess", V2023);
+pub(super) const CREATE_ROLE: Endpoint =
+    Endpoint::new("POST", "/groups/{groupId}/cloudProviderAccess", V2023);
 const GET_ROLE: Endpoint = Endpoint::new("GET", "/groups/{groupId}/cloudProviderAccess/{roleId}", V2023);
-const AUTHORIZE_ROLE: Endpoint =
+pub(super) const AUTHORIZE_ROLE: Endpoint =
     Endpoint::new("PATCH", "/groups/{groupId}/cloudProviderAccess/{roleId}", V2023);
-const DEAUTHORIZE_ROLE: Endpoint = Endpoint::new(
+pub(super) const DEAUTHORIZE_ROLE: Endpoint = Endpoint::new(
     "DELETE",
     "/groups/{groupId}/cloudProviderAccess/{cloudProvider}/{roleId}",
     V2023,
 );
 const LIST_CLUSTERS: Endpoint = Endpoint::new("GET", "/groups/{groupId}/clusters", "2024-08-05");
 const GET_CLUSTER: Endpoint = Endpoint::new("GET", "/groups/{groupId}/clusters/{clusterName}", "2024-08-05");
-const PATCH_CLUSTER: Endpoint =
+pub(super) const PATCH_CLUSTER: Endpoint =
     Endpoint::new("PATCH", "/groups/{groupId}/clusters/{clusterName}", "2024-10-23");
 const LIST_SNAPSHOTS: Endpoint = Endpoint::new(
     "GET",
@@ -166,12 +167,12 @@ const LIST_EAR_ENDPOINTS: Endpoint = Endpoint::new(
     "/groups/{groupId}/encryptionAtRest/{cloudProvider}/privateEndpoints",
     V2023,
 );
-const CREATE_EAR_ENDPOINT: Endpoint = Endpoint::new(
+pub(super) const CREATE_EAR_ENDPOINT: Endpoint = Endpoint::new(
     "POST",
     "/groups/{groupId}/encryptionAtRest/{cloudProvider}/privateEndpoints",
     V2023,
 );
-const DELETE_EAR_ENDPOINT: Endpoint = Endpoint::new(
+pub(super) const DELETE_EAR_ENDPOINT: Endpoint = Endpoint::new(
     "DELETE",
     "/groups/{groupId}/encryptionAtRest/{cloudProvider}/privateEndpoints/{endpointId}",
     V2023,
@@ -332,7 +333,7 @@ impl AtlasClient {
         group_id: &str,
         body: &EncryptionAtRestPatch<'_>,
     ) -> Result<EncryptionAtRest> {
-        self.send_json(creds, &PATCH_EAR, &["groups", group_id, "encryptionAtRest"], body)
+        self.send(creds, &Write::patch_encryption_at_rest(group_id, body))
             .await
     }
 
@@ -357,15 +358,8 @@ impl AtlasClient {
         group_id: &str,
         region: Region,
     ) -> Result<EarPrivateEndpoint> {
-        self.send_json(
-            creds,
-            &CREATE_EAR_ENDPOINT,
-            &["groups", group_id, "encryptionAtRest", "AWS", "privateEndpoints"],
-            &EarPrivateEndpointRequest {
-                region_name: region.atlas_name(),
-            },
-        )
-        .await
+        self.send(creds, &Write::create_ear_private_endpoint(group_id, region))
+            .await
     }
 
     /// Asks Atlas to delete a private endpoint; it stays `DELETING` for a while, then is gone.
@@ -375,18 +369,8 @@ impl AtlasClient {
         group_id: &str,
         endpoint_id: &str,
     ) -> Result<()> {
-        let segments = [
-            "groups",
-            group_id,
-            "encryptionAtRest",
-            "AWS",
-            "privateEndpoints",
-            endpoint_id,
-        ];
-        let url = self.url(&segments, &[]);
-        self.execute(Some(creds), &DELETE_EAR_ENDPOINT, &url, None)
+        self.send_unanswered(creds, &Write::delete_ear_private_endpoint(group_id, endpoint_id))
             .await
-            .map(drop)
     }
 
     // ----- cloud provider access -----
@@ -402,14 +386,7 @@ impl AtlasClient {
     /// Creates an AWS role; the answer carries `atlasAWSAccountArn` and `atlasAssumedRoleExternalId`
     /// for the customer's trust policy.
     pub async fn create_aws_role(&self, creds: &Credentials, group_id: &str) -> Result<AwsIamRole> {
-        let body = CreateRoleRequest { provider_name: "AWS" };
-        self.send_json(
-            creds,
-            &CREATE_ROLE,
-            &["groups", group_id, "cloudProviderAccess"],
-            &body,
-        )
-        .await
+        self.send(creds, &Write::create_aws_role(group_id)).await
     }
 
     pub async fn get_aws_role(
@@ -434,18 +411,8 @@ impl AtlasClient {
         role_id: &str,
         role_arn: &RoleArn,
     ) -> Result<AwsIamRole> {
-        let arn = role_arn.to_string();
-        let body = AuthorizeRoleRequest {
-            provider_name: "AWS",
-            iam_assumed_role_arn: &arn,
-        };
-        self.send_json(
-            creds,
-            &AUTHORIZE_ROLE,
-            &["groups", group_id, "cloudProviderAccess", role_id],
-            &body,
-        )
-        .await
+        let write = Write::authorize_aws_role(group_id, role_id, role_arn);
+        self.send(creds, &write).await
     }
 
     pub async fn deauthorize_aws_role(
@@ -454,10 +421,8 @@ impl AtlasClient {
         group_id: &str,
         role_id: &str,
     ) -> Result<()> {
-        let url = self.url(&["groups", group_id, "cloudProviderAccess", "AWS", role_id], &[]);
-        self.execute(Some(creds), &DEAUTHORIZE_ROLE, &url, None)
+        self.send_unanswered(creds, &Write::deauthorize_aws_role(group_id, role_id))
             .await
-            .map(drop)
     }
 
     // ----- clusters -----
@@ -480,21 +445,8 @@ impl AtlasClient {
         name: &str,
         provider: EncryptionProvider,
     ) -> Result<Cluster> {
-        if provider == EncryptionProvider::Unknown {
-            return Err(AtlasError::Config(
-                "cannot set an unknown encryption provider".to_string(),
-            ));
-        }
-        let body = ClusterProviderPatch {
-            encryption_at_rest_provider: provider,
-        };
-        self.send_json(
-            creds,
-            &PATCH_CLUSTER,
-            &["groups", group_id, "clusters", name],
-            &body,
-        )
-        .await
+        let write = Write::set_cluster_encryption_provider(group_id, name, provider)?;
+        self.send(creds, &write).await
     }
 
     /// Every replica-set snapshot of the cluster, all pages.
@@ -583,18 +535,29 @@ impl AtlasClient {
         decode(ep, &body)
     }
 
-    async fn send_json<T: DeserializeOwned, B: Serialize>(
-        &self,
-        creds: &Credentials,
-        ep: &Endpoint,
-        segments: &[&str],
-        body: &B,
-    ) -> Result<T> {
-        let url = self.url(segments, &[]);
-        let payload = serde_json::to_vec(body)
-            .map_err(|e| AtlasError::Config(format!("cannot encode the request body: {e}")))?;
-        let answer = self.execute(Some(creds), ep, &url, Some(&payload)).await?;
-        decode(ep, &answer)
+    /// Sends `write` and decodes Atlas's answer.
+    pub async fn send<T: DeserializeOwned>(&self, creds: &Credentials, write: &Write) -> Result<T> {
+        let answer = self.send_write(creds, write).await?;
+        decode(write.endpoint, &answer)
+    }
+
+    /// Sends `write` whose answer carries nothing to read (a DELETE).
+    pub async fn send_unanswered(&self, creds: &Credentials, write: &Write) -> Result<()> {
+        self.send_write(creds, write).await.map(drop)
+    }
+
+    async fn send_write(&self, creds: &Credentials, write: &Write) -> Result<Vec<u8>> {
+        let segments: Vec<&str> = write.segments.iter().map(String::as_str).collect();
+        let url = self.url(&segments, &[]);
+        let payload = match &write.body {
+            Some(body) => Some(
+                serde_json::to_vec(body)
+                    .map_err(|e| AtlasError::Config(format!("cannot encode the request body: {e}")))?,
+            ),
+            None => None,
+        };
+        self.execute(Some(creds), write.endpoint, &url, payload.as_deref())
+            .await
     }
 
     /// Follows Atlas pagination until the last page (`links` with `rel: next`).

@@ -11,6 +11,7 @@ pub mod error;
 mod limits;
 pub mod model;
 pub mod retry;
+mod write;
 
 pub use auth::Credentials;
 pub use client::{AtlasClient, AtlasClientConfig, AtlasMetrics, ENDPOINTS, Endpoint};
@@ -21,3 +22,4 @@ pub use model::{
     PrivateEndpointStatus, RateLimitEndpoint, RateLimitEndpointSet, RateLimitScope, RateLimitValue,
     RegionConfig, ReplicationSpec, Snapshot,
 };
+pub use write::Write;

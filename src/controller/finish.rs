@@ -17,7 +17,7 @@ use crate::crd::{ClusterEncryptionStatus, FIELD_MANAGER, ProjectEncryptionStatus
 use crate::status::{self, Outcome, reasons};
 
 /// How a reconcile ended when it did not fail.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Step {
     pub outcome: Outcome,
     pub requeue: Duration,

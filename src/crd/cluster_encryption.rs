@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{DeletionPolicy, LocalObjectReference, conditions_schema};
+use super::{DeletionPolicy, LocalObjectReference, PlannedChange, conditions_schema};
 
 /// Switches Encryption at Rest with the project's AWS KMS key on (or off) for one Atlas cluster, in the
 /// order Atlas requires: only once the project's key is in place, and off before the project turns off.
@@ -103,6 +103,11 @@ pub struct ClusterEncryptionStatus {
     /// Whether the cluster is paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
+
+    /// While the ProjectEncryption is under `managementPolicy: Observe`, the Atlas write the operator
+    /// would make for this cluster. Empty when managing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub planned_changes: Vec<PlannedChange>,
 }
 
 impl ClusterEncryptionStatus {

@@ -33,6 +33,29 @@ pub enum DeletionPolicy {
     Disable,
 }
 
+/// Whether the operator writes to Atlas, or only reads and publishes what it would write.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ManagementPolicy {
+    /// Make Atlas match the spec.
+    #[default]
+    Manage,
+    /// Read Atlas and KMS and list in `status.plannedChanges` each Atlas write `Manage` would make,
+    /// making none: how a team reviews what adopting an existing project would change.
+    Observe,
+}
+
+/// One Atlas write the operator would make under `managementPolicy: Manage`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct PlannedChange {
+    /// The HTTP method: `POST`, `PATCH` or `DELETE`.
+    pub method: String,
+    /// The Atlas Administration API path, e.g. `/api/atlas/v2/groups/{id}/encryptionAtRest`.
+    pub path: String,
+    /// Each field the write sets, by its dotted path in the request body, with the value it would send.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
 /// A reference to an object in the same namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct LocalObjectReference {

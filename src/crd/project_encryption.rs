@@ -5,7 +5,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema, core::Rule};
 use serde::{Deserialize, Serialize};
 
-use super::{DeletionPolicy, LocalObjectReference, cel_region_list, conditions_schema};
+use super::{
+    DeletionPolicy, LocalObjectReference, ManagementPolicy, PlannedChange, cel_region_list, conditions_schema,
+};
 
 /// Turns on and runs MongoDB Atlas Encryption at Rest for one Atlas project with a customer-managed
 /// AWS KMS key: creates and authorizes the Atlas cloud-provider-access role, assigns the key, tracks
@@ -106,6 +108,12 @@ pub struct ProjectEncryptionSpec {
     /// adopted with search nodes already encrypted stays so; set, Atlas is kept at `enabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_nodes: Option<SearchNodesSpec>,
+
+    /// `Manage` (default) makes Atlas match this spec. `Observe` only reads Atlas and KMS and lists in
+    /// `status.plannedChanges` every Atlas write `Manage` would make, making none; switching back to
+    /// `Manage` makes exactly those writes. Clusters of an observed project are observed too.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -281,6 +289,11 @@ pub struct ProjectEncryptionStatus {
     /// `aws:SourceIp` must allow them. Refreshed hourly for the whole operator.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub control_plane_cidrs: Vec<String>,
+
+    /// Under `managementPolicy: Observe`, each Atlas write the operator would make as this pass saw
+    /// Atlas (one at a time where a write depends on the one before). Empty when managing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub planned_changes: Vec<PlannedChange>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]

@@ -12,6 +12,8 @@ pub const KEY_VALID: &str = "KeyValid";
 pub const KEY_ROTATION_DUE: &str = "KeyRotationDue";
 pub const DEGRADED: &str = "Degraded";
 pub const MULTI_REGION_KEY: &str = "MultiRegionKey";
+/// `managementPolicy: Observe`: the operator reads and plans, and writes nothing to Atlas.
+pub const OBSERVING: &str = "Observing";
 
 // Domain conditions of ClusterEncryption.
 pub const PROJECT_READY: &str = "ProjectReady";
@@ -36,6 +38,8 @@ pub const WITHIN_MAX_AGE: &str = "WithinMaxAge";
 pub const SINGLE_REGION_KEY: &str = "SingleRegionKey";
 pub const IS_MULTI_REGION_KEY: &str = "MultiRegion";
 pub const ROLE_SWITCH_NOT_ACKNOWLEDGED: &str = "RoleSwitchNotAcknowledged";
+pub const CHANGES_PLANNED: &str = "ChangesPlanned";
+pub const NO_CHANGES_PLANNED: &str = "NoChangesPlanned";
 pub const DISABLE_BLOCKED_BY_CLUSTERS: &str = "DisableBlockedByClusters";
 pub const ATLAS_UNAVAILABLE: &str = "AtlasUnavailable";
 /// Atlas's TLS certificate was refused: a proxy or private CA the trust store does not hold.

@@ -34,6 +34,9 @@ pub enum Expect {
     /// Created, not yet seen by the operator (no status): kstatus `Current` (it assumes an object
     /// without conditions is done), Argo CD `Progressing` ("Waiting for the operator").
     NoStatus,
+    /// `managementPolicy: Observe` with writes planned (`Ready=True`, reason `ChangesPlanned`): kstatus
+    /// `Current` (the operator is done with it), Argo CD `Suspended` (a person must approve the plan).
+    Suspended,
     /// Has a deletionTimestamp: kstatus `Terminating`, Argo CD `Progressing` ("Pending deletion",
     /// decided by Argo CD before any health script runs).
     Deleting,
@@ -47,6 +50,7 @@ impl Expect {
             Expect::InProgress => ("InProgress", "Progressing"),
             Expect::Failed => ("Failed", "Degraded"),
             Expect::NoStatus => ("Current", "Progressing"),
+            Expect::Suspended => ("Current", "Suspended"),
             Expect::Deleting => ("Terminating", "Progressing"),
         }
     }

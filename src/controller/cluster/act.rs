@@ -3,29 +3,39 @@
 
 use std::time::Duration;
 
-use crate::atlas::{AtlasError, Cluster, Credentials, EncryptionProvider};
-use crate::controller::NORMAL;
+use crate::atlas::{AtlasError, Cluster, Credentials, EncryptionProvider, Write};
+use crate::controller::{NORMAL, Written, observing};
+use crate::crd::PlannedChange;
 use crate::status::reasons;
 
 use super::decide::ClusterStep;
 use super::messages;
 use super::observe::Pass;
 
+/// Whether a write is planned rather than made, and the plan it goes to.
+pub struct Plan<'a> {
+    pub observing: bool,
+    pub into: &'a mut Vec<PlannedChange>,
+}
+
 impl Pass<'_> {
-    /// Sends `provider` for the cluster, and tells of the change.
+    /// Sends `provider` for the cluster, and tells of the change; when `observing` (the project's
+    /// `managementPolicy: Observe`), plans it instead.
     pub async fn set_provider(
         &self,
         creds: &Credentials,
         group_id: &str,
         before: &Cluster,
         provider: EncryptionProvider,
-    ) -> Result<Cluster, AtlasError> {
+        plan: Plan<'_>,
+    ) -> Result<Written<Cluster>, AtlasError> {
         let name = self.want.cluster;
-        let updated = self
-            .ctx
-            .atlas
-            .set_cluster_encryption_provider(creds, group_id, name, provider)
-            .await?;
+        let write = Write::set_cluster_encryption_provider(group_id, name, provider)?;
+        let atlas = &self.ctx.atlas;
+        let updated = match observing::write(atlas, creds, plan.observing, plan.into, write).await? {
+            Written::Made(updated) => updated,
+            Written::Planned => return Ok(Written::Planned),
+        };
         let note = messages::provider_set(name, before.provider(), provider);
         self.ctx
             .event(
@@ -36,7 +46,7 @@ impl Pass<'_> {
                 note,
             )
             .await;
-        Ok(updated)
+        Ok(Written::Made(updated))
     }
 
     /// Remembers what `plan` found: a cluster converged on the key needs no Atlas read until its

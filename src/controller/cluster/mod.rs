@@ -20,15 +20,16 @@ use std::sync::Arc;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
+use self::act::Plan;
 use self::decide::{Moment, Next};
 pub use self::decide::{ProjectState, project_state};
 pub use self::memory::Memory;
 use self::observe::Pass;
 pub(crate) use self::observe::find_project;
 use self::record::Findings;
-use super::{Context, Error, Reconciler, Result, Step, wake};
+use super::{Context, Error, Reconciler, Result, Step, Written, observing, wake};
 use crate::atlas::{AtlasError, Credentials};
-use crate::crd::{ClusterEncryption, DeletionPolicy, ProjectEncryption};
+use crate::crd::{ClusterEncryption, DeletionPolicy, ManagementPolicy, ProjectEncryption};
 
 pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Memory>>) -> Result<Action> {
     let (ctx, memory) = (&reconciler.ctx, &reconciler.state);
@@ -121,7 +122,8 @@ async fn drive(pass: &Pass<'_>, found: &mut Findings) -> Result<Step> {
         Ok(creds) => creds,
         Err(e) => return decide::unreadable_credentials(want, e),
     };
-    drive_cluster(pass, &creds, &group_id, found).await
+    let observing = pe.spec.management_policy == ManagementPolicy::Observe;
+    drive_cluster(pass, &creds, &group_id, observing, found).await
 }
 
 /// The cluster stage: read it, take the one step it needs.
@@ -129,6 +131,7 @@ async fn drive_cluster(
     pass: &Pass<'_>,
     creds: &Credentials,
     group_id: &str,
+    observing: bool,
     found: &mut Findings,
 ) -> Result<Step> {
     let want = pass.want;
@@ -145,12 +148,24 @@ async fn drive_cluster(
         resync: pass.ctx.resync_period(),
         updating_for,
     };
-    let provider = match decide::next(want, &plan, &cluster, pass.previous, moment) {
-        Next::Done(step) => return Ok(step),
+    let mut planned = Vec::new();
+    let next = decide::next(want, &plan, &cluster, pass.previous, moment);
+    let provider = match next {
+        Next::Done(step) => {
+            found.planned = Some(planned);
+            return Ok(step);
+        }
         Next::Set(provider) => provider,
     };
-    match pass.set_provider(creds, group_id, &cluster, provider).await {
-        Ok(updated) => {
+    let plan = Plan {
+        observing,
+        into: &mut planned,
+    };
+    let written = pass.set_provider(creds, group_id, &cluster, provider, plan).await;
+    found.planned = Some(planned.clone());
+    match written {
+        Ok(Written::Planned) => Ok(observing::changes_planned_step(&planned, moment.resync)),
+        Ok(Written::Made(updated)) => {
             let (step, update_started) = decide::after_write(want, &updated, provider, moment.resync);
             found.cluster = Some(updated);
             if update_started {
@@ -188,8 +203,14 @@ async fn cleanup(
         return Ok(Action::await_change());
     }
     let never_reached_atlas = ce.status.as_ref().is_none_or(|s| s.project_id.is_none());
+    let project = find_project(ce, ctx);
+    // An observed project's clusters never write to Atlas, not even on their way out.
+    let observed = project
+        .as_ref()
+        .is_some_and(|pe| pe.spec.management_policy == ManagementPolicy::Observe);
     if ce.spec.deletion_policy == DeletionPolicy::Retain
-        || never_reached_atlas && find_project(ce, ctx).is_none()
+        || observed
+        || never_reached_atlas && project.is_none()
     {
         super::remove_finalizer(api, ce).await?;
         return Ok(Action::await_change());

@@ -5,7 +5,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::decide::{Tier, smallest_tier};
 use crate::atlas::{Cluster, EncryptionProvider};
-use crate::crd::ClusterEncryptionStatus;
+use crate::crd::{ClusterEncryptionStatus, PlannedChange};
 use crate::status::DesiredCondition;
 
 /// What one pass found. Each field stays `None` when the pass did not get that far; the status it
@@ -20,6 +20,9 @@ pub struct Findings {
     pub refused_tier: Option<Tier>,
     /// The cluster cannot use the key, so its provider is NONE.
     pub off_by_tier: bool,
+    /// The writes planned instead of made (the project's `managementPolicy: Observe`), once the pass
+    /// reached the cluster's next step: empty when nothing was planned.
+    pub planned: Option<Vec<PlannedChange>>,
 }
 
 pub fn status(
@@ -43,6 +46,9 @@ pub fn status(
     }
     if let Some(tier) = found.refused_tier.as_ref().and_then(Tier::status_name) {
         status.tier = Some(tier.to_string());
+    }
+    if let Some(planned) = &found.planned {
+        status.planned_changes = planned.clone();
     }
     if found.off_by_tier {
         status.provider = Some(EncryptionProvider::None.as_str().to_string());

@@ -1,9 +1,13 @@
 //! The writes of a ProjectEncryption pass, each one a decision asked for, with the Event that tells
-//! of it. Nothing here decides what to write.
+//! of it. Nothing here decides what to write. Every Atlas write goes through [`Pass::write`], which
+//! under `managementPolicy: Observe` adds it to the plan instead of sending it.
 
-use crate::atlas::{AtlasError, AwsIamRole, AwsKmsPatch, EncryptionAtRest, EncryptionAtRestPatch};
+use serde::de::DeserializeOwned;
+
+use crate::atlas::{AtlasError, AwsIamRole, AwsKmsPatch, EncryptionAtRest, EncryptionAtRestPatch, Write};
 use crate::aws::{KeyRef, RoleArn};
-use crate::controller::{Error, NORMAL, Result, WARNING};
+use crate::controller::{Error, NORMAL, Result, WARNING, Written, observing};
+use crate::crd::ManagementPolicy;
 use crate::status::reasons;
 
 use super::decide::{self, KeyChange};
@@ -12,8 +16,31 @@ use super::observe::{Access, Pass};
 use super::record::Findings;
 
 impl Pass<'_> {
-    /// Authorizes `role` for `role_arn`. `Ok(None)` means Atlas cannot assume the IAM role yet; the
-    /// findings then hold the trust policy it needs.
+    pub fn observing(&self) -> bool {
+        self.pe.spec.management_policy == ManagementPolicy::Observe
+    }
+
+    /// Sends `write` to Atlas, or under `Observe` plans it instead.
+    async fn write<T: DeserializeOwned>(
+        &self,
+        access: &Access,
+        found: &mut Findings,
+        write: Write,
+    ) -> Result<Written<T>, AtlasError> {
+        let observing = self.observing();
+        observing::write(
+            &self.ctx.atlas,
+            &access.creds,
+            observing,
+            &mut found.planned,
+            write,
+        )
+        .await
+    }
+
+    /// Authorizes `role` for `role_arn`. `Ok(None)` means Atlas cannot assume the IAM role yet (the
+    /// findings then hold the trust policy it needs), or, when observing, that the authorization is
+    /// planned.
     pub async fn authorize(
         &self,
         access: &Access,
@@ -22,12 +49,13 @@ impl Pass<'_> {
         role_arn: RoleArn,
         key: &KeyRef,
     ) -> Result<Option<AwsIamRole>> {
+        let write = Write::authorize_aws_role(&access.group.id, &role.role_id, &role_arn);
+        let authorized = match self.write(access, found, write).await {
+            Ok(Written::Planned) => return Ok(None),
+            Ok(Written::Made(authorized)) => Ok(authorized),
+            Err(e) => Err(e),
+        };
         found.role = Some(role.clone());
-        let authorized = self
-            .ctx
-            .atlas
-            .authorize_aws_role(&access.creds, &access.group.id, &role.role_id, &role_arn)
-            .await;
         match authorized {
             Ok(authorized) => {
                 let note = messages::role_authorized_event(&authorized, &role_arn);
@@ -54,11 +82,11 @@ impl Pass<'_> {
         role_arn: Option<&RoleArn>,
         key: &KeyRef,
     ) -> Result<()> {
-        let role = self
-            .ctx
-            .atlas
-            .create_aws_role(&access.creds, &access.group.id)
-            .await?;
+        let create = Write::create_aws_role(&access.group.id);
+        let role: AwsIamRole = match self.write(access, found, create).await? {
+            Written::Made(role) => role,
+            Written::Planned => return Ok(()),
+        };
         // Recorded in the status this pass ends with: nothing between here and that write can fail,
         // and should the write itself fail, the next pass finds the role unused and unauthorized in
         // Atlas's list and adopts it rather than create a second.
@@ -102,15 +130,16 @@ impl Pass<'_> {
     pub async fn assign_key(
         &self,
         access: &Access,
+        found: &mut Findings,
         body: &EncryptionAtRestPatch<'_>,
         change: KeyChange,
         key: &KeyRef,
-    ) -> Result<EncryptionAtRest, AtlasError> {
-        let updated = self
-            .ctx
-            .atlas
-            .patch_encryption_at_rest(&access.creds, &access.group.id, body)
-            .await?;
+    ) -> Result<Written<EncryptionAtRest>, AtlasError> {
+        let write = Write::patch_encryption_at_rest(&access.group.id, body);
+        let updated = match self.write(access, found, write).await? {
+            Written::Made(updated) => updated,
+            Written::Planned => return Ok(Written::Planned),
+        };
         let (reason, action, note) = match (change, body.aws_kms) {
             (KeyChange::DriftCorrected, Some(patch)) => (
                 reasons::DRIFT_CORRECTED,
@@ -118,10 +147,10 @@ impl Pass<'_> {
                 messages::drift_corrected(patch),
             ),
             (KeyChange::Rotated, _) => (reasons::KEY_ROTATED, "RotateKey", messages::key_rotated(key)),
-            _ => return Ok(updated),
+            _ => return Ok(Written::Made(updated)),
         };
         self.ctx.event(self.pe, NORMAL, reason, action, note).await;
-        Ok(updated)
+        Ok(Written::Made(updated))
     }
 
     pub async fn tell_rotation_due(&self, key: &KeyRef) {
@@ -132,11 +161,17 @@ impl Pass<'_> {
     }
 
     /// Turns project encryption off in Atlas.
-    pub async fn turn_off(&self, access: &Access) -> Result<(), AtlasError> {
-        self.ctx
-            .atlas
-            .update_encryption_at_rest(&access.creds, &access.group.id, &AwsKmsPatch::disable())
-            .await?;
+    pub async fn turn_off(&self, access: &Access, found: &mut Findings) -> Result<Written<()>, AtlasError> {
+        let off = AwsKmsPatch::disable();
+        let body = EncryptionAtRestPatch {
+            aws_kms: Some(&off),
+            ..Default::default()
+        };
+        let write = Write::patch_encryption_at_rest(&access.group.id, &body);
+        match self.write::<EncryptionAtRest>(access, found, write).await? {
+            Written::Made(_) => {}
+            Written::Planned => return Ok(Written::Planned),
+        }
         let note = messages::encryption_turned_off().to_string();
         self.ctx
             .event(
@@ -147,6 +182,6 @@ impl Pass<'_> {
                 note,
             )
             .await;
-        Ok(())
+        Ok(Written::Made(()))
     }
 }

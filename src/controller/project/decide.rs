@@ -10,9 +10,12 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use super::messages;
 use crate::atlas::{AtlasError, AwsIamRole, AwsKmsConfig, AwsKmsPatch, Group};
 use crate::aws::{KeyRef, Region, RoleArn};
-use crate::controller::{CredentialsError, Error, Result, Step, credentials, patient_delay, waited_since};
+use crate::controller::{
+    CredentialsError, Error, Result, Step, credentials, observing, patient_delay, waited_since,
+};
 use crate::crd::{
-    AtlasRoleStatus, AwsKmsSpec, KeyStatus, PreviousKeyStatus, ProjectEncryptionStatus, SearchNodesSpec,
+    AtlasRoleStatus, AwsKmsSpec, KeyStatus, ManagementPolicy, PlannedChange, PreviousKeyStatus,
+    ProjectEncryptionStatus, SearchNodesSpec,
 };
 use crate::kms::{KeyReport, PreflightFailure};
 use crate::status::{self, DesiredCondition, Outcome, condition, reasons};
@@ -719,13 +722,41 @@ pub fn stalled_on_access_while_deleting(error: Error) -> Result<Step> {
     Ok(step)
 }
 
-/// Whether deletion can let go without turning encryption off: `Retain`, or nothing was ever on.
+/// Whether deletion can let go without turning encryption off: `Retain`, an observed object (which
+/// never writes to Atlas, not even on its way out), or nothing was ever on.
 pub fn release_at_once(
     spec: &crate::crd::ProjectEncryptionSpec,
     previous: Option<&ProjectEncryptionStatus>,
 ) -> bool {
     spec.deletion_policy == crate::crd::DeletionPolicy::Retain
+        || spec.management_policy == ManagementPolicy::Observe
         || !spec.aws_kms.enabled && previous.is_none_or(|s| s.key.is_none() && s.project_id.is_none())
+}
+
+/// What the management policy makes of a pass's outcome: under `Observe`, the `Observing` condition,
+/// and writes planned end the pass as `ChangesPlanned` until a person switches to `Manage`; a pass that
+/// planned nothing keeps its own outcome (Atlas already matches, or the pass waits on something a
+/// write would not change). Under `Manage`, no `Observing` condition and the outcome as it is.
+pub fn under_policy(
+    policy: ManagementPolicy,
+    planned: &[PlannedChange],
+    step: Step,
+    resync: Duration,
+) -> (Option<DesiredCondition>, Step) {
+    if policy == ManagementPolicy::Manage {
+        return (None, step);
+    }
+    let condition = condition(reasons::OBSERVING);
+    if planned.is_empty() {
+        let observing = condition
+            .true_because(reasons::NO_CHANGES_PLANNED)
+            .saying(observing::nothing_planned());
+        return (Some(observing), step);
+    }
+    let observing = condition
+        .true_because(reasons::CHANGES_PLANNED)
+        .saying(observing::changes_planned(planned));
+    (Some(observing), observing::changes_planned_step(planned, resync))
 }
 
 #[cfg(test)]

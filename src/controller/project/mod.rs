@@ -24,7 +24,7 @@ use self::decide::{KeyStep, RoleStep, Target};
 use self::observe::{Access, Pass};
 use self::record::{Disabled, Findings};
 use super::wake::{self, WakeGate};
-use super::{Context, Error, Reconciler, Result, Step};
+use super::{Context, Error, Reconciler, Result, Step, Written, observing};
 use crate::atlas::{AwsIamRole, EncryptionAtRest, EncryptionAtRestPatch};
 use crate::crd::{ProjectEncryption, ProjectEncryptionStatus};
 use crate::kms::KeyReport;
@@ -95,8 +95,19 @@ impl<'a> Pass<'a> {
     }
 }
 
-/// Credentials → project → claim, then encryption on or off as the spec asks.
+/// The pipeline, then what the management policy makes of its outcome: under `Observe` the writes it
+/// planned hold the object until a person switches to `Manage`.
 async fn drive(pass: &Pass<'_>, found: &mut Findings) -> Result<Step> {
+    let step = pipeline(pass, found).await?;
+    let policy = pass.pe.spec.management_policy;
+    let resync = pass.ctx.resync_period();
+    let (observing, step) = decide::under_policy(policy, &found.planned, step, resync);
+    found.observing = Some(observing);
+    Ok(step)
+}
+
+/// Credentials → project → claim, then encryption on or off as the spec asks.
+async fn pipeline(pass: &Pass<'_>, found: &mut Findings) -> Result<Step> {
     let access = match access(pass, false).await? {
         Ok(access) => access,
         Err(stop) => return Ok(stop),
@@ -300,8 +311,10 @@ async fn assign_key(
         aws_kms: patch.as_ref(),
         enabled_for_search_nodes: search_nodes,
     };
-    match pass.assign_key(access, &body, change, &target.key).await {
-        Ok(updated) => Ok(Ok(updated)),
+    match pass.assign_key(access, found, &body, change, &target.key).await {
+        Ok(Written::Made(updated)) => Ok(Ok(updated)),
+        // Observing: the pass goes on with Atlas as it is, so the rest of the status reads true.
+        Ok(Written::Planned) => Ok(Ok(ear)),
         Err(e) => match decide::key_refusal(&e) {
             Some(decide::KeyRefusal::IamNotReady) => Ok(Err(awaiting_trust(pass, found))),
             Some(decide::KeyRefusal::Rejected) => {
@@ -332,11 +345,12 @@ async fn disable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resu
             pass.now,
         ));
     }
-    match pass.turn_off(access).await {
-        Ok(()) => {
+    match pass.turn_off(access, found).await {
+        Ok(Written::Made(())) => {
             found.disabled = Some(Disabled::TurnedOff);
             Ok(decide::encryption_off(resync))
         }
+        Ok(Written::Planned) => Ok(observing::changes_planned_step(&found.planned, resync)),
         Err(e) => decide::disable_raced(&e).ok_or_else(|| e.into()),
     }
 }

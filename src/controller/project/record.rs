@@ -6,7 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::decide::{self, KeyHistory, Rotation};
 use crate::atlas::{AwsIamRole, Group};
-use crate::crd::{AtlasRoleStatus, ProjectEncryptionStatus};
+use crate::crd::{AtlasRoleStatus, PlannedChange, ProjectEncryptionStatus};
 use crate::status::{DesiredCondition, reasons};
 
 /// What one pass found and did. Each field stays `None` when the pass did not get that far; the
@@ -33,6 +33,11 @@ pub struct Findings {
     pub search_nodes_encrypted: Option<bool>,
     /// Atlas's outbound control-plane CIDRs in the key's region, once the operator has read them.
     pub control_plane_cidrs: Option<Vec<String>>,
+    /// The Atlas writes planned instead of made (`managementPolicy: Observe`), in the order decided.
+    pub planned: Vec<PlannedChange>,
+    /// `Observing` as the management policy makes it, once the pass has an outcome; `None` when
+    /// managing (the condition goes).
+    pub observing: Option<Option<DesiredCondition>>,
 }
 
 /// Encryption found off, or turned off by this pass.
@@ -91,6 +96,15 @@ pub fn status(
             status
                 .conditions
                 .retain(|c| !KEY_CONDITIONS.contains(&c.type_.as_str()));
+        }
+    }
+    if let Some(observing) = &found.observing {
+        status.planned_changes = found.planned.clone();
+        match observing {
+            Some(observing) => {
+                observing.apply(&mut status.conditions, generation, now);
+            }
+            None => crate::status::remove_condition(&mut status.conditions, reasons::OBSERVING),
         }
     }
     // In the order a first pass adds them, so a reader sees them as before.

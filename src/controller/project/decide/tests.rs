@@ -818,3 +818,91 @@ fn an_unknown_or_unreachable_project_stalls_instead_of_retrying() {
         "an outage is retried"
     );
 }
+
+fn planned_patch() -> PlannedChange {
+    PlannedChange {
+        method: "PATCH".into(),
+        path: "/api/atlas/v2/groups/65f0c0ffee00000000000001/encryptionAtRest".into(),
+        fields: [(
+            "awsKms.roleId".to_string(),
+            "65f0c0ffee0000000000abcd".to_string(),
+        )]
+        .into(),
+    }
+}
+
+#[test]
+fn managing_keeps_the_pipelines_outcome_and_no_observing_condition() {
+    let ready = encryption_off(Duration::from_secs(600));
+    let (observing, step) = under_policy(
+        ManagementPolicy::Manage,
+        &[],
+        ready.clone(),
+        Duration::from_secs(600),
+    );
+    assert!(observing.is_none());
+    assert_eq!(step, ready);
+}
+
+#[test]
+fn observing_with_writes_planned_holds_the_object_and_names_each_write() {
+    let waiting = Step::new(
+        Outcome::progressing(reasons::AWAITING_TRUST_POLICY, "m"),
+        Duration::from_secs(1),
+    );
+    let resync = Duration::from_secs(600);
+    let plan = [planned_patch()];
+    let (observing, step) = under_policy(ManagementPolicy::Observe, &plan, waiting, resync);
+    let observing = observing.unwrap();
+    assert!(observing.holds);
+    assert_eq!(observing.reason, reasons::CHANGES_PLANNED);
+    assert_eq!(kind(&step), ("Ready", reasons::CHANGES_PLANNED));
+    assert_eq!(
+        step.requeue, resync,
+        "the plan follows Atlas on the resync, not faster"
+    );
+    let message = step.outcome.message();
+    assert!(message.contains("1 Atlas write"), "{message}");
+    assert!(
+        message
+            .contains("PATCH /api/atlas/v2/groups/65f0c0ffee00000000000001/encryptionAtRest (awsKms.roleId)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn observing_with_nothing_planned_keeps_the_pipelines_outcome() {
+    let ready = encryption_off(Duration::from_secs(600));
+    let (observing, step) = under_policy(
+        ManagementPolicy::Observe,
+        &[],
+        ready.clone(),
+        Duration::from_secs(600),
+    );
+    assert_eq!(observing.unwrap().reason, reasons::NO_CHANGES_PLANNED);
+    assert_eq!(step, ready, "Atlas already matches: Ready as when managing");
+}
+
+#[test]
+fn an_observed_object_lets_go_at_once_whatever_its_deletion_policy() {
+    let spec: crate::crd::ProjectEncryptionSpec = serde_json::from_value(serde_json::json!({
+        "projectName": "p", "credentialsRef": {"name": "c"}, "deletionPolicy": "Disable",
+        "managementPolicy": "Observe",
+        "awsKms": {"customerMasterKeyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "region": "us-east-1",
+                   "roleArn": "arn:aws:iam::123456789012:role/r"}
+    }))
+    .unwrap();
+    let was_on = ProjectEncryptionStatus {
+        project_id: Some("65f0c0ffee00000000000001".into()),
+        ..Default::default()
+    };
+    assert!(release_at_once(&spec, Some(&was_on)));
+    let managed = crate::crd::ProjectEncryptionSpec {
+        management_policy: ManagementPolicy::Manage,
+        ..spec
+    };
+    assert!(
+        !release_at_once(&managed, Some(&was_on)),
+        "Disable turns encryption off when managing"
+    );
+}
