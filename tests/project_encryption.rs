@@ -105,6 +105,11 @@ async fn fresh_project_is_encrypted_after_the_trust_policy_appears_then_rotates(
         "exactly one role created"
     );
     assert_eq!(
+        env.atlas_calls("GET", "/encryptionAtRest"),
+        1,
+        "Atlas's encryption settings read once, before the trust wait: the PATCH after it carries all"
+    );
+    assert_eq!(
         env.atlas_calls("PATCH", "/encryptionAtRest"),
         1,
         "the key assigned once"

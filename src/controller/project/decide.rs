@@ -424,6 +424,12 @@ pub fn search_nodes_change(wanted: Option<&SearchNodesSpec>, atlas: Option<bool>
     (atlas.unwrap_or(false) != wanted).then_some(wanted)
 }
 
+/// `enabledForSearchNodes` to send when Atlas's settings were not read this pass (the PATCH carries
+/// everything): the spec's value whenever it names one.
+pub fn search_nodes_unread(wanted: Option<&SearchNodesSpec>) -> Option<bool> {
+    wanted.map(|s| s.enabled)
+}
+
 /// Which Event a key PATCH raises: restoring the recorded key's settings changed outside the operator
 /// is drift; a new key replacing one in force is a rotation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

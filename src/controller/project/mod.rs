@@ -208,13 +208,14 @@ async fn preflight(
 }
 
 /// The role handshake stage: the role Atlas may assume, with Atlas's encryption settings as read on the
-/// way, or the step that waits for the customer's trust policy or a fix of the spec.
+/// way (`None` when the role was authorized just now, see below), or the step that waits for the
+/// customer's trust policy or a fix of the spec.
 async fn role_in_use(
     pass: &Pass<'_>,
     access: &Access,
     target: &Target,
     found: &mut Findings,
-) -> Result<Result<(AwsIamRole, EncryptionAtRest), Step>> {
+) -> Result<Result<(AwsIamRole, Option<EncryptionAtRest>), Step>> {
     let spec = &pass.pe.spec.aws_kms;
     // A role this operator created and recorded, waiting for the customer's trust policy: try the
     // authorization first. While the trust is missing that one refused call is the whole pass (no
@@ -234,11 +235,19 @@ async fn role_in_use(
             Err(e) => return Err(e),
         }
     }
-    let ear = pass.encryption_at_rest(access).await?;
-    if let Some(stop) = decide::role_switch_guard(spec, ear.aws_kms.as_ref()) {
+    // A role this pass just authorized that Atlas's answer shows unused is not the one Atlas uses for
+    // the key, so the key PATCH carries everything anyway: Atlas's settings, read before the trust wait
+    // (where they also passed the legacy-keys guard before the role was created), are not read again.
+    // A role the answer shows in use (authorized again after a crash) is read as usual.
+    let ear = match &pre_authorized {
+        Some(role) if !role.used_for_encryption_at_rest() => None,
+        _ => Some(pass.encryption_at_rest(access).await?),
+    };
+    let current = ear.as_ref().and_then(|ear| ear.aws_kms.as_ref());
+    if let Some(stop) = decide::role_switch_guard(spec, current) {
         return Ok(Err(stop));
     }
-    let role = match pass.role_step(access, target, &ear, pre_authorized).await? {
+    let role = match pass.role_step(access, target, current, pre_authorized).await? {
         RoleStep::Use(role) => Some(role),
         RoleStep::Create => {
             pass.create_role(access, found, target.role_arn.as_ref(), &target.key)
@@ -271,19 +280,23 @@ fn awaiting_trust(pass: &Pass<'_>, found: &Findings) -> Step {
     decide::awaiting_trust(previous, found.role_authorized.as_ref(), pass.now)
 }
 
-/// The key assignment stage: Atlas's encryption settings once the key is in force.
+/// The key assignment stage: Atlas's encryption settings once the key is in force. `ear` is `None`
+/// when they were not read this pass (a role authorized just now): the PATCH then carries everything.
 async fn assign_key(
     pass: &Pass<'_>,
     access: &Access,
     target: &Target,
     role: &AwsIamRole,
-    ear: EncryptionAtRest,
+    ear: Option<EncryptionAtRest>,
     found: &mut Findings,
 ) -> Result<Result<EncryptionAtRest, Step>> {
     let spec = &pass.pe.spec.aws_kms;
-    let current = ear.aws_kms.as_ref();
+    let current = ear.as_ref().and_then(|ear| ear.aws_kms.as_ref());
     // `roleId` is write-only in Atlas: the role list's feature usages say which role is in force.
-    let in_force = pass.role_in_force(access, &ear).await?;
+    let in_force = match &ear {
+        Some(ear) => pass.role_in_force(access, ear).await?,
+        None => None,
+    };
     let step = decide::key_step(
         &target.key,
         target.region,
@@ -292,8 +305,11 @@ async fn assign_key(
         current,
         in_force.as_deref(),
     );
-    let search_nodes =
-        decide::search_nodes_change(pass.pe.spec.search_nodes.as_ref(), ear.enabled_for_search_nodes);
+    let wanted_search_nodes = pass.pe.spec.search_nodes.as_ref();
+    let search_nodes = match &ear {
+        Some(ear) => decide::search_nodes_change(wanted_search_nodes, ear.enabled_for_search_nodes),
+        None => decide::search_nodes_unread(wanted_search_nodes),
+    };
     let (patch, change) = match step {
         KeyStep::Patch { patch, rotation } => {
             let change = decide::key_change(
@@ -305,7 +321,8 @@ async fn assign_key(
             (Some(patch), change)
         }
         KeyStep::InPlace if search_nodes.is_some() => (None, decide::KeyChange::Other),
-        KeyStep::InPlace => return Ok(Ok(ear)),
+        // In place means Atlas's settings were read and match.
+        KeyStep::InPlace => return Ok(Ok(ear.unwrap_or_default())),
     };
     let body = EncryptionAtRestPatch {
         aws_kms: patch.as_ref(),
@@ -313,8 +330,9 @@ async fn assign_key(
     };
     match pass.assign_key(access, found, &body, change, &target.key).await {
         Ok(Written::Made(updated)) => Ok(Ok(updated)),
-        // Observing: the pass goes on with Atlas as it is, so the rest of the status reads true.
-        Ok(Written::Planned) => Ok(Ok(ear)),
+        // Observing: the pass goes on with Atlas as it is, so the rest of the status reads true (Atlas's
+        // settings were read: observing never authorizes a role).
+        Ok(Written::Planned) => Ok(Ok(ear.unwrap_or_default())),
         Err(e) => match decide::key_refusal(&e) {
             Some(decide::KeyRefusal::IamNotReady) => Ok(Err(awaiting_trust(pass, found))),
             Some(decide::KeyRefusal::Rejected) => {

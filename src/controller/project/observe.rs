@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Resource, ResourceExt};
 
 use super::decide::{self, KeyHistory, RoleStep, Target};
-use crate::atlas::{AwsIamRole, Credentials, EncryptionAtRest, EncryptionProvider, Group};
+use crate::atlas::{AwsIamRole, AwsKmsConfig, Credentials, EncryptionAtRest, EncryptionProvider, Group};
 use crate::aws::Region;
 use crate::controller::{Context, CredentialsError, Error, Result, credentials};
 use crate::crd::{ClusterEncryption, ProjectEncryption, ProjectEncryptionStatus};
@@ -128,11 +128,10 @@ impl Pass<'_> {
         &self,
         access: &Access,
         target: &Target,
-        ear: &EncryptionAtRest,
+        current: Option<&AwsKmsConfig>,
         pre_authorized: Option<AwsIamRole>,
     ) -> Result<RoleStep> {
         let spec = &self.pe.spec.aws_kms;
-        let current = ear.aws_kms.as_ref();
         let atlas_reports_valid = current.is_some_and(|c| c.is_enabled() && c.valid == Some(true));
         let in_use = pre_authorized.or_else(|| {
             decide::recorded_role_in_use(

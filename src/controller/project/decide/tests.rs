@@ -256,6 +256,10 @@ fn search_nodes_are_patched_only_when_the_spec_names_a_different_value() {
             "{wanted:?} over {atlas:?}"
         );
     }
+    // Not read this pass (a role just authorized): the spec's value whenever it names one.
+    assert_eq!(search_nodes_unread(Some(&on)), Some(true));
+    assert_eq!(search_nodes_unread(Some(&off)), Some(false));
+    assert_eq!(search_nodes_unread(None), None);
 }
 
 #[test]
