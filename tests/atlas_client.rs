@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use atlas_encryption_operator::atlas::{
     AtlasClient, AtlasClientConfig, AtlasError, AtlasMetrics, AwsKmsPatch, Credentials, EncryptionProvider,
-    PrivateEndpointStatus,
+    Lane, PrivateEndpointStatus, lane,
 };
 use atlas_encryption_operator::aws::{KeyRef, Region, RoleArn};
 use atlas_sim::{BucketConfig, Seed, SimConfig, SimHandle};
@@ -1121,4 +1121,48 @@ async fn limits_are_read_again_after_the_refresh_period() {
     assert_eq!(*rec.limit_reads.lock().unwrap(), ["published", "published"]);
     assert_eq!(count(&sim, "GET /api/atlas/v2/rateLimits 200"), 2);
     sim.shutdown().await;
+}
+
+// ----- the priority lane -----
+
+/// Where, in the order Atlas received them, a read of the project came among 16 reads of its encryption
+/// settings in `earlier_lane` that started 300 ms before it, all drawing from one bucket of 5 refilled at
+/// 4 calls/s. The later read is change-driven.
+async fn position_of_the_later_read(earlier_lane: Lane) -> usize {
+    let sim = sim_with(|_| {}).await;
+    let (atlas, _) = client(&sim, |c| {
+        c.rate_per_second = 4.0;
+        c.burst = 5;
+    });
+    let creds = api_key();
+    let routine = (0..16).map(|_| {
+        let (atlas, creds) = (atlas.clone(), creds.clone());
+        tokio::spawn(lane::within(earlier_lane, async move {
+            atlas.get_encryption_at_rest(&creds, ALPHA).await.unwrap();
+        }))
+    });
+    let routine: Vec<_> = routine.collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    atlas.get_project(&creds, ALPHA).await.unwrap();
+    futures::future::join_all(routine).await;
+    let reads: Vec<String> = project_calls(&sim).into_iter().map(|c| c.path).collect();
+    sim.shutdown().await;
+    assert_eq!(reads.len(), 17, "{reads:?}");
+    reads
+        .iter()
+        .position(|p| !p.ends_with("/encryptionAtRest"))
+        .unwrap()
+}
+
+/// A call a change asked for goes ahead of routine resync calls waiting before it when the bucket runs
+/// short; behind change-driven calls it keeps its turn.
+#[tokio::test]
+async fn a_change_driven_call_goes_ahead_of_waiting_routine_calls() {
+    let behind_routine = position_of_the_later_read(Lane::Routine).await;
+    assert!(
+        behind_routine < 12,
+        "went ahead of the routine reads still waiting: position {behind_routine} of 17"
+    );
+    let behind_changes = position_of_the_later_read(Lane::Change).await;
+    assert_eq!(behind_changes, 16, "in arrival order behind change-driven reads");
 }

@@ -16,6 +16,7 @@ use super::auth::{
     CachedToken, Credentials, DigestChallenge, NonceCache, TokenCache, TokenResponse, new_cnonce,
 };
 use super::error::{AtlasError, Result, bounded};
+use super::lane::{self, Lane};
 use super::limits::{BucketRef, Coverage, HELD_TOKENS, Learned, LearnedLimits, LimitsCache, PublishedSet};
 use super::model::*;
 use super::retry::{Backoff, BucketLimit, RateLimiter, parse_retry_after};
@@ -685,6 +686,9 @@ impl AtlasClient {
     /// Takes a token from every bucket of the plan and sleeps until the last is due. Returns each
     /// bucket's reservation number.
     async fn pace(&self, plan: &[BucketRef], ep: &Endpoint) -> Vec<u64> {
+        if lane::current() == Lane::Routine {
+            return self.pace_routine(plan, ep).await;
+        }
         let mut wait = Duration::ZERO;
         let mut reservations = Vec::with_capacity(plan.len());
         for bucket in plan {
@@ -697,6 +701,30 @@ impl AtlasClient {
                 m.on_rate_limit_wait(ep.template, wait);
             }
             tokio::time::sleep(wait).await;
+        }
+        reservations
+    }
+
+    /// [`Self::pace`] for a routine call: each bucket's token taken only above its reserve for
+    /// change-driven calls, waiting (without reserving) until there is one.
+    async fn pace_routine(&self, plan: &[BucketRef], ep: &Endpoint) -> Vec<u64> {
+        let mut waited = Duration::ZERO;
+        let mut reservations = Vec::with_capacity(plan.len());
+        for bucket in plan {
+            loop {
+                match self.inner.limiter.take_above_reserve(&bucket.key, bucket.limit) {
+                    Ok(number) => break reservations.push(number),
+                    Err(wait) => {
+                        waited += wait;
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
+        if !waited.is_zero()
+            && let Some(m) = &self.inner.config.metrics
+        {
+            m.on_rate_limit_wait(ep.template, waited);
         }
         reservations
     }

@@ -8,6 +8,7 @@
 pub mod auth;
 mod client;
 pub mod error;
+pub mod lane;
 mod limits;
 pub mod model;
 pub mod retry;
@@ -16,6 +17,7 @@ mod write;
 pub use auth::Credentials;
 pub use client::{AtlasClient, AtlasClientConfig, AtlasMetrics, ENDPOINTS, Endpoint};
 pub use error::{AtlasError, ErrorEnvelope};
+pub use lane::Lane;
 pub use model::{
     AwsIamRole, AwsKmsConfig, AwsKmsPatch, Cluster, ControlPlaneIpAddresses, EarPrivateEndpoint,
     EncryptionAtRest, EncryptionAtRestPatch, EncryptionProvider, FeatureUsage, Group, HardwareSpec,

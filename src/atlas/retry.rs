@@ -101,6 +101,11 @@ impl RateLimiter {
     pub const RECOVERY: f64 = 1.0 / 300.0;
     /// The pace never falls below the limit's rate divided by this.
     pub const FLOOR_DIVISOR: f64 = 16.0;
+    /// The share of each bucket kept for change-driven calls while routine ones wait.
+    pub const ROUTINE_RESERVE_SHARE: f64 = 0.2;
+    /// A waiting routine call looks again no sooner than this (the bucket may be shared, and a token
+    /// is rarely worth a tighter loop).
+    pub const ROUTINE_RECHECK: Duration = Duration::from_millis(10);
 
     /// The key's bucket brought up to `now` under `limit`: tokens refilled and the pace regained since
     /// it was last touched. A changed limit (Atlas published new ones) scales the current pace with it.
@@ -154,6 +159,36 @@ impl RateLimiter {
             }
         }
         (wait, b.taken)
+    }
+
+    /// A routine call (see [`super::lane`]) takes a token only while the bucket keeps
+    /// [`RateLimiter::routine_reserve`] above it, and never reserves ahead: `Err` is how long to wait
+    /// before asking again. So change-driven calls, which reserve in arrival order, always find the
+    /// reserve, and any debt they ran up is repaid before a routine call goes.
+    pub fn take_above_reserve(&self, key: &str, limit: BucketLimit) -> Result<u64, Duration> {
+        self.take_above_reserve_at(key, limit, Instant::now())
+    }
+
+    fn take_above_reserve_at(&self, key: &str, limit: BucketLimit, now: Instant) -> Result<u64, Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let b = Self::advanced(&mut buckets, key, limit, now);
+        let blocked = b.blocked_until.filter(|until| *until > now);
+        let needed = Self::routine_reserve(limit) + 1.0;
+        if blocked.is_none() && b.tokens >= needed {
+            b.tokens -= 1.0;
+            b.taken += 1;
+            return Ok(b.taken);
+        }
+        let refill = Duration::from_secs_f64((needed - b.tokens).max(0.0) / b.rate);
+        let unblock = blocked.map_or(Duration::ZERO, |until| until - now);
+        Err(refill.max(unblock).max(Self::ROUTINE_RECHECK))
+    }
+
+    /// The tokens routine calls leave to change-driven ones: a fifth of the bucket, less than all of it.
+    pub fn routine_reserve(limit: BucketLimit) -> f64 {
+        (limit.capacity * Self::ROUTINE_RESERVE_SHARE)
+            .min(limit.capacity - 1.0)
+            .max(0.0)
     }
 
     /// Atlas answered the call of reservation `number` with `RateLimit-Remaining: remaining`: Atlas's
@@ -266,6 +301,56 @@ mod tests {
             rl.reserve("org-b", limit).0,
             Duration::ZERO,
             "another organization has its own bucket"
+        );
+    }
+
+    #[test]
+    fn routine_calls_leave_the_reserve_to_change_driven_ones() {
+        let rl = RateLimiter::default();
+        let limit = BucketLimit::new(10.0, 10.0);
+        let t0 = Instant::now();
+        // A full bucket of 10 keeps 2 back: 8 routine calls go, the 9th waits.
+        for _ in 0..8 {
+            assert!(rl.take_above_reserve_at("k", limit, t0).is_ok());
+        }
+        let wait = rl.take_above_reserve_at("k", limit, t0).unwrap_err();
+        assert!(
+            wait > Duration::from_millis(90) && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
+        // A change-driven call still goes at once, and can run the bucket into debt.
+        for _ in 0..2 {
+            assert_eq!(rl.reserve_at("k", limit, t0).0, Duration::ZERO);
+        }
+        let (debt_wait, _) = rl.reserve_at("k", limit, t0);
+        assert!(
+            debt_wait > Duration::ZERO,
+            "the third change-driven call waits its turn"
+        );
+        // The routine call waits until that debt is repaid and the reserve is back: 4 tokens at 10/s.
+        let wait = rl.take_above_reserve_at("k", limit, t0).unwrap_err();
+        assert!(
+            wait > Duration::from_millis(390) && wait <= Duration::from_millis(400),
+            "{wait:?}"
+        );
+        assert!(
+            rl.take_above_reserve_at("k", limit, t0 + Duration::from_millis(400))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_routine_call_waits_out_a_429_and_a_one_token_bucket_has_no_reserve() {
+        let rl = RateLimiter::default();
+        let limit = BucketLimit::new(1.0, 100.0);
+        assert_eq!(RateLimiter::routine_reserve(limit), 0.0);
+        let t0 = Instant::now();
+        rl.throttled_at("k", limit, Some(Duration::from_secs(2)), t0);
+        let wait = rl.take_above_reserve_at("k", limit, t0).unwrap_err();
+        assert!(wait > Duration::from_millis(1900), "{wait:?}");
+        assert!(
+            rl.take_above_reserve_at("k", limit, t0 + Duration::from_secs(3))
+                .is_ok()
         );
     }
 

@@ -32,6 +32,16 @@ impl Step {
         Step { outcome, requeue }
     }
 
+    /// When to look next and in which lane: a converged object's next look is its routine resync.
+    pub fn next_look(&self) -> (Duration, crate::atlas::Lane) {
+        let lane = if self.outcome.is_ready() {
+            crate::atlas::Lane::Routine
+        } else {
+            crate::atlas::Lane::Change
+        };
+        (self.requeue, lane)
+    }
+
     pub fn stalled(reason: &str, message: impl Into<String>) -> Self {
         Step::new(Outcome::stalled(reason, message), USER_ACTION_REQUEUE)
     }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 
+use crate::atlas::Lane;
+
 /// Per object, when its next look is due and a fingerprint of what could make an earlier look worth
 /// it. A reconcile's own status write comes back as a watch event; answering it with the rest of the
 /// wait instead of a second pass over Atlas halves the calls of every change and keeps a converged
@@ -22,6 +24,8 @@ pub struct WakeGate {
 struct GateEntry {
     fingerprint: u64,
     due: Due,
+    /// The lane of the look that is due: `Routine` for a converged object's resync.
+    lane: Lane,
 }
 
 /// When an object's next look is due.
@@ -49,36 +53,56 @@ impl WakeGate {
         (entry.fingerprint == fingerprint && due > now).then(|| due - now)
     }
 
-    /// A reconcile finished and wants the next look after `after`.
-    pub fn finished(&self, key: &str, fingerprint: u64, now: Instant, after: Duration) {
-        self.set(key, fingerprint, Due::At(now + after));
+    /// The lane of a look [`WakeGate::wait`] just opened: `Routine` only for the due resync of an object
+    /// nothing changed on; a change, a new object or a retry after a failure is `Change`.
+    pub fn lane(&self, key: &str, fingerprint: u64) -> Lane {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|entry| entry.fingerprint == fingerprint && matches!(entry.due, Due::At(_)))
+            .map_or(Lane::Change, |entry| entry.lane)
+    }
+
+    /// A reconcile finished and wants the next look, in `lane`, after `after`.
+    pub fn finished(&self, key: &str, fingerprint: u64, now: Instant, after: Duration, lane: Lane) {
+        self.set(key, fingerprint, Due::At(now + after), lane);
     }
 
     /// A reconcile failed: quiet for the failure backoff (the controller's own), at least `retry_after`.
     pub fn failed(&self, key: &str, fingerprint: u64, now: Instant, retry_after: Option<Duration>) {
         let retry_after = retry_after.unwrap_or_default();
-        self.set(key, fingerprint, Due::AfterFailure { at: now, retry_after });
+        let due = Due::AfterFailure { at: now, retry_after };
+        self.set(key, fingerprint, due, Lane::Change);
     }
 
-    fn set(&self, key: &str, fingerprint: u64, due: Due) {
+    fn set(&self, key: &str, fingerprint: u64, due: Due, lane: Lane) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.insert(key.to_string(), GateEntry { fingerprint, due });
+        let entry = GateEntry {
+            fingerprint,
+            due,
+            lane,
+        };
+        entries.insert(key.to_string(), entry);
     }
 
     pub fn forget(&self, key: &str) {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
-    /// How long `object` still has to wait, its failures so far counted in `failures`; `None` when
-    /// it should be reconciled now.
-    pub(crate) fn wait_for<K: Resource<DynamicType = ()>>(
+    /// How long `object` still has to wait, its failures so far counted in `failures`; or, when it
+    /// should be reconciled now, the lane its Atlas calls travel in.
+    pub(crate) fn look<K: Resource<DynamicType = ()>>(
         &self,
         object: &K,
         fingerprint: u64,
         failures: &Failures,
-    ) -> Option<Duration> {
+    ) -> Result<Lane, Duration> {
         let backoff = failures.backoff(&object_key(object));
-        self.wait(&gate_key(object), fingerprint, Instant::now(), backoff)
+        let key = gate_key(object);
+        match self.wait(&key, fingerprint, Instant::now(), backoff) {
+            Some(wait) => Err(wait),
+            None => Ok(self.lane(&key, fingerprint)),
+        }
     }
 
     /// Remembers how a pass over `object` ended: the next look it asked for (`next`), or the failure
@@ -88,11 +112,11 @@ impl WakeGate {
         object: &K,
         fingerprint: u64,
         ended: &super::Result<T>,
-        next: Option<Duration>,
+        next: Option<(Duration, Lane)>,
     ) {
         let key = gate_key(object);
         match (ended, next) {
-            (Ok(_), Some(after)) => self.finished(&key, fingerprint, Instant::now(), after),
+            (Ok(_), Some((after, lane))) => self.finished(&key, fingerprint, Instant::now(), after, lane),
             (Err(e), _) => self.failed(&key, fingerprint, Instant::now(), e.retry_after()),
             (Ok(_), None) => self.forget(&key),
         }
@@ -182,11 +206,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_the_due_resync_of_an_unchanged_converged_object_is_routine() {
+        let gate = WakeGate::default();
+        let t0 = Instant::now();
+        assert_eq!(gate.lane("new", 1), Lane::Change, "a new object");
+        gate.finished("ready", 1, t0, Duration::from_secs(60), Lane::Routine);
+        assert_eq!(gate.lane("ready", 1), Lane::Routine, "its resync");
+        assert_eq!(gate.lane("ready", 2), Lane::Change, "a spec edit on it");
+        gate.finished("polling", 1, t0, Duration::from_secs(1), Lane::Change);
+        assert_eq!(gate.lane("polling", 1), Lane::Change, "a wait under way");
+        gate.failed("ready", 1, t0, None);
+        assert_eq!(gate.lane("ready", 1), Lane::Change, "a retry after a failure");
+    }
+
+    #[test]
     fn the_wake_gate_holds_own_status_writes_until_due_and_opens_on_change() {
         let gate = WakeGate::default();
         let t0 = Instant::now();
         assert_eq!(gate.wait("a", 1, t0, Duration::ZERO), None);
-        gate.finished("a", 1, t0, Duration::from_secs(60));
+        gate.finished("a", 1, t0, Duration::from_secs(60), Lane::Change);
         assert_eq!(
             gate.wait("a", 1, t0 + Duration::from_secs(10), Duration::ZERO),
             Some(Duration::from_secs(50))
@@ -232,7 +270,7 @@ mod tests {
             failed(None);
         }
         assert_eq!(failed(None), Duration::from_secs(300));
-        gate.finished("a", 1, t0, Duration::from_secs(1));
+        gate.finished("a", 1, t0, Duration::from_secs(1), Lane::Change);
         failures.clear("a");
         assert_eq!(failed(None), Duration::from_secs(1), "success resets");
         assert_eq!(failures.record("b"), Duration::from_secs(1));

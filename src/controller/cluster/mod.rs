@@ -44,17 +44,18 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Me
         return Ok(Action::await_change());
     };
     let fingerprint = gate_fingerprint(ce.as_ref(), find_project(ce.as_ref(), ctx).as_deref());
-    if let Some(wait) = memory.gate.wait_for(ce.as_ref(), fingerprint, &ctx.failures) {
+    let lane = match memory.gate.look(ce.as_ref(), fingerprint, &ctx.failures) {
+        Ok(lane) => lane,
         // Our own status write, or a project change that does not concern this cluster.
-        return Ok(Action::requeue(wait));
-    }
+        Err(wait) => return Ok(Action::requeue(wait)),
+    };
 
     let previous = ce.status.clone().unwrap_or_default();
     let pass = Pass::new(ctx, memory, &ce, &namespace, &previous, false);
     let mut found = Findings::default();
-    let result = drive(&pass, &mut found).await;
+    let result = crate::atlas::lane::within(lane, drive(&pass, &mut found)).await;
     let status = record::status(&previous, &found, ce.metadata.generation, pass.now);
-    let next = result.as_ref().map(|step| step.requeue).ok();
+    let next = result.as_ref().map(Step::next_look).ok();
     let ended = super::finish(
         ce.as_ref(),
         ce.status.as_ref(),

@@ -43,17 +43,18 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<Wa
         return Ok(Action::await_change());
     };
     let fingerprint = gate_fingerprint(pe.as_ref());
-    if let Some(wait) = gate.wait_for(pe.as_ref(), fingerprint, &ctx.failures) {
+    let lane = match gate.look(pe.as_ref(), fingerprint, &ctx.failures) {
+        Ok(lane) => lane,
         // Our own status write, or nothing the user controls changed: the look already scheduled stands.
-        return Ok(Action::requeue(wait));
-    }
+        Err(wait) => return Ok(Action::requeue(wait)),
+    };
 
     let previous = pe.status.clone().unwrap_or_default();
     let pass = Pass::new(ctx, &pe, &namespace, &previous);
     let mut found = Findings::default();
-    let result = drive(&pass, &mut found).await;
+    let result = crate::atlas::lane::within(lane, drive(&pass, &mut found)).await;
     let status = record::status(&previous, &found, pe.metadata.generation, pass.now);
-    let next = result.as_ref().map(|step| step.requeue).ok();
+    let next = result.as_ref().map(Step::next_look).ok();
     let ended = super::finish(
         pe.as_ref(),
         pe.status.as_ref(),
