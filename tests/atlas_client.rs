@@ -1166,3 +1166,25 @@ async fn a_change_driven_call_goes_ahead_of_waiting_routine_calls() {
     let behind_changes = position_of_the_later_read(Lane::Change).await;
     assert_eq!(behind_changes, 16, "in arrival order behind change-driven reads");
 }
+
+/// The resync budget follows what Atlas publishes once it is read: the configured pace before, the
+/// organization's read refill (not the per-project one) after, never above the ceiling.
+#[tokio::test]
+async fn the_sustained_read_rate_follows_the_published_organization_limit() {
+    let sim = sim_publishing(bucket(20, 100, 1), bucket(50, 120, 1)).await;
+    let (atlas, _) = client(&sim, |c| {
+        c.rate_per_second = 5.0;
+        c.burst = 5;
+    });
+    assert_eq!(atlas.sustained_read_rate(), 5.0, "nothing read yet");
+    atlas.get_encryption_at_rest(&api_key(), ALPHA).await.unwrap();
+    assert_eq!(
+        atlas.sustained_read_rate(),
+        120.0,
+        "the organization bucket, not the project one"
+    );
+    let (capped, _) = client(&sim, |c| c.rate_ceiling = Some(30.0));
+    capped.get_encryption_at_rest(&api_key(), ALPHA).await.unwrap();
+    assert_eq!(capped.sustained_read_rate(), 30.0, "the ceiling holds");
+    sim.shutdown().await;
+}

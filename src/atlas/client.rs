@@ -798,6 +798,19 @@ impl AtlasClient {
         }
     }
 
+    /// The reads per second the fleet's resyncs can count on: what Atlas publishes for the slowest
+    /// credential (its organization- or key-wide read buckets), else the configured pace; never above
+    /// the ceiling.
+    pub fn sustained_read_rate(&self) -> f64 {
+        let cfg = &self.inner.config;
+        let rate = self
+            .inner
+            .limits
+            .sustained_read_rate()
+            .unwrap_or(cfg.rate_per_second);
+        cfg.rate_ceiling.map_or(rate, |ceiling| rate.min(ceiling))
+    }
+
     /// The configured bucket of a credential: its pace when Atlas publishes no limits (or none for
     /// this endpoint), never above the ceiling.
     fn configured_bucket(&self, identity: &str) -> BucketRef {

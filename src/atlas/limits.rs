@@ -103,6 +103,19 @@ impl Coverage {
         self.by_endpoint.is_empty()
     }
 
+    /// The reads per second a whole fleet under this credential can sustain: the slowest refill of the
+    /// sets that cover reads and are not per project (a `GROUP` bucket grows with the projects, so it
+    /// never bounds the fleet). `None` when no such set is published.
+    pub fn sustained_read_rate(&self) -> Option<f64> {
+        self.by_endpoint
+            .iter()
+            .filter(|((method, _), _)| method == "GET")
+            .flat_map(|(_, sets)| sets)
+            .filter(|s| s.set.scope != RateLimitScope::Group)
+            .map(|s| s.limit.rate)
+            .min_by(f64::total_cmp)
+    }
+
     /// The buckets a call to `method template` draws from (empty when no published set covers it).
     /// `group` is the project the call's path names, the key of `GROUP` buckets.
     pub fn buckets(
@@ -162,6 +175,28 @@ impl LimitsCache {
     pub fn slot(&self, identity: &str) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.entry(identity.to_string()).or_default().clone()
+    }
+
+    /// The slowest [`Coverage::sustained_read_rate`] of the credentials whose limits were read; `None`
+    /// while none published one. A slot being refreshed this instant is skipped, not waited for.
+    pub fn sustained_read_rate(&self) -> Option<f64> {
+        let slots: Vec<Slot> = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        slots
+            .iter()
+            .filter_map(|slot| {
+                let learned = slot.try_lock().ok()?;
+                match &learned.as_ref()?.learned {
+                    Learned::Published(coverage) => coverage.sustained_read_rate(),
+                    Learned::Unpublished => None,
+                }
+            })
+            .min_by(f64::total_cmp)
     }
 }
 
@@ -243,5 +278,43 @@ mod tests {
                 .is_empty(),
             "a set without a usable limit paces nothing"
         );
+    }
+
+    #[test]
+    fn the_fleets_sustained_read_rate_is_the_slowest_set_not_per_project() {
+        let mut slow_org = set(
+            "org",
+            RateLimitScope::Organization,
+            500,
+            "/api/atlas/v2/groups/{groupId}",
+        );
+        slow_org.refill_rate = value(120);
+        let mut fast_user = set(
+            "user",
+            RateLimitScope::User,
+            500,
+            "/api/atlas/v2/groups/{groupId}/clusters",
+        );
+        fast_user.refill_rate = value(600);
+        let mut slow_group = set(
+            "group",
+            RateLimitScope::Group,
+            10,
+            "/api/atlas/v2/groups/{groupId}",
+        );
+        slow_group.refill_rate = value(1);
+        let coverage = Coverage::from_sets(&[slow_org, fast_user, slow_group]);
+        assert_eq!(
+            coverage.sustained_read_rate(),
+            Some(2.0),
+            "120 per 60 s, the slowest shared set"
+        );
+        let only_group = Coverage::from_sets(&[set(
+            "g",
+            RateLimitScope::Group,
+            10,
+            "/api/atlas/v2/groups/{groupId}",
+        )]);
+        assert_eq!(only_group.sustained_read_rate(), None);
     }
 }

@@ -124,7 +124,8 @@ impl Context {
     pub fn resync_period(&self) -> Duration {
         let configured = self.config.resync_period;
         let objects = self.projects.len() + self.clusters.len();
-        let rate = self.atlas.config().rate_per_second;
+        // What Atlas publishes once read (the configured pace before, or when it publishes nothing).
+        let rate = self.atlas.sustained_read_rate();
         let period = resync_period(configured, objects, rate);
         self.metrics.set_resync_period(period);
         let stretched = if period > configured { period.as_secs() } else { 0 };
