@@ -110,6 +110,11 @@ async fn fresh_project_is_encrypted_after_the_trust_policy_appears_then_rotates(
         "Atlas's encryption settings read once, before the trust wait: the PATCH after it carries all"
     );
     assert_eq!(
+        env.atlas_calls("GET", "/groups/byName/{groupName}"),
+        1,
+        "projectName resolved on the first look, not again on the polls of the trust wait"
+    );
+    assert_eq!(
         env.atlas_calls("PATCH", "/encryptionAtRest"),
         1,
         "the key assigned once"

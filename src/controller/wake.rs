@@ -53,14 +53,17 @@ impl WakeGate {
         (entry.fingerprint == fingerprint && due > now).then(|| due - now)
     }
 
-    /// The lane of a look [`WakeGate::wait`] just opened: `Routine` only for the due resync of an object
-    /// nothing changed on; a change, a new object or a retry after a failure is `Change`.
-    pub fn lane(&self, key: &str, fingerprint: u64) -> Lane {
+    /// What kind of look [`WakeGate::wait`] just opened.
+    pub fn kind(&self, key: &str, fingerprint: u64) -> Look {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
+        let scheduled = entries
             .get(key)
-            .filter(|entry| entry.fingerprint == fingerprint && matches!(entry.due, Due::At(_)))
-            .map_or(Lane::Change, |entry| entry.lane)
+            .filter(|entry| entry.fingerprint == fingerprint && matches!(entry.due, Due::At(_)));
+        match scheduled.map(|entry| entry.lane) {
+            None => Look::Fresh,
+            Some(Lane::Change) => Look::FollowUp,
+            Some(Lane::Routine) => Look::Routine,
+        }
     }
 
     /// A reconcile finished and wants the next look, in `lane`, after `after`.
@@ -96,12 +99,12 @@ impl WakeGate {
         object: &K,
         fingerprint: u64,
         failures: &Failures,
-    ) -> Result<Lane, Duration> {
+    ) -> Result<Look, Duration> {
         let backoff = failures.backoff(&object_key(object));
         let key = gate_key(object);
         match self.wait(&key, fingerprint, Instant::now(), backoff) {
             Some(wait) => Err(wait),
-            None => Ok(self.lane(&key, fingerprint)),
+            None => Ok(self.kind(&key, fingerprint)),
         }
     }
 
@@ -119,6 +122,29 @@ impl WakeGate {
             (Ok(_), Some((after, lane))) => self.finished(&key, fingerprint, Instant::now(), after, lane),
             (Err(e), _) => self.failed(&key, fingerprint, Instant::now(), e.retry_after()),
             (Ok(_), None) => self.forget(&key),
+        }
+    }
+}
+
+/// Why an object is looked at now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Look {
+    /// Something changed (spec, labels, annotations, a dependency), the object is new to this process,
+    /// or a failure is being retried: everything is read afresh.
+    Fresh,
+    /// A look the last pass scheduled while waiting on something under way (a trust policy, an update):
+    /// nothing a person controls changed since.
+    FollowUp,
+    /// A converged object's resync.
+    Routine,
+}
+
+impl Look {
+    /// The lane its Atlas calls travel in: only a resync gives way to change-driven work.
+    pub fn lane(self) -> Lane {
+        match self {
+            Look::Routine => Lane::Routine,
+            Look::Fresh | Look::FollowUp => Lane::Change,
         }
     }
 }
@@ -209,14 +235,19 @@ mod tests {
     fn only_the_due_resync_of_an_unchanged_converged_object_is_routine() {
         let gate = WakeGate::default();
         let t0 = Instant::now();
-        assert_eq!(gate.lane("new", 1), Lane::Change, "a new object");
+        assert_eq!(gate.kind("new", 1), Look::Fresh, "a new object");
         gate.finished("ready", 1, t0, Duration::from_secs(60), Lane::Routine);
-        assert_eq!(gate.lane("ready", 1), Lane::Routine, "its resync");
-        assert_eq!(gate.lane("ready", 2), Lane::Change, "a spec edit on it");
+        assert_eq!(gate.kind("ready", 1), Look::Routine, "its resync");
+        assert_eq!(gate.kind("ready", 2), Look::Fresh, "a spec edit on it");
         gate.finished("polling", 1, t0, Duration::from_secs(1), Lane::Change);
-        assert_eq!(gate.lane("polling", 1), Lane::Change, "a wait under way");
+        assert_eq!(gate.kind("polling", 1), Look::FollowUp, "a wait under way");
+        assert_eq!(
+            Look::FollowUp.lane(),
+            Lane::Change,
+            "polls of a change are change-driven"
+        );
         gate.failed("ready", 1, t0, None);
-        assert_eq!(gate.lane("ready", 1), Lane::Change, "a retry after a failure");
+        assert_eq!(gate.kind("ready", 1), Look::Fresh, "a retry after a failure");
     }
 
     #[test]

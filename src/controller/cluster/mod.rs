@@ -45,7 +45,7 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Me
     };
     let fingerprint = gate_fingerprint(ce.as_ref(), find_project(ce.as_ref(), ctx).as_deref());
     let lane = match memory.gate.look(ce.as_ref(), fingerprint, &ctx.failures) {
-        Ok(lane) => lane,
+        Ok(look) => look.lane(),
         // Our own status write, or a project change that does not concern this cluster.
         Err(wait) => return Ok(Action::requeue(wait)),
     };

@@ -23,7 +23,7 @@ use kube::{Api, Resource, ResourceExt};
 use self::decide::{KeyStep, RoleStep, Target};
 use self::observe::{Access, Pass};
 use self::record::{Disabled, Findings};
-use super::wake::{self, WakeGate};
+use super::wake::{self, Look, WakeGate};
 use super::{Context, Error, Reconciler, Result, Step, Written, observing};
 use crate::atlas::{AwsIamRole, EncryptionAtRest, EncryptionAtRestPatch};
 use crate::crd::{ProjectEncryption, ProjectEncryptionStatus};
@@ -43,16 +43,16 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<Wa
         return Ok(Action::await_change());
     };
     let fingerprint = gate_fingerprint(pe.as_ref());
-    let lane = match gate.look(pe.as_ref(), fingerprint, &ctx.failures) {
-        Ok(lane) => lane,
+    let look = match gate.look(pe.as_ref(), fingerprint, &ctx.failures) {
+        Ok(look) => look,
         // Our own status write, or nothing the user controls changed: the look already scheduled stands.
         Err(wait) => return Ok(Action::requeue(wait)),
     };
 
     let previous = pe.status.clone().unwrap_or_default();
-    let pass = Pass::new(ctx, &pe, &namespace, &previous);
+    let pass = Pass::new(ctx, &pe, &namespace, &previous, look);
     let mut found = Findings::default();
-    let result = crate::atlas::lane::within(lane, drive(&pass, &mut found)).await;
+    let result = crate::atlas::lane::within(look.lane(), drive(&pass, &mut found)).await;
     let status = record::status(&previous, &found, pe.metadata.generation, pass.now);
     let next = result.as_ref().map(Step::next_look).ok();
     let ended = super::finish(
@@ -85,6 +85,7 @@ impl<'a> Pass<'a> {
         pe: &'a ProjectEncryption,
         namespace: &str,
         previous: &'a ProjectEncryptionStatus,
+        look: Look,
     ) -> Self {
         Pass {
             ctx,
@@ -92,6 +93,7 @@ impl<'a> Pass<'a> {
             secrets: Api::<Secret>::namespaced(ctx.client.clone(), namespace),
             previous,
             now: ctx.now(),
+            look,
         }
     }
 }
@@ -389,7 +391,7 @@ async fn cleanup(
         return Ok(Action::await_change());
     }
     let previous = pe.status.clone().unwrap_or_default();
-    let pass = Pass::new(ctx, pe, namespace, &previous);
+    let pass = Pass::new(ctx, pe, namespace, &previous, Look::Fresh);
     let mut found = Findings::default();
     let result = disable_for_deletion(&pass, &mut found).await;
     let status = record::status(&previous, &found, pe.metadata.generation, pass.now);

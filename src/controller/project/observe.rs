@@ -11,6 +11,7 @@ use kube::{Api, Resource, ResourceExt};
 use super::decide::{self, KeyHistory, RoleStep, Target};
 use crate::atlas::{AwsIamRole, AwsKmsConfig, Credentials, EncryptionAtRest, EncryptionProvider, Group};
 use crate::aws::Region;
+use crate::controller::wake::Look;
 use crate::controller::{Context, CredentialsError, Error, Result, credentials};
 use crate::crd::{ClusterEncryption, ProjectEncryption, ProjectEncryptionStatus};
 use crate::kms::{KeyReport, PreflightFailure, StaticAwsCredentials};
@@ -23,6 +24,8 @@ pub struct Pass<'a> {
     /// The status the pass started from: what the operator last published, never what this pass wrote.
     pub previous: &'a ProjectEncryptionStatus,
     pub now: Timestamp,
+    /// Why the object is looked at now.
+    pub look: Look,
 }
 
 /// The Atlas credentials and project of a pass.
@@ -37,12 +40,14 @@ impl Pass<'_> {
     }
 
     /// The Atlas project. A `projectId` names one project for good, so it is taken from status while
-    /// the spec names the same id; a `projectName` is resolved on every pass, so a project deleted and
-    /// recreated under the same name is followed.
+    /// the spec names the same id; a `projectName` is resolved on every fresh look and every resync, so
+    /// a project deleted and recreated under the same name is followed, but not again on the polls of a
+    /// wait under way (the trust policy, validation), where nothing a person controls changed.
     pub async fn project(&self, creds: &Credentials) -> Result<Group> {
         let spec = &self.pe.spec;
         if let (Some(id), Some(name)) = (&self.previous.project_id, &self.previous.project_name) {
-            let same = spec.project_id.as_ref().is_some_and(|wanted| wanted == id);
+            let same = spec.project_id.as_ref().is_some_and(|wanted| wanted == id)
+                || self.look == Look::FollowUp && spec.project_name.as_ref() == Some(name);
             if same {
                 return Ok(Group {
                     id: id.clone(),
