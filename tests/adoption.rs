@@ -6,12 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use atlas_encryption_operator::atlas::{AwsIamRole, AwsKmsPatch, EncryptionAtRest};
-use atlas_encryption_operator::aws::{KeyRef, Region};
+use atlas_encryption_operator::atlas::{AwsIamRole, EncryptionAtRest};
 use atlas_encryption_operator::crd::ProjectEncryption;
 use common::operator::{
     API_PRIVATE_KEY, API_PUBLIC_KEY, CUSTOMER_ACCOUNT, OperatorEnv, REGION, accepted_writes, condition,
-    project_on_key, project_ready, seed,
+    project_on_key, project_ready, seed, switched_on_by_another_tool,
 };
 use serde_json::{Value, json};
 
@@ -113,28 +112,6 @@ async fn last_key_change(env: &OperatorEnv, group: &str) -> Value {
     history.last().cloned().expect("a key change recorded")
 }
 
-/// A running operator and `project` with Encryption at Rest on with a new key through a role another
-/// tool created and authorized, as Terraform leaves a project: the group id, the key and that role.
-async fn switched_on_by_another_tool(test: &str, project: &str) -> (OperatorEnv, String, String, AwsIamRole) {
-    let mut env = OperatorEnv::start(test, &seed(&[(project, &[])])).await.unwrap();
-    env.start_controller().await.unwrap();
-    let group = env.group_id(project).await.unwrap();
-    let key = env.create_key(REGION).await.unwrap();
-    let terraform = env.authorized_atlas_role(&group, &key).await.unwrap();
-    let (atlas, creds) = env.atlas();
-    let enable = AwsKmsPatch::enable(
-        &KeyRef::parse(&key).unwrap(),
-        Region::parse(REGION).unwrap(),
-        &terraform.role_id,
-        false,
-    );
-    atlas
-        .update_encryption_at_rest(&creds, &group, &enable)
-        .await
-        .unwrap();
-    (env, group, key, terraform)
-}
-
 /// An IAM role in moto that may use `key` and trusts nobody in Atlas yet, as a team prepares it.
 async fn new_iam_role(env: &OperatorEnv, key: &str) -> (String, String) {
     let name = common::unique_name("atlas-kms");
@@ -155,7 +132,8 @@ async fn new_iam_role(env: &OperatorEnv, key: &str) -> (String, String) {
 /// `featureUsages` move with it.
 #[tokio::test]
 async fn another_tools_role_is_replaced_with_one_patch_and_feature_usages_move() {
-    let (env, group, key, terraform) = switched_on_by_another_tool("adopt-foreign-role", "proj-tf").await;
+    let (env, group, key, terraform) =
+        switched_on_by_another_tool("adopt-foreign-role", "proj-tf", &[]).await;
     let (_, before) = atlas_state(&env, &group).await;
     assert_eq!(roles_in_force(&before), vec![terraform.role_id.clone()]);
 
@@ -203,7 +181,7 @@ async fn another_tools_role_is_replaced_with_one_patch_and_feature_usages_move()
 /// The role and key the spec names are already in force: adopting costs no write and ends Ready.
 #[tokio::test]
 async fn the_role_and_key_already_in_force_cost_no_write() {
-    let (env, group, key, terraform) = switched_on_by_another_tool("adopt-in-force", "proj-same").await;
+    let (env, group, key, terraform) = switched_on_by_another_tool("adopt-in-force", "proj-same", &[]).await;
 
     env.sim().clear_calls();
     let role_arn = terraform.iam_assumed_role_arn.clone().unwrap();

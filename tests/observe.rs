@@ -7,10 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use atlas_encryption_operator::atlas::AwsKmsPatch;
-use atlas_encryption_operator::aws::{KeyRef, Region};
 use atlas_encryption_operator::crd::{ClusterEncryption, PlannedChange, ProjectEncryption};
-use common::operator::{OperatorEnv, REGION, condition, project_on_key, project_ready, seed};
+use common::operator::{
+    OperatorEnv, REGION, condition, project_on_key, project_ready, switched_on_by_another_tool,
+};
 use common::snapshots::{self, Expect};
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
@@ -31,26 +31,8 @@ fn project_reason(pe: &ProjectEncryption, type_: &str) -> Option<String> {
 /// `project` with Encryption at Rest on through a role another tool authorized, as Terraform leaves
 /// it: the env, the group id, the key in force and that role's IAM role ARN.
 async fn adopted(test: &str, project: &str, clusters: &[&str]) -> (OperatorEnv, String, String, String) {
-    let mut env = OperatorEnv::start(test, &seed(&[(project, clusters)]))
-        .await
-        .unwrap();
-    env.start_controller().await.unwrap();
-    let group = env.group_id(project).await.unwrap();
-    let key = env.create_key(REGION).await.unwrap();
-    let terraform = env.authorized_atlas_role(&group, &key).await.unwrap();
-    let (atlas, creds) = env.atlas();
-    let enable = AwsKmsPatch::enable(
-        &KeyRef::parse(&key).unwrap(),
-        Region::parse(REGION).unwrap(),
-        &terraform.role_id,
-        false,
-    );
-    atlas
-        .update_encryption_at_rest(&creds, &group, &enable)
-        .await
-        .unwrap();
-    let role_arn = terraform.iam_assumed_role_arn.unwrap();
-    (env, group, key, role_arn)
+    let (env, group, key, terraform) = switched_on_by_another_tool(test, project, clusters).await;
+    (env, group, key, terraform.iam_assumed_role_arn.unwrap())
 }
 
 fn spec(project: &str, key: &str, role_arn: &str, policy: &str) -> Value {

@@ -282,27 +282,28 @@ mod tests {
 
     #[test]
     fn the_fleets_sustained_read_rate_is_the_slowest_set_not_per_project() {
-        let mut slow_org = set(
+        let refilled = |id, scope, path, per_minute| RateLimitEndpointSet {
+            refill_rate: value(per_minute),
+            ..set(id, scope, 500, path)
+        };
+        let slow_org = refilled(
             "org",
             RateLimitScope::Organization,
-            500,
             "/api/atlas/v2/groups/{groupId}",
+            120,
         );
-        slow_org.refill_rate = value(120);
-        let mut fast_user = set(
+        let fast_user = refilled(
             "user",
             RateLimitScope::User,
-            500,
             "/api/atlas/v2/groups/{groupId}/clusters",
+            600,
         );
-        fast_user.refill_rate = value(600);
-        let mut slow_group = set(
+        let slow_group = refilled(
             "group",
             RateLimitScope::Group,
-            10,
             "/api/atlas/v2/groups/{groupId}",
+            1,
         );
-        slow_group.refill_rate = value(1);
         let coverage = Coverage::from_sets(&[slow_org, fast_user, slow_group]);
         assert_eq!(
             coverage.sustained_read_rate(),

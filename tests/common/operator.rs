@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use atlas_encryption_operator::atlas::{AtlasClient, AtlasClientConfig, AwsIamRole};
-use atlas_encryption_operator::aws::RoleArn;
+use atlas_encryption_operator::atlas::{AtlasClient, AtlasClientConfig, AwsIamRole, AwsKmsPatch};
+use atlas_encryption_operator::aws::{KeyRef, Region, RoleArn};
 use atlas_encryption_operator::controller::{self, ControllerConfig};
 use atlas_encryption_operator::crd::{AtlasRoleStatus, ClusterEncryption, ProjectEncryption};
 use atlas_encryption_operator::kms::{KmsPreflight, KmsPreflightConfig};
@@ -69,6 +69,35 @@ pub fn seed(projects: &[(&str, &[&str])]) -> String {
         }
     }
     yaml
+}
+
+/// A running operator and `project` (with `clusters`, see [`seed`]) with Encryption at Rest on with a new
+/// key through a role another tool created and authorized, as Terraform leaves a project: the env, the
+/// group id, the key and that role.
+pub async fn switched_on_by_another_tool(
+    test: &str,
+    project: &str,
+    clusters: &[&str],
+) -> (OperatorEnv, String, String, AwsIamRole) {
+    let mut env = OperatorEnv::start(test, &seed(&[(project, clusters)]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    let group = env.group_id(project).await.unwrap();
+    let key = env.create_key(REGION).await.unwrap();
+    let terraform = env.authorized_atlas_role(&group, &key).await.unwrap();
+    let (atlas, creds) = env.atlas();
+    let enable = AwsKmsPatch::enable(
+        &KeyRef::parse(&key).unwrap(),
+        Region::parse(REGION).unwrap(),
+        &terraform.role_id,
+        false,
+    );
+    atlas
+        .update_encryption_at_rest(&creds, &group, &enable)
+        .await
+        .unwrap();
+    (env, group, key, terraform)
 }
 
 impl OperatorEnv {
