@@ -6,6 +6,7 @@ mod ideal;
 mod kube_side;
 mod procstat;
 mod sim;
+mod waits;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -544,32 +545,41 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
 
     // The customer's side of the handshake, as fast as the operator publishes each external ID.
     let trusted = Arc::new(std::sync::Mutex::new(std::collections::HashSet::<String>::new()));
+    // When each project's trust policy was in place, by Atlas project id (for the waits breakdown).
+    let trusted_at = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     let responder = {
         let store = projects.store.clone();
         let aws = env.aws.clone();
         let trusted = trusted.clone();
+        let trusted_at = trusted_at.clone();
         let role_prefix = role_prefix.clone();
         tokio::spawn(async move {
             loop {
-                let todo: Vec<(String, String, String)> = store
+                let todo: Vec<(String, String, String, String)> = store
                     .state()
                     .iter()
                     .filter_map(|pe| {
                         let (arn, ext) = kube_side::published_role(pe)?;
                         let name = pe.name_any();
+                        let group = pe.data["spec"]["projectId"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string();
                         let done = trusted.lock().unwrap().contains(&format!("{name}/{ext}"));
-                        (!done).then_some((name, arn, ext))
+                        (!done).then_some((name, group, arn, ext))
                     })
                     .collect();
                 futures::stream::iter(todo)
-                    .map(|(name, arn, ext)| {
+                    .map(|(name, group, arn, ext)| {
                         let aws = aws.clone();
                         let trusted = trusted.clone();
+                        let trusted_at = trusted_at.clone();
                         let role = format!("{role_prefix}-{}", name.trim_start_matches('p'));
                         async move {
                             match aws.trust(&role, &arn, &ext).await {
                                 Ok(()) => {
                                     trusted.lock().unwrap().insert(format!("{name}/{ext}"));
+                                    trusted_at.lock().unwrap().insert(group, chrono::Utc::now());
                                 }
                                 Err(e) => eprintln!("bench: trust {role}: {e}"),
                             }
@@ -589,6 +599,7 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
     let log0 = op.log_len();
     let writes0 = projects.writes.load(Ordering::Relaxed) + clusters.writes.load(Ordering::Relaxed);
     let t0 = Instant::now();
+    let applied_at = chrono::Utc::now();
     let objects: Vec<(bool, String, Value)> = (0..n)
         .flat_map(|i| {
             let pe = json!({
@@ -651,7 +662,15 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
             .iter()
             .filter(|o| kube_side::is_stalled(o))
             .count();
-    let converge_calls = CallSummary::of(&sim.calls().await?);
+    let all_ready_at = chrono::Utc::now();
+    let converge_log = sim.calls().await?;
+    let converge_calls = CallSummary::of(&converge_log);
+    let moments = waits::Moments {
+        applied: applied_at,
+        trusted: trusted_at.lock().unwrap().clone(),
+        all_ready: all_ready_at,
+    };
+    let converge_waits = waits::breakdown(&converge_log, &moments);
     let converge_cpu = op.cpu() - cpu0;
     let converge_k8s = op.k8s_requests_since(log0);
     let converge_writes =
@@ -708,6 +727,7 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
         "object_writes_seen": converge_writes,
         "cpu_s": round2(converge_cpu),
         "operator_rss_before_apply_mib": round2(idle_rss_mib),
+        "waits": converge_waits,
     });
 
     if matches!(mode, Mode::Full | Mode::Published) && converged && !a.quick {

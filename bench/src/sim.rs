@@ -155,6 +155,9 @@ pub struct Call {
     pub method: String,
     pub route: Option<String>,
     pub status: u16,
+    pub path: String,
+    /// When the call reached the simulator.
+    pub timestamp: chrono::DateTime<chrono::Utc>,
 }
 
 /// Calls split the way the figures need them.
