@@ -1,8 +1,10 @@
 //! The writes of a ProjectEncryption pass, each one a decision asked for, with the Event that tells
 //! of it. Nothing here decides what to write.
 
-use crate::atlas::{AtlasError, AwsIamRole, AwsKmsPatch, EncryptionAtRest, EncryptionAtRestPatch};
-use crate::aws::{KeyRef, RoleArn};
+use crate::atlas::{
+    AtlasError, AwsIamRole, AwsKmsPatch, EarPrivateEndpoint, EncryptionAtRest, EncryptionAtRestPatch,
+};
+use crate::aws::{KeyRef, Region, RoleArn};
 use crate::controller::{Error, NORMAL, Result, WARNING};
 use crate::status::reasons;
 
@@ -129,6 +131,53 @@ impl Pass<'_> {
         self.ctx
             .event(self.pe, WARNING, reasons::KEY_ROTATION_DUE, "CheckKeyAge", note)
             .await;
+    }
+
+    /// Asks Atlas for a private endpoint to AWS KMS in `region`.
+    pub async fn create_private_endpoint(
+        &self,
+        access: &Access,
+        region: Region,
+    ) -> Result<EarPrivateEndpoint, AtlasError> {
+        let created = self
+            .ctx
+            .atlas
+            .create_ear_private_endpoint(&access.creds, &access.group.id, region)
+            .await?;
+        let note = messages::private_endpoint_created(&created);
+        self.ctx
+            .event(
+                self.pe,
+                NORMAL,
+                reasons::PRIVATE_ENDPOINT_CREATED,
+                "CreatePrivateEndpoint",
+                note,
+            )
+            .await;
+        Ok(created)
+    }
+
+    /// Asks Atlas to delete a private endpoint to AWS KMS.
+    pub async fn delete_private_endpoint(
+        &self,
+        access: &Access,
+        endpoint: &EarPrivateEndpoint,
+    ) -> Result<(), AtlasError> {
+        self.ctx
+            .atlas
+            .delete_ear_private_endpoint(&access.creds, &access.group.id, &endpoint.id)
+            .await?;
+        let note = messages::private_endpoint_deleted(endpoint);
+        self.ctx
+            .event(
+                self.pe,
+                NORMAL,
+                reasons::PRIVATE_ENDPOINT_DELETED,
+                "DeletePrivateEndpoint",
+                note,
+            )
+            .await;
+        Ok(())
     }
 
     /// Turns project encryption off in Atlas.

@@ -728,5 +728,8 @@ pub fn release_at_once(
         || !spec.aws_kms.enabled && previous.is_none_or(|s| s.key.is_none() && s.project_id.is_none())
 }
 
+mod private_endpoints;
+pub use private_endpoints::*;
+
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,7 @@ use self::record::{Disabled, Findings};
 use super::wake::{self, WakeGate};
 use super::{Context, Error, Reconciler, Result, Step};
 use crate::atlas::{AwsIamRole, EncryptionAtRest, EncryptionAtRestPatch};
+use crate::aws::Region;
 use crate::crd::{ProjectEncryption, ProjectEncryptionStatus};
 use crate::kms::KeyReport;
 use crate::status::reasons;
@@ -132,9 +133,21 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         Err(stop) => return Ok(stop),
     };
     found.role_authorized = Some(decide::role_authorized(&role));
+    if let Some(wait) = endpoints_before_key(pass, access, &ear, found).await? {
+        return Ok(wait);
+    }
     let ear = match assign_key(pass, access, &target, &role, ear, found).await? {
         Ok(ear) => ear,
         Err(stop) => return Ok(stop),
+    };
+    // After the PATCH that sets `requirePrivateNetworking`: Atlas creates endpoints only for a project
+    // that requires them (see `decide::private_endpoints`).
+    let endpoints = match pass.pe.spec.aws_kms.require_private_networking {
+        true => {
+            let wanted = decide::endpoint_regions(&pass.pe.spec.aws_kms, target.region);
+            private_endpoints(pass, access, &wanted, found).await?
+        }
+        false => None,
     };
     // Only now is this the role Atlas uses for the key: `status.role` never names another.
     found.role = Some(role.clone());
@@ -171,7 +184,55 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
     );
     found.key_valid = Some(validity.key_valid);
     found.degraded = validity.degraded;
-    Ok(validity.step)
+    Ok(decide::with_endpoints(validity.step, endpoints))
+}
+
+/// With `requirePrivateNetworking` false, endpoints left from when it was true are deleted before the
+/// PATCH turns the requirement off; the step waits until they are gone.
+async fn endpoints_before_key(
+    pass: &Pass<'_>,
+    access: &Access,
+    ear: &EncryptionAtRest,
+    found: &mut Findings,
+) -> Result<Option<Step>> {
+    if pass.pe.spec.aws_kms.require_private_networking || !decide::endpoints_may_remain(ear, pass.previous) {
+        return Ok(None);
+    }
+    private_endpoints(pass, access, &[], found).await
+}
+
+/// The private-endpoints stage: an endpoint to AWS KMS in each `wanted` region and none elsewhere
+/// (none at all when `wanted` is empty). Creates and deletes what differs, records them, and returns
+/// the step while any is not as wanted.
+async fn private_endpoints(
+    pass: &Pass<'_>,
+    access: &Access,
+    wanted: &[Region],
+    found: &mut Findings,
+) -> Result<Option<Step>> {
+    let listed = pass.ear_private_endpoints(access).await?;
+    let writes = decide::endpoint_writes(wanted, &listed);
+    let mut created = Vec::new();
+    for region in writes.create {
+        created.push(pass.create_private_endpoint(access, region).await?);
+    }
+    let mut deleted = Vec::new();
+    for endpoint in &writes.delete {
+        match pass.delete_private_endpoint(access, endpoint).await {
+            Ok(()) => deleted.push(endpoint.id.clone()),
+            // Gone already is what was asked.
+            Err(e) if e.is_not_found() => deleted.push(endpoint.id.clone()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let endpoints = decide::after_writes(listed, &deleted, created);
+    found.private_endpoints = Some(decide::endpoint_statuses(&endpoints));
+    Ok(decide::endpoints_step(
+        wanted,
+        &endpoints,
+        pass.previous,
+        pass.now,
+    ))
 }
 
 /// The KMS preflight stage, before anything is written to Atlas.
@@ -317,7 +378,8 @@ async fn assign_key(
 /// `enabled: false`: turn project encryption off once Atlas shows no cluster using it.
 async fn disable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Result<Step> {
     let resync = pass.ctx.resync_period();
-    if !pass.encryption_at_rest(access).await?.aws_enabled() {
+    let ear = pass.encryption_at_rest(access).await?;
+    if !ear.aws_enabled() {
         found.disabled = Some(Disabled::AlreadyOff);
         return Ok(decide::encryption_off(resync));
     }
@@ -332,11 +394,21 @@ async fn disable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resu
             pass.now,
         ));
     }
+    // Atlas refuses to turn encryption off while private endpoints exist: they go first.
+    if decide::endpoints_may_remain(&ear, pass.previous)
+        && let Some(wait) = private_endpoints(pass, access, &[], found).await?
+    {
+        return Ok(wait);
+    }
     match pass.turn_off(access).await {
         Ok(()) => {
             found.disabled = Some(Disabled::TurnedOff);
             Ok(decide::encryption_off(resync))
         }
+        // Endpoints neither Atlas's settings nor the last pass showed: delete them, never retry blindly.
+        Err(e) if decide::disable_blocked_by_endpoints(&e) => Ok(private_endpoints(pass, access, &[], found)
+            .await?
+            .unwrap_or_else(|| decide::disable_refused_for_endpoints(&e))),
         Err(e) => decide::disable_raced(&e).ok_or_else(|| e.into()),
     }
 }

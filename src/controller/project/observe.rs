@@ -9,7 +9,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Resource, ResourceExt};
 
 use super::decide::{self, KeyHistory, RoleStep, Target};
-use crate::atlas::{AwsIamRole, Credentials, EncryptionAtRest, EncryptionProvider, Group};
+use crate::atlas::{
+    AwsIamRole, Credentials, EarPrivateEndpoint, EncryptionAtRest, EncryptionProvider, Group,
+};
 use crate::aws::Region;
 use crate::controller::{Context, CredentialsError, Error, Result, credentials};
 use crate::crd::{ClusterEncryption, ProjectEncryption, ProjectEncryptionStatus};
@@ -119,6 +121,15 @@ impl Pass<'_> {
             .ctx
             .atlas
             .get_encryption_at_rest(&access.creds, &access.group.id)
+            .await?)
+    }
+
+    /// Atlas's Encryption at Rest private endpoints to AWS KMS of the project.
+    pub async fn ear_private_endpoints(&self, access: &Access) -> Result<Vec<EarPrivateEndpoint>> {
+        Ok(self
+            .ctx
+            .atlas
+            .list_ear_private_endpoints(&access.creds, &access.group.id)
             .await?)
     }
 

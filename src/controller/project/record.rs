@@ -6,7 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::decide::{self, KeyHistory, Rotation};
 use crate::atlas::{AwsIamRole, Group};
-use crate::crd::{AtlasRoleStatus, ProjectEncryptionStatus};
+use crate::crd::{AtlasRoleStatus, KmsPrivateEndpointStatus, ProjectEncryptionStatus};
 use crate::status::{DesiredCondition, reasons};
 
 /// What one pass found and did. Each field stays `None` when the pass did not get that far; the
@@ -33,6 +33,8 @@ pub struct Findings {
     pub search_nodes_encrypted: Option<bool>,
     /// Atlas's outbound control-plane CIDRs in the key's region, once the operator has read them.
     pub control_plane_cidrs: Option<Vec<String>>,
+    /// Atlas's private endpoints to AWS KMS, once read (and written) this pass.
+    pub private_endpoints: Option<Vec<KmsPrivateEndpointStatus>>,
 }
 
 /// Encryption found off, or turned off by this pass.
@@ -74,6 +76,9 @@ pub fn status(
     }
     if let Some(cidrs) = &found.control_plane_cidrs {
         status.control_plane_cidrs = cidrs.clone();
+    }
+    if let Some(endpoints) = &found.private_endpoints {
+        status.private_endpoints = endpoints.clone();
     }
     if let Some(encrypted) = found.search_nodes_encrypted {
         status.search_nodes_encrypted = Some(encrypted);
