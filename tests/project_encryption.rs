@@ -243,6 +243,19 @@ async fn a_key_disabled_after_ready_is_noticed() {
         ("True".into(), "KeyInvalid".into())
     );
     assert_eq!(condition(&status.conditions, "Stalled").unwrap().0, "True");
+    // `kubectl describe` shows KeyValid whole: the statement to paste into a key policy that restricts
+    // aws:SourceIp, allowing exactly the control-plane CIDRs of the key's region for the role.
+    assert!(!status.control_plane_cidrs.is_empty(), "{status:?}");
+    let statement = atlas_encryption_operator::control_plane::key_policy_statement(
+        &atlas_encryption_operator::aws::RoleArn::parse(&role_arn).unwrap(),
+        &status.control_plane_cidrs,
+    );
+    let key_valid = status.conditions.iter().find(|c| c.type_ == "KeyValid").unwrap();
+    assert!(
+        key_valid.message.contains(&statement.to_string()),
+        "{}",
+        key_valid.message
+    );
     let events = env.wait_event("dk", "KeyInvalid", WAIT).await.unwrap();
     assert!(events.iter().any(|(r, _)| r == "KeyInvalid"), "{events:?}");
     env.finish().await;

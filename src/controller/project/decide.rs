@@ -728,7 +728,9 @@ pub fn release_at_once(
         || !spec.aws_kms.enabled && previous.is_none_or(|s| s.key.is_none() && s.project_id.is_none())
 }
 
+mod key_policy;
 mod private_endpoints;
+pub use key_policy::*;
 pub use private_endpoints::*;
 
 #[cfg(test)]

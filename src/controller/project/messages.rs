@@ -254,3 +254,9 @@ pub fn private_endpoint_deleted(endpoint: &EarPrivateEndpoint) -> String {
         endpoint_where(endpoint)
     )
 }
+
+pub fn with_key_policy_statement(message: &str, statement: &serde_json::Value) -> String {
+    format!(
+        "{message}. If the key policy restricts aws:SourceIp, it needs this statement allowing Atlas's control-plane CIDRs of the key's region: {statement}"
+    )
+}

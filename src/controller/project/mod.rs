@@ -182,7 +182,11 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         clusters_using_key,
         pass.ctx.resync_period(),
     );
-    found.key_valid = Some(validity.key_valid);
+    found.key_valid = Some(decide::with_key_policy_statement(
+        validity.key_valid,
+        &role,
+        found.control_plane_cidrs.as_deref(),
+    ));
     found.degraded = validity.degraded;
     Ok(decide::with_endpoints(validity.step, endpoints))
 }
