@@ -77,3 +77,4 @@ pub const ROLE_ASSIGNED_TRUST_POLICY: &str = "TrustPolicyRequired";
 pub const PROVIDER_SET: &str = "EncryptionProviderSet";
 pub const PRIVATE_ENDPOINT_CREATED: &str = "PrivateEndpointCreated";
 pub const PRIVATE_ENDPOINT_DELETED: &str = "PrivateEndpointDeleted";
+pub const CONTROL_PLANE_CIDRS_CHANGED: &str = "ControlPlaneCidrsChanged";

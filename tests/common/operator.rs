@@ -170,6 +170,16 @@ impl OperatorEnv {
 
     /// [`OperatorEnv::start_controller`] with the Atlas client's configuration adjusted first.
     pub async fn start_controller_with(&mut self, adjust: impl FnOnce(&mut AtlasClientConfig)) -> Result<()> {
+        self.start_controller_tuned(adjust, |_| {}).await
+    }
+
+    /// [`OperatorEnv::start_controller`] with the Atlas client's and the controllers' configuration
+    /// adjusted first.
+    pub async fn start_controller_tuned(
+        &mut self,
+        adjust: impl FnOnce(&mut AtlasClientConfig),
+        tune: impl FnOnce(&mut ControllerConfig),
+    ) -> Result<()> {
         let mut atlas = AtlasClientConfig {
             base_url: self.sim().base_url(),
             rate_per_second: 50.0,
@@ -187,12 +197,13 @@ impl OperatorEnv {
                 ..Default::default()
             },
         );
-        let config = ControllerConfig {
+        let mut config = ControllerConfig {
             resync_period: Duration::from_secs(300),
             concurrency: 4,
             namespaces: vec![self.ns.name().to_string()],
             ..Default::default()
         };
+        tune(&mut config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let shutdown = stopped.map(|_| ()).shared();
         let client = self.client.clone();

@@ -133,6 +133,21 @@ impl Pass<'_> {
             .await;
     }
 
+    /// Tells that Atlas's control-plane CIDRs in the key's region changed: a key policy restricting
+    /// `aws:SourceIp` must allow the new ones.
+    pub async fn tell_control_plane_changed(&self, region: Region, cidrs: &[String]) {
+        let note = messages::control_plane_changed(region, &self.previous.control_plane_cidrs, cidrs);
+        self.ctx
+            .event(
+                self.pe,
+                NORMAL,
+                reasons::CONTROL_PLANE_CIDRS_CHANGED,
+                "ReadControlPlaneAddresses",
+                note,
+            )
+            .await;
+    }
+
     /// Asks Atlas for a private endpoint to AWS KMS in `region`.
     pub async fn create_private_endpoint(
         &self,

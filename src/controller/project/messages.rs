@@ -260,3 +260,11 @@ pub fn with_key_policy_statement(message: &str, statement: &serde_json::Value) -
         "{message}. If the key policy restricts aws:SourceIp, it needs this statement allowing Atlas's control-plane CIDRs of the key's region: {statement}"
     )
 }
+
+pub fn control_plane_changed(region: crate::aws::Region, before: &[String], now: &[String]) -> String {
+    format!(
+        "Atlas's control-plane CIDRs in {region} changed from [{}] to [{}]: a key policy that restricts aws:SourceIp must allow the new ones (status.controlPlaneCidrs)",
+        before.join(", "),
+        now.join(", ")
+    )
+}

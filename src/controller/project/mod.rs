@@ -27,6 +27,7 @@ use super::wake::{self, WakeGate};
 use super::{Context, Error, Reconciler, Result, Step};
 use crate::atlas::{AwsIamRole, EncryptionAtRest, EncryptionAtRestPatch};
 use crate::aws::Region;
+use crate::control_plane::ControlPlaneWatch;
 use crate::crd::{ProjectEncryption, ProjectEncryptionStatus};
 use crate::kms::KeyReport;
 use crate::status::reasons;
@@ -43,7 +44,7 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<Wa
     let Some(pe) = super::ensure_finalizer(&api, pe).await? else {
         return Ok(Action::await_change());
     };
-    let fingerprint = gate_fingerprint(pe.as_ref());
+    let fingerprint = gate_fingerprint(pe.as_ref(), &ctx.control_plane);
     if let Some(wait) = gate.wait_for(pe.as_ref(), fingerprint, &ctx.failures) {
         // Our own status write, or nothing the user controls changed: the look already scheduled stands.
         return Ok(Action::requeue(wait));
@@ -70,12 +71,18 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<Wa
 }
 
 /// What a person can change to make the operator look again before the next resync: the spec (its
-/// generation), labels and annotations (`kubectl annotate` to force a look).
-fn gate_fingerprint(pe: &ProjectEncryption) -> u64 {
+/// generation), labels and annotations (`kubectl annotate` to force a look); and Atlas's control-plane
+/// CIDRs in the key's region while encryption is on, so a change there is told at once.
+fn gate_fingerprint(pe: &ProjectEncryption, control_plane: &ControlPlaneWatch) -> u64 {
+    let cidrs = Region::parse(&pe.spec.aws_kms.region)
+        .ok()
+        .filter(|_| pe.spec.aws_kms.enabled)
+        .and_then(|region| control_plane.outbound_cidrs(region));
     wake::fingerprint((
         pe.metadata.generation,
         &pe.metadata.labels,
         &pe.metadata.annotations,
+        cidrs,
     ))
 }
 
@@ -121,6 +128,10 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         Err(stop) => return Ok(stop),
     };
     found.control_plane_cidrs = pass.control_plane_cidrs(target.region);
+    let known = &pass.previous.control_plane_cidrs;
+    if let Some(cidrs) = decide::control_plane_changed(known, found.control_plane_cidrs.as_deref()) {
+        pass.tell_control_plane_changed(target.region, cidrs).await;
+    }
     let report = match preflight(pass, &target, found).await? {
         Ok(report) => report,
         Err(stop) => return Ok(stop),

@@ -112,8 +112,7 @@ impl Pass<'_> {
 
     /// Atlas's outbound control-plane CIDRs in `region`, from the operator's one read; `None` before it.
     pub fn control_plane_cidrs(&self, region: Region) -> Option<Vec<String>> {
-        let addresses = self.ctx.control_plane.latest()?;
-        Some(crate::control_plane::outbound_aws_cidrs(&addresses, region))
+        self.ctx.control_plane.outbound_cidrs(region)
     }
 
     pub async fn encryption_at_rest(&self, access: &Access) -> Result<EncryptionAtRest> {

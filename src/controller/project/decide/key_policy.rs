@@ -1,5 +1,5 @@
-//! The key-policy statement a `KeyInvalid` verdict carries: a key policy that restricts `aws:SourceIp`
-//! is a usual cause, and Atlas's control-plane CIDRs are what it must allow.
+//! Atlas's control-plane CIDRs as a key policy needs them: the statement a `KeyInvalid` verdict carries
+//! (a key policy that restricts `aws:SourceIp` is a usual cause), and when a change of them is told.
 
 use super::messages;
 use crate::atlas::AwsIamRole;
@@ -29,6 +29,13 @@ pub fn with_key_policy_statement(
     }
 }
 
+/// The CIDRs of the key's region read this pass, when they differ from those the status recorded: a
+/// key policy that allows the recorded ones must change. Nothing recorded (a first pass, encryption off
+/// before) is no change to tell.
+pub fn control_plane_changed<'a>(recorded: &[String], read: Option<&'a [String]>) -> Option<&'a [String]> {
+    read.filter(|read| !recorded.is_empty() && *read != recorded)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,6 +48,21 @@ mod tests {
             iam_assumed_role_arn: arn.map(str::to_string),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_change_is_told_only_against_a_recorded_list() {
+        let list = |cidrs: &[&str]| cidrs.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let (old, new) = (list(&["192.0.2.7/32"]), list(&["192.0.2.8/32"]));
+        assert_eq!(control_plane_changed(&old, Some(&new)), Some(&new[..]));
+        assert_eq!(control_plane_changed(&old, Some(&[])), Some(&[][..]), "all gone");
+        assert_eq!(control_plane_changed(&old, Some(&old)), None, "unchanged");
+        assert_eq!(control_plane_changed(&old, None), None, "not read yet");
+        assert_eq!(
+            control_plane_changed(&[], Some(&new)),
+            None,
+            "nothing recorded before"
+        );
     }
 
     #[test]
