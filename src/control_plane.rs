@@ -201,6 +201,26 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn the_changes_stream_yields_once_per_read_that_changed_something() {
+        use futures::StreamExt;
+        let watch = ControlPlaneWatch::default();
+        let mut changes = Box::pin(watch.changes());
+        watch.store(addresses(&["192.0.2.1/32"], &[]));
+        watch.store(addresses(&["192.0.2.1/32"], &[]));
+        assert!(
+            futures::poll!(changes.next()).is_pending(),
+            "neither the first read nor an unchanged one is a change"
+        );
+        watch.store(addresses(&["192.0.2.7/32"], &[]));
+        assert_eq!(changes.next().await, Some(()));
+        assert!(futures::poll!(changes.next()).is_pending());
+        assert_eq!(
+            watch.outbound_cidrs(Region::parse("us-east-1").unwrap()),
+            Some(vec!["192.0.2.7/32".to_string()])
+        );
+    }
+
     #[test]
     fn the_key_policy_statement_allows_exactly_the_cidrs_for_the_role() {
         let role = RoleArn::parse("arn:aws:iam::123456789012:role/atlas-kms").unwrap();

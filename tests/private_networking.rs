@@ -445,3 +445,50 @@ async fn disabling_deletes_the_endpoints_first() {
     );
     env.finish().await;
 }
+
+/// Deleting a ProjectEncryption with `deletionPolicy: Disable` and private endpoints: the endpoints go
+/// first, then encryption is turned off and the object released, with no PATCH refused.
+#[tokio::test]
+async fn deletion_with_disable_deletes_the_endpoints_first() {
+    let mut env = OperatorEnv::start("pn-delete", &seed(&[("proj-pn-delete", &[])]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    let handshake = env.encrypt_project("pn", "proj-pn-delete").await.unwrap();
+    let group = env.group_id("proj-pn-delete").await.unwrap();
+    let mut private = spec(
+        &handshake,
+        "proj-pn-delete",
+        json!({"requirePrivateNetworking": true}),
+    );
+    private["deletionPolicy"] = json!("Disable");
+    env.apply_project("pn", private).await.unwrap();
+    env.wait_project("pn", WAIT, "Ready with its endpoint", |pe| {
+        is_ready(pe) && endpoint_states(pe).len() == 1
+    })
+    .await
+    .unwrap();
+    env.sim().clear_calls();
+    env.projects().delete("pn", &Default::default()).await.unwrap();
+    common::operator::wait_gone(&env.projects(), "pn", WAIT)
+        .await
+        .unwrap();
+    let writes = env.atlas_writes();
+    assert_eq!(
+        writes.len(),
+        2,
+        "one DELETE, then the disabling PATCH: {writes:?}"
+    );
+    assert!(
+        writes[0].method == "DELETE" && ends_with(&writes[0], ENDPOINT),
+        "{writes:?}"
+    );
+    assert!(
+        writes[1].method == "PATCH" && ends_with(&writes[1], EAR) && writes[1].status == 200,
+        "{writes:?}"
+    );
+    let (atlas, creds) = env.atlas();
+    let ear = atlas.get_encryption_at_rest(&creds, &group).await.unwrap();
+    assert!(!ear.aws_enabled(), "{ear:?}");
+    env.finish().await;
+}
