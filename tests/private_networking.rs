@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use atlas_encryption_operator::crd::ProjectEncryption;
 use atlas_sim::CallRecord;
-use common::operator::{Handshake, OperatorEnv, REGION, condition, seed};
+use common::operator::{Handshake, OperatorEnv, REGION, condition, look_twice, seed};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -72,24 +72,6 @@ async fn force_endpoint(env: &OperatorEnv, group: &str, id: &str, body: Value) {
     assert!(response.status().is_success(), "{}", response.status());
 }
 
-/// Two looks at `name`, each begun by a poke and over once a pass has read Atlas: every write the
-/// first look caused is in the call log by the time the second reads.
-async fn look_twice(env: &OperatorEnv, name: &str) {
-    let reads = || env.atlas_calls("GET", "/encryptionAtRest");
-    for _ in 0..2 {
-        let before = reads();
-        env.projects()
-            .patch(name, &Default::default(), &common::poke())
-            .await
-            .unwrap();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while reads() == before {
-            assert!(tokio::time::Instant::now() < deadline, "no pass after the poke");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
 async fn poke(env: &OperatorEnv, name: &str) {
     env.projects()
         .patch(name, &Default::default(), &common::poke())
@@ -97,17 +79,46 @@ async fn poke(env: &OperatorEnv, name: &str) {
         .unwrap();
 }
 
+/// An operator with the ProjectEncryption `pn` Ready on the first of `projects` (all seeded), and that
+/// project's Atlas id.
+async fn encrypted(test: &str, projects: &[&str]) -> (OperatorEnv, Handshake, String) {
+    let seeded: Vec<(&str, &[&str])> = projects.iter().map(|p| (*p, &[][..])).collect();
+    let mut env = OperatorEnv::start(test, &seed(&seeded)).await.unwrap();
+    env.start_controller().await.unwrap();
+    let handshake = env.encrypt_project("pn", projects[0]).await.unwrap();
+    let group = env.group_id(projects[0]).await.unwrap();
+    (env, handshake, group)
+}
+
+/// Applies `spec` to `pn` and waits until it is Ready with one ACTIVE endpoint, in the key's region.
+async fn ready_with_endpoint(env: &OperatorEnv, spec: Value) {
+    env.apply_project("pn", spec).await.unwrap();
+    env.wait_project("pn", WAIT, "Ready with its endpoint", |pe| {
+        is_ready(pe) && endpoint_states(pe) == [(REGION.to_string(), "ACTIVE".to_string())]
+    })
+    .await
+    .unwrap();
+}
+
+/// The writes were one endpoint DELETE, then one PATCH of the encryption settings that Atlas took.
+fn assert_deleted_then_patched(writes: &[CallRecord]) {
+    assert_eq!(writes.len(), 2, "one DELETE, then one PATCH: {writes:?}");
+    assert!(
+        writes[0].method == "DELETE" && ends_with(&writes[0], ENDPOINT),
+        "{writes:?}"
+    );
+    assert!(
+        writes[1].method == "PATCH" && ends_with(&writes[1], EAR) && writes[1].status == 200,
+        "{writes:?}"
+    );
+}
+
 /// `requirePrivateNetworking: true` with a second region: the PATCH that sets the requirement, then one
 /// endpoint per region; Reconciling (`AwaitingPrivateEndpoints`) while Atlas creates them, with no
 /// further write; Ready only once both are ACTIVE; then converged with no write.
 #[tokio::test]
 async fn endpoints_are_created_and_the_project_is_ready_only_once_they_are_active() {
-    let mut env = OperatorEnv::start("pn-create", &seed(&[("proj-pn-create", &[])]))
-        .await
-        .unwrap();
-    env.start_controller().await.unwrap();
-    let handshake = env.encrypt_project("pn", "proj-pn-create").await.unwrap();
-    let group = env.group_id("proj-pn-create").await.unwrap();
+    let (env, handshake, group) = encrypted("pn-create", &["proj-pn-create"]).await;
     // Atlas takes minutes: the endpoints stay INITIATING until the test moves them.
     set_endpoint_delay(&env, Duration::from_secs(3600)).await;
     env.sim().clear_calls();
@@ -203,12 +214,7 @@ async fn endpoints_are_created_and_the_project_is_ready_only_once_they_are_activ
 /// endpoint's status and the Warning Event; nothing is retried blindly.
 #[tokio::test]
 async fn a_failed_endpoint_stalls_with_atlas_message() {
-    let mut env = OperatorEnv::start("pn-failed", &seed(&[("proj-pn-failed", &[])]))
-        .await
-        .unwrap();
-    env.start_controller().await.unwrap();
-    let handshake = env.encrypt_project("pn", "proj-pn-failed").await.unwrap();
-    let group = env.group_id("proj-pn-failed").await.unwrap();
+    let (env, handshake, group) = encrypted("pn-failed", &["proj-pn-failed"]).await;
     set_endpoint_delay(&env, Duration::from_secs(3600)).await;
     env.apply_project(
         "pn",
@@ -281,27 +287,9 @@ async fn a_failed_endpoint_stalls_with_atlas_message() {
 /// requirement off is sent only once Atlas no longer lists it.
 #[tokio::test]
 async fn turning_the_flag_off_deletes_the_endpoints_before_the_patch() {
-    let mut env = OperatorEnv::start("pn-off", &seed(&[("proj-pn-off", &[])]))
-        .await
-        .unwrap();
-    env.start_controller().await.unwrap();
-    let handshake = env.encrypt_project("pn", "proj-pn-off").await.unwrap();
-    let group = env.group_id("proj-pn-off").await.unwrap();
-    env.apply_project(
-        "pn",
-        spec(
-            &handshake,
-            "proj-pn-off",
-            json!({"requirePrivateNetworking": true}),
-        ),
-    )
-    .await
-    .unwrap();
-    env.wait_project("pn", WAIT, "Ready with its endpoint", |pe| {
-        is_ready(pe) && endpoint_states(pe) == [("eu-west-2".to_string(), "ACTIVE".to_string())]
-    })
-    .await
-    .unwrap();
+    let (env, handshake, group) = encrypted("pn-off", &["proj-pn-off"]).await;
+    let private = json!({"requirePrivateNetworking": true});
+    ready_with_endpoint(&env, spec(&handshake, "proj-pn-off", private)).await;
 
     env.sim().clear_calls();
     env.apply_project(
@@ -321,16 +309,7 @@ async fn turning_the_flag_off_deletes_the_endpoints_before_the_patch() {
         .await
         .unwrap();
     assert_eq!(ready_reason(&off).unwrap().1, "Reconciled");
-    let writes = env.atlas_writes();
-    assert_eq!(writes.len(), 2, "one DELETE, then one PATCH: {writes:?}");
-    assert!(
-        writes[0].method == "DELETE" && ends_with(&writes[0], ENDPOINT),
-        "{writes:?}"
-    );
-    assert!(
-        writes[1].method == "PATCH" && ends_with(&writes[1], EAR),
-        "{writes:?}"
-    );
+    assert_deleted_then_patched(&env.atlas_writes());
     let (atlas, creds) = env.atlas();
     assert!(
         atlas
@@ -354,29 +333,9 @@ async fn turning_the_flag_off_deletes_the_endpoints_before_the_patch() {
 /// turn Atlas's one refusal into their deletion, not a blind retry.
 #[tokio::test]
 async fn disabling_deletes_the_endpoints_first() {
-    let mut env = OperatorEnv::start(
-        "pn-disable",
-        &seed(&[("proj-pn-disable", &[]), ("proj-pn-oob", &[])]),
-    )
-    .await
-    .unwrap();
-    env.start_controller().await.unwrap();
-    let handshake = env.encrypt_project("pn", "proj-pn-disable").await.unwrap();
-    env.apply_project(
-        "pn",
-        spec(
-            &handshake,
-            "proj-pn-disable",
-            json!({"requirePrivateNetworking": true}),
-        ),
-    )
-    .await
-    .unwrap();
-    env.wait_project("pn", WAIT, "Ready with its endpoint", |pe| {
-        is_ready(pe) && endpoint_states(pe).len() == 1
-    })
-    .await
-    .unwrap();
+    let (env, handshake, _) = encrypted("pn-disable", &["proj-pn-disable", "proj-pn-oob"]).await;
+    let private = json!({"requirePrivateNetworking": true});
+    ready_with_endpoint(&env, spec(&handshake, "proj-pn-disable", private)).await;
     env.sim().clear_calls();
     env.apply_project(
         "pn",
@@ -395,20 +354,7 @@ async fn disabling_deletes_the_endpoints_first() {
         .await
         .unwrap();
     assert!(endpoint_states(&off).is_empty(), "{:?}", off.status);
-    let writes = env.atlas_writes();
-    assert_eq!(
-        writes.len(),
-        2,
-        "one DELETE, then the disabling PATCH: {writes:?}"
-    );
-    assert!(
-        writes[0].method == "DELETE" && ends_with(&writes[0], ENDPOINT),
-        "{writes:?}"
-    );
-    assert!(
-        writes[1].method == "PATCH" && ends_with(&writes[1], EAR) && writes[1].status == 200,
-        "{writes:?}"
-    );
+    assert_deleted_then_patched(&env.atlas_writes());
 
     // An endpoint made outside the operator, on a project without the requirement.
     let other = env.encrypt_project("oob", "proj-pn-oob").await.unwrap();
@@ -450,43 +396,20 @@ async fn disabling_deletes_the_endpoints_first() {
 /// first, then encryption is turned off and the object released, with no PATCH refused.
 #[tokio::test]
 async fn deletion_with_disable_deletes_the_endpoints_first() {
-    let mut env = OperatorEnv::start("pn-delete", &seed(&[("proj-pn-delete", &[])]))
-        .await
-        .unwrap();
-    env.start_controller().await.unwrap();
-    let handshake = env.encrypt_project("pn", "proj-pn-delete").await.unwrap();
-    let group = env.group_id("proj-pn-delete").await.unwrap();
+    let (env, handshake, group) = encrypted("pn-delete", &["proj-pn-delete"]).await;
     let mut private = spec(
         &handshake,
         "proj-pn-delete",
         json!({"requirePrivateNetworking": true}),
     );
     private["deletionPolicy"] = json!("Disable");
-    env.apply_project("pn", private).await.unwrap();
-    env.wait_project("pn", WAIT, "Ready with its endpoint", |pe| {
-        is_ready(pe) && endpoint_states(pe).len() == 1
-    })
-    .await
-    .unwrap();
+    ready_with_endpoint(&env, private).await;
     env.sim().clear_calls();
     env.projects().delete("pn", &Default::default()).await.unwrap();
     common::operator::wait_gone(&env.projects(), "pn", WAIT)
         .await
         .unwrap();
-    let writes = env.atlas_writes();
-    assert_eq!(
-        writes.len(),
-        2,
-        "one DELETE, then the disabling PATCH: {writes:?}"
-    );
-    assert!(
-        writes[0].method == "DELETE" && ends_with(&writes[0], ENDPOINT),
-        "{writes:?}"
-    );
-    assert!(
-        writes[1].method == "PATCH" && ends_with(&writes[1], EAR) && writes[1].status == 200,
-        "{writes:?}"
-    );
+    assert_deleted_then_patched(&env.atlas_writes());
     let (atlas, creds) = env.atlas();
     let ear = atlas.get_encryption_at_rest(&creds, &group).await.unwrap();
     assert!(!ear.aws_enabled(), "{ear:?}");

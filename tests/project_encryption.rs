@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::operator::{CUSTOMER_ACCOUNT, Handshake, OperatorEnv, REGION, condition, project_on_key, seed};
+use common::operator::{
+    CUSTOMER_ACCOUNT, Handshake, OperatorEnv, REGION, condition, look_twice, project_on_key, seed,
+};
 use common::snapshots::{self, Expect};
 use serde_json::json;
 
@@ -881,25 +883,6 @@ async fn a_replaced_credentials_secret_takes_effect_without_a_restart() {
     assert_eq!(managers, vec![common::FIELD_MANAGER.to_string()], "{managers:?}");
     assert_ne!(before.metadata.resource_version, after.metadata.resource_version);
     env.finish().await;
-}
-
-/// Two looks at `name` (each started by an annotation), the second begun only once a pass has read
-/// Atlas after the first: the controller never runs one object twice at once, so every write the first
-/// look caused is in the call log by the time the second reads.
-async fn look_twice(env: &OperatorEnv, name: &str) {
-    let reads = || env.atlas_calls("GET", "/encryptionAtRest");
-    for _ in 0..2 {
-        let before = reads();
-        env.projects()
-            .patch(name, &Default::default(), &common::poke())
-            .await
-            .unwrap();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while reads() == before {
-            assert!(tokio::time::Instant::now() < deadline, "no pass after the poke");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 /// `searchNodes.enabled` is diffed and patched like the key: one PATCH of `/encryptionAtRest` each way,

@@ -573,6 +573,27 @@ impl Drop for OperatorEnv {
     }
 }
 
+const LOOK_WAIT: Duration = Duration::from_secs(90);
+
+/// Two looks at `name` (each started by an annotation), the second begun only once a pass has read
+/// Atlas after the first: the controller never runs one object twice at once, so every write the first
+/// look caused is in the call log by the time the second reads.
+pub async fn look_twice(env: &OperatorEnv, name: &str) {
+    let reads = || env.atlas_calls("GET", "/encryptionAtRest");
+    for _ in 0..2 {
+        let before = reads();
+        env.projects()
+            .patch(name, &Default::default(), &super::poke())
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + LOOK_WAIT;
+        while reads() == before {
+            assert!(tokio::time::Instant::now() < deadline, "no pass after the poke");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// Polls until the object no longer exists.
 pub async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: Duration) -> Result<()>
 where
