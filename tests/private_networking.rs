@@ -10,6 +10,7 @@ use std::time::Duration;
 use atlas_encryption_operator::crd::ProjectEncryption;
 use atlas_sim::CallRecord;
 use common::operator::{Handshake, OperatorEnv, REGION, condition, look_twice, seed};
+use common::snapshots::{self, Expect};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -141,6 +142,12 @@ async fn endpoints_are_created_and_the_project_is_ready_only_once_they_are_activ
             ("us-east-1".to_string(), "INITIATING".to_string())
         ]
     );
+    snapshots::capture(
+        "pn-create",
+        "awaiting-private-endpoints",
+        &waiting,
+        Expect::InProgress,
+    );
     let status = waiting.status.clone().unwrap();
     assert_eq!(condition(&status.conditions, "Reconciling").unwrap().0, "True");
     assert_eq!(condition(&status.conditions, "Ready").unwrap().0, "False");
@@ -182,6 +189,7 @@ async fn endpoints_are_created_and_the_project_is_ready_only_once_they_are_activ
     force_endpoint(&env, &group, &endpoints[1].id, json!({"status": "ACTIVE"})).await;
     poke(&env, "pn").await;
     let ready = env.wait_project("pn", WAIT, "Ready", is_ready).await.unwrap();
+    snapshots::capture("pn-create", "ready", &ready, Expect::Ready);
     assert_eq!(ready_reason(&ready).unwrap().1, "Reconciled");
     assert_eq!(
         endpoint_states(&ready),
@@ -253,6 +261,7 @@ async fn a_failed_endpoint_stalls_with_atlas_message() {
         })
         .await
         .unwrap();
+    snapshots::capture("pn-failed", "private-endpoint-failed", &stalled, Expect::Failed);
     let status = stalled.status.unwrap();
     let message = &status
         .conditions
