@@ -128,8 +128,8 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         Err(stop) => return Ok(stop),
     };
     found.control_plane_cidrs = pass.control_plane_cidrs(target.region);
-    let known = &pass.previous.control_plane_cidrs;
-    if let Some(cidrs) = decide::control_plane_changed(known, found.control_plane_cidrs.as_deref()) {
+    let read = found.control_plane_cidrs.as_deref();
+    if let Some(cidrs) = decide::control_plane_changed(pass.previous, target.region, read) {
         pass.tell_control_plane_changed(target.region, cidrs).await;
     }
     let report = match preflight(pass, &target, found).await? {

@@ -3,8 +3,9 @@
 
 use super::messages;
 use crate::atlas::AwsIamRole;
-use crate::aws::RoleArn;
+use crate::aws::{Region, RoleArn};
 use crate::control_plane::key_policy_statement;
+use crate::crd::ProjectEncryptionStatus;
 use crate::status::{DesiredCondition, reasons};
 
 /// `KeyValid` as decided, with the ready-to-paste statement that allows exactly `cidrs` (the key
@@ -29,11 +30,20 @@ pub fn with_key_policy_statement(
     }
 }
 
-/// The CIDRs of the key's region read this pass, when they differ from those the status recorded: a
-/// key policy that allows the recorded ones must change. Nothing recorded (a first pass, encryption off
-/// before) is no change to tell.
-pub fn control_plane_changed<'a>(recorded: &[String], read: Option<&'a [String]>) -> Option<&'a [String]> {
-    read.filter(|read| !recorded.is_empty() && *read != recorded)
+/// The CIDRs of the key's region read this pass, when they differ from those the status recorded for
+/// the same region: a key policy that allows the recorded ones must change. Nothing recorded (a first
+/// pass, encryption off before) or a key moved to another region is no change to tell.
+pub fn control_plane_changed<'a>(
+    previous: &ProjectEncryptionStatus,
+    region: Region,
+    read: Option<&'a [String]>,
+) -> Option<&'a [String]> {
+    let recorded = &previous.control_plane_cidrs;
+    let same_region = previous
+        .key
+        .as_ref()
+        .is_some_and(|k| k.region == region.aws_name());
+    read.filter(|read| same_region && !recorded.is_empty() && *read != recorded)
 }
 
 #[cfg(test)]
@@ -51,17 +61,44 @@ mod tests {
     }
 
     #[test]
-    fn a_change_is_told_only_against_a_recorded_list() {
+    fn a_change_is_told_only_against_a_list_recorded_for_the_same_region() {
         let list = |cidrs: &[&str]| cidrs.iter().map(|c| c.to_string()).collect::<Vec<_>>();
         let (old, new) = (list(&["192.0.2.7/32"]), list(&["192.0.2.8/32"]));
-        assert_eq!(control_plane_changed(&old, Some(&new)), Some(&new[..]));
-        assert_eq!(control_plane_changed(&old, Some(&[])), Some(&[][..]), "all gone");
-        assert_eq!(control_plane_changed(&old, Some(&old)), None, "unchanged");
-        assert_eq!(control_plane_changed(&old, None), None, "not read yet");
+        let eu = Region::parse("eu-west-2").unwrap();
+        let recorded = |cidrs: &[String], region: &str| ProjectEncryptionStatus {
+            control_plane_cidrs: cidrs.to_vec(),
+            key: Some(crate::crd::KeyStatus {
+                customer_master_key_id: "1234abcd-12ab-34cd-56ef-1234567890ab".into(),
+                region: region.into(),
+                since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
+                rotation_due_at: None,
+                valid: None,
+                multi_region: None,
+            }),
+            ..Default::default()
+        };
+        let before = recorded(&old, "eu-west-2");
+        assert_eq!(control_plane_changed(&before, eu, Some(&new)), Some(&new[..]));
         assert_eq!(
-            control_plane_changed(&[], Some(&new)),
+            control_plane_changed(&before, eu, Some(&[])),
+            Some(&[][..]),
+            "all gone"
+        );
+        assert_eq!(control_plane_changed(&before, eu, Some(&old)), None, "unchanged");
+        assert_eq!(control_plane_changed(&before, eu, None), None, "not read yet");
+        let nothing = recorded(&[], "eu-west-2");
+        assert_eq!(
+            control_plane_changed(&nothing, eu, Some(&new)),
             None,
-            "nothing recorded before"
+            "nothing recorded"
+        );
+        let moved = recorded(&old, "us-east-1");
+        assert_eq!(
+            control_plane_changed(&moved, eu, Some(&new)),
+            None,
+            "the key moved region"
         );
     }
 
