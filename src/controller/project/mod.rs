@@ -127,11 +127,7 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         Ok(target) => target,
         Err(stop) => return Ok(stop),
     };
-    found.control_plane_cidrs = pass.control_plane_cidrs(target.region);
-    let read = found.control_plane_cidrs.as_deref();
-    if let Some(cidrs) = decide::control_plane_changed(pass.previous, target.region, read) {
-        pass.tell_control_plane_changed(target.region, cidrs).await;
-    }
+    control_plane_cidrs(pass, &target, found).await;
     let report = match preflight(pass, &target, found).await? {
         Ok(report) => report,
         Err(stop) => return Ok(stop),
@@ -151,15 +147,7 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         Ok(ear) => ear,
         Err(stop) => return Ok(stop),
     };
-    // After the PATCH that sets `requirePrivateNetworking`: Atlas creates endpoints only for a project
-    // that requires them (see `decide::private_endpoints`).
-    let endpoints = match pass.pe.spec.aws_kms.require_private_networking {
-        true => {
-            let wanted = decide::endpoint_regions(&pass.pe.spec.aws_kms, target.region);
-            private_endpoints(pass, access, &wanted, found).await?
-        }
-        false => None,
-    };
+    let endpoints = endpoints_after_key(pass, access, &target, found).await?;
     // Only now is this the role Atlas uses for the key: `status.role` never names another.
     found.role = Some(role.clone());
     let history = decide::key_history(
@@ -200,6 +188,31 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
     ));
     found.degraded = validity.degraded;
     Ok(decide::with_endpoints(validity.step, endpoints))
+}
+
+/// The control-plane CIDRs of the key's region, and the Event when they changed since the last pass.
+async fn control_plane_cidrs(pass: &Pass<'_>, target: &Target, found: &mut Findings) {
+    found.control_plane_cidrs = pass.control_plane_cidrs(target.region);
+    let read = found.control_plane_cidrs.as_deref();
+    if let Some(cidrs) = decide::control_plane_changed(pass.previous, target.region, read) {
+        pass.tell_control_plane_changed(target.region, cidrs).await;
+    }
+}
+
+/// With `requirePrivateNetworking` true, after the PATCH that sets it: Atlas creates endpoints only for
+/// a project that requires them (see `decide::private_endpoints`).
+async fn endpoints_after_key(
+    pass: &Pass<'_>,
+    access: &Access,
+    target: &Target,
+    found: &mut Findings,
+) -> Result<Option<Step>> {
+    let spec = &pass.pe.spec.aws_kms;
+    if !spec.require_private_networking {
+        return Ok(None);
+    }
+    let wanted = decide::endpoint_regions(spec, target.region);
+    private_endpoints(pass, access, &wanted, found).await
 }
 
 /// With `requirePrivateNetworking` false, endpoints left from when it was true are deleted before the
