@@ -71,15 +71,41 @@ pub fn key_policy_statement(role: &RoleArn, cidrs: &[String]) -> Value {
 }
 
 /// What the last successful read said, shared by every reconcile.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ControlPlaneWatch {
     latest: Arc<RwLock<Option<Arc<ControlPlaneIpAddresses>>>>,
+    /// The count of reads that changed some region's CIDRs: what wakes the reconcilers (see
+    /// [`ControlPlaneWatch::changes`]).
+    revision: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for ControlPlaneWatch {
+    fn default() -> Self {
+        ControlPlaneWatch {
+            latest: Arc::default(),
+            revision: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
 }
 
 impl ControlPlaneWatch {
     /// The addresses of the last successful read; `None` until the first one.
     pub fn latest(&self) -> Option<Arc<ControlPlaneIpAddresses>> {
         self.latest.read().expect("never poisoned").clone()
+    }
+
+    /// The outbound CIDRs in `region` as last read; `None` before the first read.
+    pub fn outbound_cidrs(&self, region: Region) -> Option<Vec<String>> {
+        let addresses = self.latest()?;
+        Some(outbound_aws_cidrs(&addresses, region))
+    }
+
+    /// Yields once for each later read that changes some region's CIDRs (never for the first read).
+    pub fn changes(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        let revisions = self.revision.subscribe();
+        futures::stream::unfold(revisions, |mut revisions| async move {
+            revisions.changed().await.ok().map(|()| ((), revisions))
+        })
     }
 
     /// Stores a read and returns the AWS regions whose CIDRs changed since the previous one (none on
@@ -91,6 +117,10 @@ impl ControlPlaneWatch {
             .map(|before| changed_regions(before, &addresses))
             .unwrap_or_default();
         *latest = Some(Arc::new(addresses));
+        drop(latest);
+        if !changed.is_empty() {
+            self.revision.send_modify(|revision| *revision += 1);
+        }
         changed
     }
 
@@ -168,6 +198,26 @@ mod tests {
         assert_eq!(
             outbound_aws_cidrs(&watch.latest().unwrap(), Region::parse("us-east-1").unwrap()),
             vec!["192.0.2.7/32"]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_changes_stream_yields_once_per_read_that_changed_something() {
+        use futures::StreamExt;
+        let watch = ControlPlaneWatch::default();
+        let mut changes = Box::pin(watch.changes());
+        watch.store(addresses(&["192.0.2.1/32"], &[]));
+        watch.store(addresses(&["192.0.2.1/32"], &[]));
+        assert!(
+            futures::poll!(changes.next()).is_pending(),
+            "neither the first read nor an unchanged one is a change"
+        );
+        watch.store(addresses(&["192.0.2.7/32"], &[]));
+        assert_eq!(changes.next().await, Some(()));
+        assert!(futures::poll!(changes.next()).is_pending());
+        assert_eq!(
+            watch.outbound_cidrs(Region::parse("us-east-1").unwrap()),
+            Some(vec!["192.0.2.7/32".to_string()])
         );
     }
 

@@ -337,6 +337,11 @@ async fn bad_manifests_are_refused_by_the_api_server() {
         *spec.pointer_mut(pointer).unwrap() = value;
         spec
     };
+    let with_endpoint_regions = |regions: Value| {
+        let mut spec = good("proj-a");
+        spec["awsKms"]["privateEndpointRegions"] = regions;
+        spec
+    };
     let key_msg = "customerMasterKeyId must be a KMS key ARN";
     let region_msg = "region must be the lowercase AWS name";
     let role_msg = "roleArn must be an IAM role ARN";
@@ -366,6 +371,10 @@ async fn bad_manifests_are_refused_by_the_api_server() {
         case("region-unknown", "an unknown region", p, with("/awsKms/region", json!("eu-west-9")), Expect::Refused(region_msg)),
         case("region-atlas-spelling", "Atlas's region spelling", p, with("/awsKms/region", json!("EU_WEST_2")), Expect::Refused(region_msg)),
         case("region-global", "Atlas's GLOBAL pseudo-region", p, with("/awsKms/region", json!("GLOBAL")), Expect::Refused(region_msg)),
+        case("endpoint-region-atlas-spelling", "Atlas's region spelling among privateEndpointRegions", p,
+            with_endpoint_regions(json!(["us-east-1", "US_EAST_1"])), Expect::Refused("privateEndpointRegions must list lowercase AWS names")),
+        case("endpoint-regions-many", "17 privateEndpointRegions", p,
+            with_endpoint_regions(json!(vec!["us-east-1"; 17])), Expect::Refused("must have at most 16 items")),
         case("role-of-a-user", "an IAM user ARN as the role", p,
             with("/awsKms/roleArn", json!(format!("arn:aws:iam::{CUSTOMER_ACCOUNT}:user/bob"))), Expect::Refused(role_msg)),
         case("role-with-region", "a role ARN with a region", p,

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::operator::{CUSTOMER_ACCOUNT, Handshake, OperatorEnv, REGION, condition, project_on_key, seed};
+use common::operator::{
+    CUSTOMER_ACCOUNT, Handshake, OperatorEnv, REGION, condition, look_twice, project_on_key, seed,
+};
 use common::snapshots::{self, Expect};
 use serde_json::json;
 
@@ -253,6 +255,19 @@ async fn a_key_disabled_after_ready_is_noticed() {
         ("True".into(), "KeyInvalid".into())
     );
     assert_eq!(condition(&status.conditions, "Stalled").unwrap().0, "True");
+    // `kubectl describe` shows KeyValid whole: the statement to paste into a key policy that restricts
+    // aws:SourceIp, allowing exactly the control-plane CIDRs of the key's region for the role.
+    assert!(!status.control_plane_cidrs.is_empty(), "{status:?}");
+    let statement = atlas_encryption_operator::control_plane::key_policy_statement(
+        &atlas_encryption_operator::aws::RoleArn::parse(&role_arn).unwrap(),
+        &status.control_plane_cidrs,
+    );
+    let key_valid = status.conditions.iter().find(|c| c.type_ == "KeyValid").unwrap();
+    assert!(
+        key_valid.message.contains(&statement.to_string()),
+        "{}",
+        key_valid.message
+    );
     let events = env.wait_event("dk", "KeyInvalid", WAIT).await.unwrap();
     assert!(events.iter().any(|(r, _)| r == "KeyInvalid"), "{events:?}");
     env.finish().await;
@@ -880,25 +895,6 @@ async fn a_replaced_credentials_secret_takes_effect_without_a_restart() {
     env.finish().await;
 }
 
-/// Two looks at `name` (each started by an annotation), the second begun only once a pass has read
-/// Atlas after the first: the controller never runs one object twice at once, so every write the first
-/// look caused is in the call log by the time the second reads.
-async fn look_twice(env: &OperatorEnv, name: &str) {
-    let reads = || env.atlas_calls("GET", "/encryptionAtRest");
-    for _ in 0..2 {
-        let before = reads();
-        env.projects()
-            .patch(name, &Default::default(), &common::poke())
-            .await
-            .unwrap();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while reads() == before {
-            assert!(tokio::time::Instant::now() < deadline, "no pass after the poke");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
 /// `searchNodes.enabled` is diffed and patched like the key: one PATCH of `/encryptionAtRest` each way,
 /// Atlas then holds the value, the status shows it, a converged object causes no write; and a spec
 /// without `searchNodes` leaves a value set outside the operator alone.
@@ -1023,5 +1019,79 @@ async fn control_plane_cidrs_of_the_key_region_are_in_status() {
     assert_eq!(pe.status.unwrap().control_plane_cidrs, expected);
     let reads = env.atlas_calls("GET", "/unauth/controlPlaneIPAddresses");
     assert_eq!(reads, 2, "one read by the operator, one by this test");
+    env.finish().await;
+}
+
+/// Atlas changes its control-plane CIDRs: the operator's next read wakes the projects whose key's
+/// region changed, without a poke or a resync (300 s here), and each records the new CIDRs and raises
+/// one Normal Event. A change in another region tells them nothing.
+#[tokio::test]
+async fn a_control_plane_cidr_change_in_the_key_region_is_told() {
+    let mut env = OperatorEnv::start("pe-cidr-change", &seed(&[("proj-cidr-change", &[])]))
+        .await
+        .unwrap();
+    env.start_controller_tuned(
+        |_| {},
+        |config| config.control_plane_refresh = Duration::from_millis(500),
+    )
+    .await
+    .unwrap();
+    env.encrypt_project("cidrs", "proj-cidr-change").await.unwrap();
+    let before = env
+        .wait_project("cidrs", WAIT, "the control-plane CIDRs", |pe| {
+            pe.status
+                .as_ref()
+                .is_some_and(|s| !s.control_plane_cidrs.is_empty())
+        })
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .control_plane_cidrs;
+    let url = format!("{}/__sim/controlPlaneIPAddresses", env.sim().base_url());
+    let http = reqwest::Client::new();
+    let mut list: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    let mut change = |region: &str, cidr: &str| {
+        list["outbound"]["aws"][region] = json!([cidr]);
+        list.clone()
+    };
+    // Another region first, then the key's: only the second is told.
+    let elsewhere = change("ap-south-1", "198.51.100.77/32");
+    let response = http.put(&url).json(&elsewhere).send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let reads = env.atlas_calls("GET", "/unauth/controlPlaneIPAddresses");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while env.atlas_calls("GET", "/unauth/controlPlaneIPAddresses") < reads + 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator reads the list again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let in_region = change(REGION, "203.0.113.9/32");
+    let response = http.put(&url).json(&in_region).send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+
+    let changed = env
+        .wait_project("cidrs", WAIT, "the new CIDRs", |pe| {
+            pe.status
+                .as_ref()
+                .is_some_and(|s| s.control_plane_cidrs == ["203.0.113.9/32"])
+        })
+        .await
+        .unwrap();
+    assert!(ready(changed.status.as_ref()), "{:?}", changed.status);
+    let events = env
+        .wait_event("cidrs", "ControlPlaneCidrsChanged", WAIT)
+        .await
+        .unwrap();
+    let told: Vec<&String> = events
+        .iter()
+        .filter(|(r, _)| r == "ControlPlaneCidrsChanged")
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(told.len(), 1, "one Event, for the key's region only: {events:?}");
+    assert!(told[0].contains("203.0.113.9/32"), "{told:?}");
+    assert!(told[0].contains(&before[0]), "{told:?}");
     env.finish().await;
 }

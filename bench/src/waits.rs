@@ -18,6 +18,9 @@ pub struct Moments {
     pub all_ready: DateTime<Utc>,
 }
 
+/// A cluster's provider PATCH and the last successful read of it.
+type ClusterMilestones = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// One project's milestones in Atlas's call log.
 #[derive(Default)]
 struct Milestones {
@@ -26,8 +29,7 @@ struct Milestones {
     role_created: Option<DateTime<Utc>>,
     authorized: Option<DateTime<Utc>>,
     key_assigned: Option<DateTime<Utc>>,
-    /// Per cluster: its provider PATCH and the last successful read of it.
-    clusters: BTreeMap<String, (Option<DateTime<Utc>>, Option<DateTime<Utc>>)>,
+    clusters: BTreeMap<String, ClusterMilestones>,
 }
 
 /// The waits, each as its median and slowest over the projects (or clusters) it was measured on.

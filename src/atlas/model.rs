@@ -259,6 +259,21 @@ pub enum PrivateEndpointStatus {
     Unknown,
 }
 
+impl PrivateEndpointStatus {
+    /// The name Atlas gives the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrivateEndpointStatus::Initiating => "INITIATING",
+            PrivateEndpointStatus::PendingAcceptance => "PENDING_ACCEPTANCE",
+            PrivateEndpointStatus::Active => "ACTIVE",
+            PrivateEndpointStatus::Failed => "FAILED",
+            PrivateEndpointStatus::PendingRecreation => "PENDING_RECREATION",
+            PrivateEndpointStatus::Deleting => "DELETING",
+            PrivateEndpointStatus::Unknown => "UNKNOWN",
+        }
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct EarPrivateEndpointRequest {

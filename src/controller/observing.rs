@@ -28,6 +28,21 @@ pub async fn write<T: DeserializeOwned>(
     atlas.send(creds, &write).await.map(Written::Made)
 }
 
+/// [`write`] for a write whose answer carries nothing to read (a DELETE).
+pub async fn write_unanswered(
+    atlas: &AtlasClient,
+    creds: &Credentials,
+    observing: bool,
+    plan: &mut Vec<PlannedChange>,
+    write: Write,
+) -> Result<Written<()>, AtlasError> {
+    if observing {
+        plan.push(planned_change(&write));
+        return Ok(Written::Planned);
+    }
+    atlas.send_unanswered(creds, &write).await.map(Written::Made)
+}
+
 /// The plan's line for `write`: the method, path and fields it sends.
 fn planned_change(write: &Write) -> PlannedChange {
     PlannedChange {

@@ -268,8 +268,11 @@ fn controllers(
     let cluster_reconciler = Reconciler::<cluster::Memory>::new(ctx.clone());
     let mut runs: Vec<Run> = Vec::new();
     for (scope, (store, handle)) in scopes.iter().zip(project_watches.iter().cloned()) {
+        // A change of Atlas's control-plane CIDRs offers every project a look; the wake gate lets
+        // through those whose key's region changed (see `project::gate_fingerprint`).
         let run = Controller::for_shared_stream(handle, store)
             .with_config(controller_config.clone())
+            .reconcile_all_on(ctx.control_plane.changes())
             .graceful_shutdown_on(shutdown.clone())
             .run(reconcile_project, error_policy, project_reconciler.clone())
             .for_each(|result| async move {

@@ -172,9 +172,20 @@ pub struct AwsKmsSpec {
     #[schemars(length(max = 24))]
     pub atlas_role_id: Option<String>,
 
-    /// Reach the key only over AWS PrivateLink (Atlas creates private endpoints for it).
+    /// Reach the key only over AWS PrivateLink. The operator sets Atlas's `requirePrivateNetworking`,
+    /// then asks Atlas for an Encryption at Rest private endpoint to AWS KMS in `region` and in each of
+    /// `privateEndpointRegions`, and is Ready only once every one is active. Set back to false, the
+    /// operator deletes those endpoints first and turns the requirement off once they are gone.
     #[serde(default)]
     pub require_private_networking: bool,
+
+    /// AWS regions besides `region` where Atlas also gets a private endpoint to AWS KMS while
+    /// `requirePrivateNetworking` is true (for example the regions of a multi-Region key's replicas).
+    /// Removing a region deletes its endpoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = endpoint_regions_rule())]
+    #[schemars(length(max = 16), inner(length(max = 32)))]
+    pub private_endpoint_regions: Vec<String>,
 
     /// Atlas cannot go back from role-based access to the deprecated access-key credentials. When the
     /// project still uses access keys, the operator switches it to the role only if this is true.
@@ -185,6 +196,12 @@ pub struct AwsKmsSpec {
 fn region_rule() -> Rule {
     Rule::new(format!("self in {}", cel_region_list())).message(
         "region must be the lowercase AWS name of a region Atlas supports for KMS keys, such as eu-west-2 or us-east-1",
+    )
+}
+
+fn endpoint_regions_rule() -> Rule {
+    Rule::new(format!("self.all(r, r in {})", cel_region_list())).message(
+        "privateEndpointRegions must list lowercase AWS names of regions Atlas supports for KMS keys, such as eu-west-2 or us-east-1",
     )
 }
 
@@ -294,6 +311,26 @@ pub struct ProjectEncryptionStatus {
     /// Atlas (one at a time where a write depends on the one before). Empty when managing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub planned_changes: Vec<PlannedChange>,
+    /// Atlas's Encryption at Rest private endpoints to AWS KMS, as last read while
+    /// `requirePrivateNetworking` is true or while they are being deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub private_endpoints: Vec<KmsPrivateEndpointStatus>,
+}
+
+/// One Encryption at Rest private endpoint to AWS KMS, as Atlas reports it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KmsPrivateEndpointStatus {
+    /// The AWS region of the endpoint, as AWS writes it.
+    pub region: String,
+    /// Atlas's id of the endpoint.
+    pub id: String,
+    /// Atlas's state of the endpoint: `INITIATING`, `ACTIVE`, `FAILED`, `PENDING_RECREATION` or
+    /// `DELETING`.
+    pub state: String,
+    /// Atlas's explanation when the endpoint failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]

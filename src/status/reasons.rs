@@ -56,6 +56,9 @@ pub const CLUSTER_PAUSED: &str = "ClusterPaused";
 pub const CLUSTER_UPDATING: &str = "ClusterUpdating";
 pub const PROJECT_DISABLING: &str = "ProjectDisabling";
 pub const OTHER_PROVIDER_IN_USE: &str = "OtherProviderInUse";
+/// Atlas's private endpoints to AWS KMS are being created (or deleted) and are not all as wanted yet.
+pub const AWAITING_PRIVATE_ENDPOINTS: &str = "AwaitingPrivateEndpoints";
+pub const PRIVATE_ENDPOINT_FAILED: &str = "PrivateEndpointFailed";
 
 // Reasons of the KMS preflight (`KeyValid=False`, and the outcome).
 pub const KEY_NOT_FOUND: &str = "KeyNotFound";
@@ -76,3 +79,6 @@ pub const KEY_ROTATED: &str = "KeyRotated";
 pub const DRIFT_CORRECTED: &str = "DriftCorrected";
 pub const ROLE_ASSIGNED_TRUST_POLICY: &str = "TrustPolicyRequired";
 pub const PROVIDER_SET: &str = "EncryptionProviderSet";
+pub const PRIVATE_ENDPOINT_CREATED: &str = "PrivateEndpointCreated";
+pub const PRIVATE_ENDPOINT_DELETED: &str = "PrivateEndpointDeleted";
+pub const CONTROL_PLANE_CIDRS_CHANGED: &str = "ControlPlaneCidrsChanged";

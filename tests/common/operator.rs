@@ -199,6 +199,16 @@ impl OperatorEnv {
 
     /// [`OperatorEnv::start_controller`] with the Atlas client's configuration adjusted first.
     pub async fn start_controller_with(&mut self, adjust: impl FnOnce(&mut AtlasClientConfig)) -> Result<()> {
+        self.start_controller_tuned(adjust, |_| {}).await
+    }
+
+    /// [`OperatorEnv::start_controller`] with the Atlas client's and the controllers' configuration
+    /// adjusted first.
+    pub async fn start_controller_tuned(
+        &mut self,
+        adjust: impl FnOnce(&mut AtlasClientConfig),
+        tune: impl FnOnce(&mut ControllerConfig),
+    ) -> Result<()> {
         let mut atlas = AtlasClientConfig {
             base_url: self.sim().base_url(),
             rate_per_second: 50.0,
@@ -216,12 +226,13 @@ impl OperatorEnv {
                 ..Default::default()
             },
         );
-        let config = ControllerConfig {
+        let mut config = ControllerConfig {
             resync_period: Duration::from_secs(300),
             concurrency: 4,
             namespaces: vec![self.ns.name().to_string()],
             ..Default::default()
         };
+        tune(&mut config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let shutdown = stopped.map(|_| ()).shared();
         let client = self.client.clone();
@@ -587,6 +598,27 @@ impl Drop for OperatorEnv {
         }
         if let Some(task) = self.controller.take() {
             task.abort();
+        }
+    }
+}
+
+const LOOK_WAIT: Duration = Duration::from_secs(90);
+
+/// Two looks at `name` (each started by an annotation), the second begun only once a pass has read
+/// Atlas after the first: the controller never runs one object twice at once, so every write the first
+/// look caused is in the call log by the time the second reads.
+pub async fn look_twice(env: &OperatorEnv, name: &str) {
+    let reads = || env.atlas_calls("GET", "/encryptionAtRest");
+    for _ in 0..2 {
+        let before = reads();
+        env.projects()
+            .patch(name, &Default::default(), &super::poke())
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + LOOK_WAIT;
+        while reads() == before {
+            assert!(tokio::time::Instant::now() < deadline, "no pass after the poke");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }

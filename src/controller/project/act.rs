@@ -4,8 +4,10 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::atlas::{AtlasError, AwsIamRole, AwsKmsPatch, EncryptionAtRest, EncryptionAtRestPatch, Write};
-use crate::aws::{KeyRef, RoleArn};
+use crate::atlas::{
+    AtlasError, AwsIamRole, AwsKmsPatch, EarPrivateEndpoint, EncryptionAtRest, EncryptionAtRestPatch, Write,
+};
+use crate::aws::{KeyRef, Region, RoleArn};
 use crate::controller::{Error, NORMAL, Result, WARNING, Written, observing};
 use crate::crd::ManagementPolicy;
 use crate::status::reasons;
@@ -158,6 +160,74 @@ impl Pass<'_> {
         self.ctx
             .event(self.pe, WARNING, reasons::KEY_ROTATION_DUE, "CheckKeyAge", note)
             .await;
+    }
+
+    /// Tells that Atlas's control-plane CIDRs in the key's region changed: a key policy restricting
+    /// `aws:SourceIp` must allow the new ones.
+    pub async fn tell_control_plane_changed(&self, region: Region, cidrs: &[String]) {
+        let note = messages::control_plane_changed(region, &self.previous.control_plane_cidrs, cidrs);
+        self.ctx
+            .event(
+                self.pe,
+                NORMAL,
+                reasons::CONTROL_PLANE_CIDRS_CHANGED,
+                "ReadControlPlaneAddresses",
+                note,
+            )
+            .await;
+    }
+
+    /// Asks Atlas for a private endpoint to AWS KMS in `region`.
+    pub async fn create_private_endpoint(
+        &self,
+        access: &Access,
+        found: &mut Findings,
+        region: Region,
+    ) -> Result<Written<EarPrivateEndpoint>, AtlasError> {
+        let write = Write::create_ear_private_endpoint(&access.group.id, region);
+        let created: EarPrivateEndpoint = match self.write(access, found, write).await? {
+            Written::Made(created) => created,
+            Written::Planned => return Ok(Written::Planned),
+        };
+        let note = messages::private_endpoint_created(&created);
+        self.ctx
+            .event(
+                self.pe,
+                NORMAL,
+                reasons::PRIVATE_ENDPOINT_CREATED,
+                "CreatePrivateEndpoint",
+                note,
+            )
+            .await;
+        Ok(Written::Made(created))
+    }
+
+    /// Asks Atlas to delete a private endpoint to AWS KMS.
+    pub async fn delete_private_endpoint(
+        &self,
+        access: &Access,
+        found: &mut Findings,
+        endpoint: &EarPrivateEndpoint,
+    ) -> Result<Written<()>, AtlasError> {
+        let write = Write::delete_ear_private_endpoint(&access.group.id, &endpoint.id);
+        let observing = self.observing();
+        let plan = &mut found.planned;
+        if let Written::Planned =
+            observing::write_unanswered(&self.ctx.atlas, &access.creds, observing, plan, write).await?
+        {
+            return Ok(Written::Planned);
+        }
+        let note = messages::private_endpoint_deleted(endpoint);
+        self.ctx
+            .event(
+                self.pe,
+                NORMAL,
+                reasons::PRIVATE_ENDPOINT_DELETED,
+                "DeletePrivateEndpoint",
+                note,
+            )
+            .await;
+        Ok(Written::Made(()))
     }
 
     /// Turns project encryption off in Atlas.

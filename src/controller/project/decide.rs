@@ -764,6 +764,10 @@ pub fn under_policy(
         .saying(observing::changes_planned(planned));
     (Some(observing), observing::changes_planned_step(planned, resync))
 }
+mod key_policy;
+mod private_endpoints;
+pub use key_policy::*;
+pub use private_endpoints::*;
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The words of the ProjectEncryption reconciler: every message its conditions, outcomes and Events
 //! carry. Decisions pick a message; none is built in control flow.
 
-use crate::atlas::{AwsIamRole, AwsKmsPatch, Group};
+use crate::atlas::{AwsIamRole, AwsKmsPatch, EarPrivateEndpoint, Group};
 use crate::aws::{KeyRef, RoleArn};
 use crate::controller::Error;
 
@@ -195,3 +195,76 @@ pub fn cannot_disable(problem: &impl std::fmt::Display) -> String {
 }
 
 pub const DELETING: &str = "deleting: ";
+
+/// An endpoint as a reader finds it: its region (AWS spelling) and Atlas's state.
+fn endpoint_where(endpoint: &EarPrivateEndpoint) -> String {
+    let region = endpoint.region().map_or_else(
+        || endpoint.region_name.clone().unwrap_or_default(),
+        |r| r.aws_name().to_string(),
+    );
+    format!("{region} ({})", endpoint.status.as_str())
+}
+
+fn endpoints_where(endpoints: &[&EarPrivateEndpoint]) -> String {
+    endpoints
+        .iter()
+        .map(|e| endpoint_where(e))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn private_endpoints_pending(waiting: &[&EarPrivateEndpoint]) -> String {
+    format!(
+        "waiting for Atlas's private endpoints to AWS KMS to become active: {}",
+        endpoints_where(waiting)
+    )
+}
+
+pub fn private_endpoints_deleting(waiting: &[&EarPrivateEndpoint]) -> String {
+    format!(
+        "deleting Atlas's private endpoints to AWS KMS before private networking or encryption is turned off: {}",
+        endpoints_where(waiting)
+    )
+}
+
+pub fn private_endpoint_failed(endpoint: &EarPrivateEndpoint) -> String {
+    format!(
+        "Atlas's private endpoint {} to AWS KMS in {} failed: {}. Fix the cause, then delete the endpoint in Atlas; the operator creates a new one",
+        endpoint.id,
+        endpoint_where(endpoint),
+        endpoint
+            .error_message
+            .as_deref()
+            .unwrap_or("Atlas gave no reason")
+    )
+}
+
+pub fn private_endpoint_created(endpoint: &EarPrivateEndpoint) -> String {
+    format!(
+        "asked Atlas for private endpoint {} to AWS KMS in {}",
+        endpoint.id,
+        endpoint_where(endpoint)
+    )
+}
+
+pub fn private_endpoint_deleted(endpoint: &EarPrivateEndpoint) -> String {
+    format!(
+        "asked Atlas to delete private endpoint {} to AWS KMS in {}",
+        endpoint.id,
+        endpoint_where(endpoint)
+    )
+}
+
+pub fn with_key_policy_statement(message: &str, statement: &serde_json::Value) -> String {
+    format!(
+        "{message}. If the key policy restricts aws:SourceIp, it needs this statement allowing Atlas's control-plane CIDRs of the key's region: {statement}"
+    )
+}
+
+pub fn control_plane_changed(region: crate::aws::Region, before: &[String], now: &[String]) -> String {
+    format!(
+        "Atlas's control-plane CIDRs in {region} changed from [{}] to [{}]: a key policy that restricts aws:SourceIp must allow the new ones (status.controlPlaneCidrs)",
+        before.join(", "),
+        now.join(", ")
+    )
+}

@@ -26,6 +26,8 @@ use self::record::{Disabled, Findings};
 use super::wake::{self, Look, WakeGate};
 use super::{Context, Error, Reconciler, Result, Step, Written, observing};
 use crate::atlas::{AwsIamRole, EncryptionAtRest, EncryptionAtRestPatch};
+use crate::aws::Region;
+use crate::control_plane::ControlPlaneWatch;
 use crate::crd::{ProjectEncryption, ProjectEncryptionStatus};
 use crate::kms::KeyReport;
 use crate::status::reasons;
@@ -42,7 +44,7 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<Wa
     let Some(pe) = super::ensure_finalizer(&api, pe).await? else {
         return Ok(Action::await_change());
     };
-    let fingerprint = gate_fingerprint(pe.as_ref());
+    let fingerprint = gate_fingerprint(pe.as_ref(), &ctx.control_plane);
     let look = match gate.look(pe.as_ref(), fingerprint, &ctx.failures) {
         Ok(look) => look,
         // Our own status write, or nothing the user controls changed: the look already scheduled stands.
@@ -70,12 +72,18 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<Wa
 }
 
 /// What a person can change to make the operator look again before the next resync: the spec (its
-/// generation), labels and annotations (`kubectl annotate` to force a look).
-fn gate_fingerprint(pe: &ProjectEncryption) -> u64 {
+/// generation), labels and annotations (`kubectl annotate` to force a look); and Atlas's control-plane
+/// CIDRs in the key's region while encryption is on, so a change there is told at once.
+fn gate_fingerprint(pe: &ProjectEncryption, control_plane: &ControlPlaneWatch) -> u64 {
+    let cidrs = Region::parse(&pe.spec.aws_kms.region)
+        .ok()
+        .filter(|_| pe.spec.aws_kms.enabled)
+        .and_then(|region| control_plane.outbound_cidrs(region));
     wake::fingerprint((
         pe.metadata.generation,
         &pe.metadata.labels,
         &pe.metadata.annotations,
+        cidrs,
     ))
 }
 
@@ -133,7 +141,7 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         Ok(target) => target,
         Err(stop) => return Ok(stop),
     };
-    found.control_plane_cidrs = pass.control_plane_cidrs(target.region);
+    control_plane_cidrs(pass, &target, found).await;
     let report = match preflight(pass, &target, found).await? {
         Ok(report) => report,
         Err(stop) => return Ok(stop),
@@ -146,10 +154,14 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         Err(stop) => return Ok(stop),
     };
     found.role_authorized = Some(decide::role_authorized(&role));
+    if let Some(wait) = endpoints_before_key(pass, access, ear.as_ref(), found).await? {
+        return Ok(wait);
+    }
     let ear = match assign_key(pass, access, &target, &role, ear, found).await? {
         Ok(ear) => ear,
         Err(stop) => return Ok(stop),
     };
+    let endpoints = endpoints_after_key(pass, access, &target, found).await?;
     // Only now is this the role Atlas uses for the key: `status.role` never names another.
     found.role = Some(role.clone());
     let history = decide::key_history(
@@ -183,9 +195,89 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         clusters_using_key,
         pass.ctx.resync_period(),
     );
-    found.key_valid = Some(validity.key_valid);
+    found.key_valid = Some(decide::with_key_policy_statement(
+        validity.key_valid,
+        &role,
+        found.control_plane_cidrs.as_deref(),
+    ));
     found.degraded = validity.degraded;
-    Ok(validity.step)
+    Ok(decide::with_endpoints(validity.step, endpoints))
+}
+
+/// The control-plane CIDRs of the key's region, and the Event when they changed since the last pass.
+async fn control_plane_cidrs(pass: &Pass<'_>, target: &Target, found: &mut Findings) {
+    found.control_plane_cidrs = pass.control_plane_cidrs(target.region);
+    let read = found.control_plane_cidrs.as_deref();
+    if let Some(cidrs) = decide::control_plane_changed(pass.previous, target.region, read) {
+        pass.tell_control_plane_changed(target.region, cidrs).await;
+    }
+}
+
+/// With `requirePrivateNetworking` true, after the PATCH that sets it: Atlas creates endpoints only for
+/// a project that requires them (see `decide::private_endpoints`).
+async fn endpoints_after_key(
+    pass: &Pass<'_>,
+    access: &Access,
+    target: &Target,
+    found: &mut Findings,
+) -> Result<Option<Step>> {
+    let spec = &pass.pe.spec.aws_kms;
+    if !spec.require_private_networking {
+        return Ok(None);
+    }
+    let wanted = decide::endpoint_regions(spec, target.region);
+    private_endpoints(pass, access, &wanted, found).await
+}
+
+/// With `requirePrivateNetworking` false, endpoints left from when it was true are deleted before the
+/// PATCH turns the requirement off; the step waits until they are gone.
+async fn endpoints_before_key(
+    pass: &Pass<'_>,
+    access: &Access,
+    ear: Option<&EncryptionAtRest>,
+    found: &mut Findings,
+) -> Result<Option<Step>> {
+    if pass.pe.spec.aws_kms.require_private_networking || !decide::endpoints_may_remain(ear, pass.previous) {
+        return Ok(None);
+    }
+    private_endpoints(pass, access, &[], found).await
+}
+
+/// The private-endpoints stage: an endpoint to AWS KMS in each `wanted` region and none elsewhere
+/// (none at all when `wanted` is empty). Creates and deletes what differs, records them, and returns
+/// the step while any is not as wanted.
+async fn private_endpoints(
+    pass: &Pass<'_>,
+    access: &Access,
+    wanted: &[Region],
+    found: &mut Findings,
+) -> Result<Option<Step>> {
+    let listed = pass.ear_private_endpoints(access).await?;
+    let writes = decide::endpoint_writes(wanted, &listed);
+    let mut created = Vec::new();
+    for region in writes.create {
+        if let Written::Made(endpoint) = pass.create_private_endpoint(access, found, region).await? {
+            created.push(endpoint);
+        }
+    }
+    let mut deleted = Vec::new();
+    for endpoint in &writes.delete {
+        match pass.delete_private_endpoint(access, found, endpoint).await {
+            Ok(Written::Made(())) => deleted.push(endpoint.id.clone()),
+            Ok(Written::Planned) => {}
+            // Gone already is what was asked.
+            Err(e) if e.is_not_found() => deleted.push(endpoint.id.clone()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let endpoints = decide::after_writes(listed, &deleted, created);
+    found.private_endpoints = Some(decide::endpoint_statuses(&endpoints));
+    Ok(decide::endpoints_step(
+        wanted,
+        &endpoints,
+        pass.previous,
+        pass.now,
+    ))
 }
 
 /// The KMS preflight stage, before anything is written to Atlas.
@@ -351,7 +443,8 @@ async fn assign_key(
 /// `enabled: false`: turn project encryption off once Atlas shows no cluster using it.
 async fn disable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Result<Step> {
     let resync = pass.ctx.resync_period();
-    if !pass.encryption_at_rest(access).await?.aws_enabled() {
+    let ear = pass.encryption_at_rest(access).await?;
+    if !ear.aws_enabled() {
         found.disabled = Some(Disabled::AlreadyOff);
         return Ok(decide::encryption_off(resync));
     }
@@ -366,12 +459,22 @@ async fn disable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resu
             pass.now,
         ));
     }
+    // Atlas refuses to turn encryption off while private endpoints exist: they go first.
+    if decide::endpoints_may_remain(Some(&ear), pass.previous)
+        && let Some(wait) = private_endpoints(pass, access, &[], found).await?
+    {
+        return Ok(wait);
+    }
     match pass.turn_off(access, found).await {
         Ok(Written::Made(())) => {
             found.disabled = Some(Disabled::TurnedOff);
             Ok(decide::encryption_off(resync))
         }
         Ok(Written::Planned) => Ok(observing::changes_planned_step(&found.planned, resync)),
+        // Endpoints neither Atlas's settings nor the last pass showed: delete them, never retry blindly.
+        Err(e) if decide::disable_blocked_by_endpoints(&e) => Ok(private_endpoints(pass, access, &[], found)
+            .await?
+            .unwrap_or_else(|| decide::disable_refused_for_endpoints(&e))),
         Err(e) => decide::disable_raced(&e).ok_or_else(|| e.into()),
     }
 }

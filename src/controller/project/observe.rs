@@ -9,7 +9,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Resource, ResourceExt};
 
 use super::decide::{self, KeyHistory, RoleStep, Target};
-use crate::atlas::{AwsIamRole, AwsKmsConfig, Credentials, EncryptionAtRest, EncryptionProvider, Group};
+use crate::atlas::{
+    AwsIamRole, AwsKmsConfig, Credentials, EarPrivateEndpoint, EncryptionAtRest, EncryptionProvider, Group,
+};
 use crate::aws::Region;
 use crate::controller::wake::Look;
 use crate::controller::{Context, CredentialsError, Error, Result, credentials};
@@ -115,8 +117,7 @@ impl Pass<'_> {
 
     /// Atlas's outbound control-plane CIDRs in `region`, from the operator's one read; `None` before it.
     pub fn control_plane_cidrs(&self, region: Region) -> Option<Vec<String>> {
-        let addresses = self.ctx.control_plane.latest()?;
-        Some(crate::control_plane::outbound_aws_cidrs(&addresses, region))
+        self.ctx.control_plane.outbound_cidrs(region)
     }
 
     pub async fn encryption_at_rest(&self, access: &Access) -> Result<EncryptionAtRest> {
@@ -124,6 +125,15 @@ impl Pass<'_> {
             .ctx
             .atlas
             .get_encryption_at_rest(&access.creds, &access.group.id)
+            .await?)
+    }
+
+    /// Atlas's Encryption at Rest private endpoints to AWS KMS of the project.
+    pub async fn ear_private_endpoints(&self, access: &Access) -> Result<Vec<EarPrivateEndpoint>> {
+        Ok(self
+            .ctx
+            .atlas
+            .list_ear_private_endpoints(&access.creds, &access.group.id)
             .await?)
     }
 

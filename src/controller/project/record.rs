@@ -6,7 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::decide::{self, KeyHistory, Rotation};
 use crate::atlas::{AwsIamRole, Group};
-use crate::crd::{AtlasRoleStatus, PlannedChange, ProjectEncryptionStatus};
+use crate::crd::{AtlasRoleStatus, KmsPrivateEndpointStatus, PlannedChange, ProjectEncryptionStatus};
 use crate::status::{DesiredCondition, reasons};
 
 /// What one pass found and did. Each field stays `None` when the pass did not get that far; the
@@ -38,6 +38,8 @@ pub struct Findings {
     /// `Observing` as the management policy makes it, once the pass has an outcome; `None` when
     /// managing (the condition goes).
     pub observing: Option<Option<DesiredCondition>>,
+    /// Atlas's private endpoints to AWS KMS, once read (and written) this pass.
+    pub private_endpoints: Option<Vec<KmsPrivateEndpointStatus>>,
 }
 
 /// Encryption found off, or turned off by this pass.
@@ -79,6 +81,9 @@ pub fn status(
     }
     if let Some(cidrs) = &found.control_plane_cidrs {
         status.control_plane_cidrs = cidrs.clone();
+    }
+    if let Some(endpoints) = &found.private_endpoints {
+        status.private_endpoints = endpoints.clone();
     }
     if let Some(encrypted) = found.search_nodes_encrypted {
         status.search_nodes_encrypted = Some(encrypted);
