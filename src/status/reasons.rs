@@ -33,6 +33,8 @@ pub const KEY_REJECTED: &str = "KeyRejected";
 pub const AWAITING_VALIDATION: &str = "AwaitingValidation";
 pub const ROTATION_DUE: &str = "RotationDue";
 pub const WITHIN_MAX_AGE: &str = "WithinMaxAge";
+/// KMS rotates the key material automatically: `KeyRotationDue` stays False.
+pub const ROTATED_BY_KMS: &str = "RotatedByKms";
 pub const SINGLE_REGION_KEY: &str = "SingleRegionKey";
 pub const IS_MULTI_REGION_KEY: &str = "MultiRegion";
 pub const ROLE_SWITCH_NOT_ACKNOWLEDGED: &str = "RoleSwitchNotAcknowledged";

@@ -12,9 +12,10 @@ use crate::atlas::{AtlasError, AwsIamRole, AwsKmsConfig, AwsKmsPatch, Group};
 use crate::aws::{KeyRef, Region, RoleArn};
 use crate::controller::{CredentialsError, Error, Result, Step, credentials, patient_delay, waited_since};
 use crate::crd::{
-    AtlasRoleStatus, AwsKmsSpec, KeyStatus, PreviousKeyStatus, ProjectEncryptionStatus, SearchNodesSpec,
+    AtlasRoleStatus, AwsKmsSpec, KeyAgeSource, KeyStatus, PreviousKeyStatus, ProjectEncryptionStatus,
+    SearchNodesSpec,
 };
-use crate::kms::{KeyReport, PreflightFailure};
+use crate::kms::{AutomaticRotation, KeyMaterial, KeyReport, MaterialUnread, PreflightFailure};
 use crate::status::{self, DesiredCondition, Outcome, condition, reasons};
 
 /// The key, region and IAM role the spec asks for, parsed.
@@ -521,6 +522,8 @@ pub fn key_history(
                 rotation_due_at: None,
                 valid: None,
                 multi_region: None,
+                material_since: None,
+                age_source: None,
             }
         }
     };
@@ -589,6 +592,89 @@ pub fn rotation_condition(
             .saying(messages::rotation_due(max_key_age)),
         newly,
     )
+}
+
+/// How old the key material in force is, and where that age comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyAge {
+    pub material_since: Timestamp,
+    pub source: KeyAgeSource,
+    /// KMS rotates the material by itself.
+    pub automatic: Option<AutomaticRotation>,
+    /// Why KMS could not tell the age (it is then counted from when the operator first saw the key).
+    pub unread: Option<MaterialUnread>,
+}
+
+/// The key's age from KMS: its last rotation, else its creation; when KMS could not be asked, from
+/// `first_seen` (the operator's own record), saying why.
+pub fn key_age(
+    report: Option<&KeyReport>,
+    material: &Result<KeyMaterial, MaterialUnread>,
+    first_seen: Timestamp,
+) -> KeyAge {
+    let first_seen_because = |unread: Option<MaterialUnread>| KeyAge {
+        material_since: first_seen,
+        source: KeyAgeSource::FirstSeen,
+        automatic: None,
+        unread,
+    };
+    let material = match material {
+        Ok(material) => material,
+        Err(unread) => return first_seen_because(Some(unread.clone())),
+    };
+    let created = report.and_then(|r| r.creation_date);
+    let (since, source) = match (material.last_rotation, created) {
+        (Some(rotated), _) => (rotated, KeyAgeSource::KmsRotation),
+        (None, Some(created)) => (created, KeyAgeSource::KmsCreation),
+        (None, None) => return first_seen_because(None),
+    };
+    match Timestamp::from_second(since.timestamp()) {
+        Ok(material_since) => KeyAge {
+            material_since,
+            source,
+            automatic: material.automatic,
+            unread: None,
+        },
+        Err(_) => first_seen_because(None),
+    }
+}
+
+/// When the key is due for rotation: KMS's next automatic rotation (or the material's age plus the
+/// rotation period) while KMS rotates it, never due then; else `rotation.maxKeyAge` after the material.
+pub fn rotation_of(max_key_age: &str, age: &KeyAge, now: Timestamp) -> Rotation {
+    let Some(automatic) = age.automatic else {
+        return rotation(max_key_age, age.material_since, now);
+    };
+    let period = SignedDuration::from_hours(i64::from(automatic.period_days) * 24);
+    let next = automatic
+        .next
+        .and_then(|next| Timestamp::from_second(next.timestamp()).ok());
+    let due_at = next.unwrap_or_else(|| age.material_since.checked_add(period).unwrap_or(Timestamp::MAX));
+    Rotation { due_at, due: false }
+}
+
+/// `KeyRotationDue` for the key's age, and whether it newly became due: while KMS rotates the material,
+/// False (`RotatedByKms`) without nagging; a fallback age says it is one.
+pub fn key_age_condition(
+    rotation: Rotation,
+    age: &KeyAge,
+    max_key_age: &str,
+    previous: &ProjectEncryptionStatus,
+) -> (DesiredCondition, bool) {
+    if let Some(automatic) = age.automatic {
+        let due = condition(reasons::KEY_ROTATION_DUE)
+            .false_because(reasons::ROTATED_BY_KMS)
+            .saying(messages::rotated_by_kms(automatic.period_days, rotation.due_at));
+        return (due, false);
+    }
+    let (due, newly) = rotation_condition(rotation, max_key_age, previous);
+    match &age.unread {
+        Some(unread) => {
+            let message = messages::age_from_first_seen(&due.message, unread);
+            (due.saying(message), newly)
+        }
+        None => (due, newly),
+    }
 }
 
 /// Atlas's verdict on the key in force: `KeyValid`, `Degraded` (when known) and how the pass ends.

@@ -129,6 +129,28 @@ pub fn rotation_due(max_key_age: &str) -> String {
     format!("the key is older than {max_key_age}: rotate it by setting a new customerMasterKeyId")
 }
 
+pub fn rotated_by_kms(period_days: u32, next: k8s_openapi::jiff::Timestamp) -> String {
+    format!(
+        "KMS rotates the key material automatically every {period_days} days (next rotation by {next}); rotation.maxKeyAge does not apply"
+    )
+}
+
+/// The `KeyRotationDue` message when the key's age is counted from when the operator first saw it.
+pub fn age_from_first_seen(message: &str, unread: &crate::kms::MaterialUnread) -> String {
+    let why = match unread {
+        crate::kms::MaterialUnread::PreflightOff => {
+            "spec.kmsPreflight is off, so KMS is not asked".to_string()
+        }
+        crate::kms::MaterialUnread::Refused { call, code } => format!(
+            "KMS refused {call} ({code}): allow kms:GetKeyRotationStatus and kms:ListKeyRotations for the operator's credentials to count from the key's creation or last rotation"
+        ),
+    };
+    let sep = if message.is_empty() { "" } else { "; " };
+    format!(
+        "{message}{sep}the key's age counts from when the operator first saw it (status.key.ageSource FirstSeen) because {why}"
+    )
+}
+
 pub fn key_valid() -> &'static str {
     "Atlas can encrypt and decrypt with the key"
 }

@@ -27,7 +27,7 @@ use super::wake::{self, WakeGate};
 use super::{Context, Error, Reconciler, Result, Step};
 use crate::atlas::{AwsIamRole, EncryptionAtRest, EncryptionAtRestPatch};
 use crate::crd::{ProjectEncryption, ProjectEncryptionStatus};
-use crate::kms::KeyReport;
+use crate::kms::{KeyMaterial, KeyReport, MaterialUnread};
 use crate::status::reasons;
 
 pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<WakeGate>>) -> Result<Action> {
@@ -120,11 +120,11 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         Err(stop) => return Ok(stop),
     };
     found.control_plane_cidrs = pass.control_plane_cidrs(target.region);
-    let report = match preflight(pass, &target, found).await? {
-        Ok(report) => report,
+    let kms = match preflight(pass, &target, found).await? {
+        Ok(kms) => kms,
         Err(stop) => return Ok(stop),
     };
-    let multi_region = decide::multi_region(report.as_ref(), &target.key);
+    let multi_region = decide::multi_region(kms.report.as_ref(), &target.key);
     let is_multi_region = multi_region.holds;
     found.multi_region = Some(multi_region);
     let (role, ear) = match role_in_use(pass, access, &target, found).await? {
@@ -155,11 +155,13 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
     found.snapshot_key_ids = clusters.snapshot_key_ids;
 
     let max_key_age = &pass.pe.spec.rotation.max_key_age;
-    let rotation = decide::rotation(max_key_age, history.key.since.0, pass.now);
-    let (rotation_due, newly_due) = decide::rotation_condition(rotation, max_key_age, pass.previous);
+    let age = decide::key_age(kms.report.as_ref(), &kms.material, history.key.since.0);
+    let rotation = decide::rotation_of(max_key_age, &age, pass.now);
+    let (rotation_due, newly_due) = decide::key_age_condition(rotation, &age, max_key_age, pass.previous);
     if newly_due {
         pass.tell_rotation_due(&target.key).await;
     }
+    found.key_age = Some(age);
     found.rotation = Some(rotation);
     found.rotation_due = Some(rotation_due);
     let validity = decide::validity(
@@ -174,21 +176,34 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
     Ok(validity.step)
 }
 
-/// The KMS preflight stage, before anything is written to Atlas.
-async fn preflight(
-    pass: &Pass<'_>,
-    target: &Target,
-    found: &mut Findings,
-) -> Result<Result<Option<KeyReport>, Step>> {
+/// What KMS told a pass about the key in force.
+struct KmsSeen {
+    /// `None` when the preflight is off.
+    report: Option<KeyReport>,
+    material: Result<KeyMaterial, MaterialUnread>,
+}
+
+/// The KMS preflight stage, before anything is written to Atlas; then the key material's age, whose
+/// refusal is no failure.
+async fn preflight(pass: &Pass<'_>, target: &Target, found: &mut Findings) -> Result<Result<KmsSeen, Step>> {
     if !pass.pe.spec.kms_preflight.enabled {
-        return Ok(Ok(None));
+        return Ok(Ok(KmsSeen {
+            report: None,
+            material: Err(MaterialUnread::PreflightOff),
+        }));
     }
     let aws = match pass.preflight_credentials().await {
         Ok(aws) => aws,
         Err(e) => return decide::unreadable_credentials(e).map(Err),
     };
     match decide::preflight(pass.key_in_kms(target, aws.as_ref()).await, target) {
-        decide::Preflight::Passed(report) => Ok(Ok(Some(report))),
+        decide::Preflight::Passed(report) => {
+            let material = pass.key_material(target, aws.as_ref()).await;
+            Ok(Ok(KmsSeen {
+                report: Some(report),
+                material,
+            }))
+        }
         decide::Preflight::Refused { key_valid, step } => {
             found.key_valid = Some(key_valid);
             Ok(Err(step))

@@ -13,7 +13,7 @@ use crate::atlas::{AwsIamRole, Credentials, EncryptionAtRest, EncryptionProvider
 use crate::aws::Region;
 use crate::controller::{Context, CredentialsError, Error, Result, credentials};
 use crate::crd::{ClusterEncryption, ProjectEncryption, ProjectEncryptionStatus};
-use crate::kms::{KeyReport, PreflightFailure, StaticAwsCredentials};
+use crate::kms::{KeyMaterial, KeyReport, MaterialUnread, PreflightFailure, StaticAwsCredentials};
 
 /// What every stage of one pass over a ProjectEncryption works with.
 pub struct Pass<'a> {
@@ -106,6 +106,15 @@ impl Pass<'_> {
         aws: Option<&StaticAwsCredentials>,
     ) -> Result<KeyReport, PreflightFailure> {
         self.ctx.kms.check(&target.key, &target.region, aws).await
+    }
+
+    /// The age of the key's material, as KMS tells (see [`crate::kms::KmsPreflight::material`]).
+    pub async fn key_material(
+        &self,
+        target: &Target,
+        aws: Option<&StaticAwsCredentials>,
+    ) -> Result<KeyMaterial, MaterialUnread> {
+        self.ctx.kms.material(&target.key, &target.region, aws).await
     }
 
     /// Atlas's outbound control-plane CIDRs in `region`, from the operator's one read; `None` before it.

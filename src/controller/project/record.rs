@@ -4,7 +4,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use super::decide::{self, KeyHistory, Rotation};
+use super::decide::{self, KeyAge, KeyHistory, Rotation};
 use crate::atlas::{AwsIamRole, Group};
 use crate::crd::{AtlasRoleStatus, ProjectEncryptionStatus};
 use crate::status::{DesiredCondition, reasons};
@@ -22,6 +22,8 @@ pub struct Findings {
     pub degraded: Option<DesiredCondition>,
     pub rotation_due: Option<DesiredCondition>,
     pub key: Option<KeyHistory>,
+    /// The key material's age and where it comes from, once known.
+    pub key_age: Option<KeyAge>,
     /// Atlas's verdict on the key in force, once read after its assignment.
     pub key_valid_in_atlas: Option<Option<bool>>,
     pub rotation: Option<Rotation>,
@@ -117,6 +119,10 @@ fn record_key(status: &mut ProjectEncryptionStatus, found: &Findings) {
     }
     if let Some(rotation) = found.rotation {
         key.rotation_due_at = Some(Time(rotation.due_at));
+    }
+    if let Some(age) = &found.key_age {
+        key.material_since = Some(Time(age.material_since));
+        key.age_source = Some(age.source);
     }
     status.key = Some(key);
     status.previous_keys = history.previous_keys.clone();

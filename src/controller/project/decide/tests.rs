@@ -12,8 +12,9 @@ use super::*;
 use crate::atlas::{AwsIamRole, AwsKmsConfig, AwsKmsPatch};
 use crate::aws::{KeyRef, Region, RoleArn};
 use crate::controller::testing::{atlas_error, kind};
+use crate::crd::KeyAgeSource;
 use crate::crd::{AtlasRoleStatus, AwsKmsSpec, KeyStatus, ProjectEncryptionStatus};
-use crate::kms::{KeyReport, PreflightFailure};
+use crate::kms::{AutomaticRotation, KeyMaterial, KeyReport, MaterialUnread, PreflightFailure};
 use crate::status::reasons;
 
 const ARN: &str = "arn:aws:iam::123456789012:role/atlas-kms";
@@ -647,6 +648,8 @@ fn key_changes_tell_drift_from_rotation() {
         rotation_due_at: None,
         valid: Some(true),
         multi_region: Some(false),
+        material_since: None,
+        age_source: None,
     };
     let other = key("arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ff");
     let cases = [
@@ -710,6 +713,119 @@ fn rotation_is_due_once_the_key_is_older_than_max_key_age() {
         !rotation_condition(due, "1h", &already).1,
         "the Event is raised once"
     );
+}
+
+/// [`at`] as KMS's SDK writes times.
+fn utc(seconds: i64) -> chrono::DateTime<Utc> {
+    Utc.timestamp_opt(at(seconds).as_second(), 0).unwrap()
+}
+
+fn reported(created: i64) -> KeyReport {
+    KeyReport {
+        checked: true,
+        creation_date: Some(utc(created)),
+        ..KeyReport::unchecked(&key(KEY), region())
+    }
+}
+
+#[test]
+fn the_key_age_comes_from_kms_and_falls_back_to_first_seen_saying_why() {
+    let day = 86_400;
+    let created = reported(1_000);
+    let never_rotated = Ok(KeyMaterial::default());
+    let rotated = Ok(KeyMaterial {
+        last_rotation: Some(utc(50 * day)),
+        automatic: None,
+    });
+    let denied = Err(MaterialUnread::Refused {
+        call: "kms:ListKeyRotations",
+        code: "AccessDeniedException".into(),
+    });
+    let cases = [
+        (Some(&created), &never_rotated, KeyAgeSource::KmsCreation, 1_000),
+        (Some(&created), &rotated, KeyAgeSource::KmsRotation, 50 * day),
+        (Some(&created), &denied, KeyAgeSource::FirstSeen, 7 * day),
+        (
+            None,
+            &Err(MaterialUnread::PreflightOff),
+            KeyAgeSource::FirstSeen,
+            7 * day,
+        ),
+    ];
+    for (report, material, source, since) in cases {
+        let age = key_age(report, material, at(7 * day));
+        assert_eq!(
+            (age.source, age.material_since),
+            (source, at(since)),
+            "{material:?}"
+        );
+    }
+
+    // Created long ago, rotated lately: not due; the fallback counts from first seen and says why.
+    let previous = ProjectEncryptionStatus::default();
+    let age = key_age(Some(&created), &rotated, at(0));
+    let (due, newly) = key_age_condition(
+        rotation_of("2160h", &age, at(100 * day)),
+        &age,
+        "2160h",
+        &previous,
+    );
+    assert_eq!(
+        (due.holds, due.reason.as_str(), newly),
+        (false, reasons::WITHIN_MAX_AGE, false)
+    );
+    let age = key_age(Some(&created), &denied, at(0));
+    let (due, newly) = key_age_condition(
+        rotation_of("2160h", &age, at(100 * day)),
+        &age,
+        "2160h",
+        &previous,
+    );
+    assert_eq!(
+        (due.holds, due.reason.as_str(), newly),
+        (true, reasons::ROTATION_DUE, true)
+    );
+    assert!(
+        due.message.contains("first saw") && due.message.contains("kms:ListKeyRotations"),
+        "{}",
+        due.message
+    );
+}
+
+#[test]
+fn automatic_rotation_in_kms_never_raises_rotation_due() {
+    let day = 86_400;
+    let automatic = |next: Option<i64>| {
+        Ok(KeyMaterial {
+            last_rotation: None,
+            automatic: Some(AutomaticRotation {
+                period_days: 180,
+                next: next.map(utc),
+            }),
+        })
+    };
+    let previous = ProjectEncryptionStatus::default();
+    for (material, due_at) in [
+        (automatic(None), 180 * day),
+        (automatic(Some(170 * day)), 170 * day),
+    ] {
+        let age = key_age(Some(&reported(0)), &material, at(0));
+        // Years past maxKeyAge, yet KMS rotates the material: no nagging, the due date is KMS's.
+        let rotation = rotation_of("1h", &age, at(400 * day));
+        assert_eq!(
+            rotation,
+            Rotation {
+                due_at: at(due_at),
+                due: false
+            }
+        );
+        let (due, newly) = key_age_condition(rotation, &age, "1h", &previous);
+        assert_eq!(
+            (due.holds, due.reason.as_str(), newly),
+            (false, reasons::ROTATED_BY_KMS, false)
+        );
+        assert!(due.message.contains("180 days"), "{}", due.message);
+    }
 }
 
 #[test]
