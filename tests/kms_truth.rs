@@ -1,5 +1,6 @@
 //! What KMS knows, on the real parts (kube-apiserver, atlas-sim, moto), issue #17: the key's age
-//! comes from KMS (its creation or last rotation, automatic rotation quiets `KeyRotationDue`).
+//! comes from KMS (its creation or last rotation, automatic rotation quiets `KeyRotationDue`), and a
+//! retired key that snapshots need is watched in KMS (`PreviousKeyAtRisk`).
 #![cfg(feature = "integration")]
 
 mod common;
@@ -7,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use atlas_encryption_operator::crd::{KeyAgeSource, KeyStatus, ProjectEncryption};
-use common::operator::{OperatorEnv, REGION, condition, project_ready, seed};
+use common::operator::{OperatorEnv, REGION, condition, project_on_key, project_ready, seed};
+use common::snapshots::{self, Expect};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -159,5 +161,97 @@ async fn automatic_rotation_in_kms_keeps_rotation_due_quiet() {
         !events.iter().any(|(r, _)| r == "KeyRotationDue"),
         "no nagging: {events:?}"
     );
+    env.finish().await;
+}
+
+/// `PreviousKeyAtRisk` as (status, reason).
+fn at_risk(pe: &ProjectEncryption) -> Option<(String, String)> {
+    pe.status
+        .as_ref()
+        .and_then(|s| condition(&s.conditions, "PreviousKeyAtRisk"))
+}
+
+/// Makes the operator look again, then waits for `PreviousKeyAtRisk` to read `(status, reason)`.
+async fn look_for_risk(env: &OperatorEnv, status: &str, reason: &str) -> ProjectEncryption {
+    env.projects()
+        .patch("risk", &Default::default(), &common::poke())
+        .await
+        .unwrap();
+    let wanted = Some((status.to_string(), reason.to_string()));
+    env.wait_project("risk", WAIT, reason, |pe| {
+        project_ready(pe) && at_risk(pe) == wanted
+    })
+    .await
+    .unwrap()
+}
+
+/// The Event of `reason` whose message says `says`.
+async fn event_saying(env: &OperatorEnv, reason: &str, says: &str) -> String {
+    let events = env.wait_event("risk", reason, WAIT).await.unwrap();
+    events
+        .into_iter()
+        .find(|(r, m)| r == reason && m.contains(says))
+        .map(|(_, m)| m)
+        .unwrap_or_else(|| panic!("no {reason} Event saying {says:?}"))
+}
+
+/// A rotation leaves the old key needed by a snapshot. Disabled in KMS, then scheduled for deletion, it
+/// raises `PreviousKeyAtRisk` with a Warning Event that names the key, the snapshot count and the fix;
+/// the project stays Ready (its key in force works). Usable again, the condition clears.
+#[tokio::test]
+async fn a_retired_key_snapshots_need_is_watched_in_kms() {
+    let mut env = OperatorEnv::start("kms-risk", &seed(&[("proj-risk", &["Cluster0:M10"])]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    let handshake = env.encrypt_project("risk", "proj-risk").await.unwrap();
+    let group = env.group_id("proj-risk").await.unwrap();
+    env.sim_patch_cluster(
+        &group,
+        "Cluster0",
+        json!({"encryptionAtRestProvider": "AWS", "stateName": "IDLE"}),
+    )
+    .await
+    .unwrap();
+    env.take_snapshot(&group, "Cluster0", json!({})).await.unwrap();
+    let new_key = env.rotate_key("risk", "proj-risk", &handshake).await.unwrap();
+    let rotated = env
+        .wait_project("risk", WAIT, "rotated", |pe| {
+            project_on_key(pe, &new_key) && at_risk(pe).is_some()
+        })
+        .await
+        .unwrap();
+    let old = &rotated.status.as_ref().unwrap().previous_keys[0];
+    assert_eq!((old.snapshots_using_key, old.safe_to_delete), (1, false));
+    assert_eq!(
+        at_risk(&rotated),
+        Some(("False".into(), "RetiredKeysUsable".into()))
+    );
+
+    let old_key = handshake.key.as_str();
+    // moto looks keys up by id only; the operator's fix names the key as the status records it.
+    let old_id = old_key.rsplit('/').next().unwrap();
+    env.kms.disable_key().key_id(old_id).send().await.unwrap();
+    let disabled = look_for_risk(&env, "True", "RetiredKeyDisabled").await;
+    snapshots::capture("kms-risk", "retired-key-disabled", &disabled, Expect::Ready);
+    let fix = format!("aws kms enable-key --key-id {old_key}");
+    let event = event_saying(&env, "RetiredKeyDisabled", &fix).await;
+    assert!(event.contains("1 snapshot"), "{event}");
+
+    env.kms
+        .schedule_key_deletion()
+        .key_id(old_id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    look_for_risk(&env, "True", "RetiredKeyPendingDeletion").await;
+    let fix = format!("aws kms cancel-key-deletion --key-id {old_key}");
+    let event = event_saying(&env, "RetiredKeyPendingDeletion", &fix).await;
+    assert!(event.contains("1 snapshot"), "{event}");
+
+    env.kms.cancel_key_deletion().key_id(old_id).send().await.unwrap();
+    env.kms.enable_key().key_id(old_id).send().await.unwrap();
+    look_for_risk(&env, "False", "RetiredKeysUsable").await;
     env.finish().await;
 }

@@ -242,7 +242,7 @@ pub struct ProjectEncryptionStatus {
     pub observed_generation: Option<i64>,
 
     /// `Ready`, `Reconciling` and `Stalled` (kstatus), plus `RoleAuthorized`, `KeyValid`,
-    /// `KeyRotationDue` and `Degraded`.
+    /// `KeyRotationDue`, `Degraded`, `MultiRegionKey` and `PreviousKeyAtRisk`.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,

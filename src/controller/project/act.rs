@@ -4,7 +4,7 @@
 use crate::atlas::{AtlasError, AwsIamRole, AwsKmsPatch, EncryptionAtRest, EncryptionAtRestPatch};
 use crate::aws::{KeyRef, RoleArn};
 use crate::controller::{Error, NORMAL, Result, WARNING};
-use crate::status::reasons;
+use crate::status::{DesiredCondition, reasons};
 
 use super::decide::{self, KeyChange};
 use super::messages;
@@ -128,6 +128,15 @@ impl Pass<'_> {
         let note = messages::rotation_due_event(key, &self.pe.spec.rotation.max_key_age);
         self.ctx
             .event(self.pe, WARNING, reasons::KEY_ROTATION_DUE, "CheckKeyAge", note)
+            .await;
+    }
+
+    /// A retired key that snapshots need became unusable in KMS: the Warning Event names it, the snapshot
+    /// count and the command that makes it usable again.
+    pub async fn tell_previous_key_at_risk(&self, at_risk: &DesiredCondition) {
+        let note = at_risk.message.clone();
+        self.ctx
+            .event(self.pe, WARNING, &at_risk.reason, "CheckRetiredKeys", note)
             .await;
     }
 

@@ -544,6 +544,83 @@ pub fn retired_key(key: &str, now: Timestamp) -> PreviousKeyStatus {
     }
 }
 
+/// The retired keys with the snapshots that still use each, when this pass read the snapshots; as
+/// recorded otherwise.
+pub fn retired_keys_counted(
+    previous_keys: &[PreviousKeyStatus],
+    snapshot_key_ids: Option<&[String]>,
+) -> Vec<PreviousKeyStatus> {
+    let mut counted = previous_keys.to_vec();
+    if let Some(key_ids) = snapshot_key_ids {
+        for previous in counted.iter_mut() {
+            let id = previous.key_id();
+            let count = key_ids.iter().filter(|k| k.eq_ignore_ascii_case(&id)).count();
+            previous.snapshots_using_key = count as u32;
+            previous.safe_to_delete = count == 0;
+        }
+    }
+    counted
+}
+
+/// The retired keys to look up in KMS: those snapshots still need. Keys safe to delete cost no call.
+pub fn retired_keys_needed(counted: &[PreviousKeyStatus]) -> Vec<PreviousKeyStatus> {
+    counted
+        .iter()
+        .filter(|p| !p.safe_to_delete && p.snapshots_using_key > 0)
+        .cloned()
+        .collect()
+}
+
+/// A retired key that snapshots need and that KMS cannot use now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetiredKeyAtRisk {
+    pub key: String,
+    pub snapshots: u32,
+    pub pending_deletion: bool,
+}
+
+/// `PreviousKeyAtRisk` from the needed retired keys as KMS described them, and whether it newly holds
+/// (or its reason changed: the fix did), which a Warning Event tells once. Any other answer of KMS (the
+/// key usable, or not readable now) puts no key at risk.
+pub fn previous_key_at_risk(
+    seen: &[(PreviousKeyStatus, Result<KeyReport, PreflightFailure>)],
+    previous: &ProjectEncryptionStatus,
+) -> (DesiredCondition, bool) {
+    let at_risk: Vec<RetiredKeyAtRisk> = seen
+        .iter()
+        .filter_map(|(retired, described)| {
+            let pending_deletion = match described {
+                Err(PreflightFailure::KeyDisabled { .. }) => false,
+                Err(PreflightFailure::KeyPendingDeletion { .. }) => true,
+                _ => return None,
+            };
+            Some(RetiredKeyAtRisk {
+                key: retired.customer_master_key_id.clone(),
+                snapshots: retired.snapshots_using_key,
+                pending_deletion,
+            })
+        })
+        .collect();
+    let risk = condition(reasons::PREVIOUS_KEY_AT_RISK);
+    if at_risk.is_empty() {
+        let usable = risk
+            .false_because(reasons::RETIRED_KEYS_USABLE)
+            .saying(messages::retired_keys_usable(seen.len()));
+        return (usable, false);
+    }
+    let reason = if at_risk.iter().any(|k| k.pending_deletion) {
+        reasons::RETIRED_KEY_PENDING_DELETION
+    } else {
+        reasons::RETIRED_KEY_DISABLED
+    };
+    let newly = status::find(&previous.conditions, reasons::PREVIOUS_KEY_AT_RISK)
+        .is_none_or(|c| c.status != "True" || c.reason != reason);
+    let raised = risk
+        .true_because(reason)
+        .saying(messages::retired_keys_at_risk(&at_risk));
+    (raised, newly)
+}
+
 /// `clustersUsingKey` without reading Atlas: the managed clusters as their ClusterEncryptions last saw
 /// them (name, uses the key), plus the unmanaged names of the last list. Sorted, so it is stable.
 pub fn clusters_using_key(previous: &[String], managed: &[(String, bool)]) -> Vec<String> {

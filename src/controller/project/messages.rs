@@ -151,6 +151,41 @@ pub fn age_from_first_seen(message: &str, unread: &crate::kms::MaterialUnread) -
     )
 }
 
+pub fn retired_keys_usable(checked: usize) -> String {
+    match checked {
+        0 => "no retired key is needed by a snapshot".to_string(),
+        n => format!("the {n} retired key(s) that snapshots still need are usable in KMS"),
+    }
+}
+
+/// Each retired key at risk, with the snapshots that need it and the command that makes it usable again.
+pub fn retired_keys_at_risk(at_risk: &[super::decide::RetiredKeyAtRisk]) -> String {
+    let each: Vec<String> = at_risk
+        .iter()
+        .map(|k| {
+            let (state, fix) = if k.pending_deletion {
+                (
+                    "is scheduled for deletion in KMS",
+                    format!(
+                        "aws kms cancel-key-deletion --key-id {key} && aws kms enable-key --key-id {key}",
+                        key = k.key
+                    ),
+                )
+            } else {
+                (
+                    "is disabled in KMS",
+                    format!("aws kms enable-key --key-id {}", k.key),
+                )
+            };
+            format!(
+                "retired key {} {state} while {} snapshot(s) still need it to be restored: {fix}",
+                k.key, k.snapshots
+            )
+        })
+        .collect();
+    each.join("; ")
+}
+
 pub fn key_valid() -> &'static str {
     "Atlas can encrypt and decrypt with the key"
 }

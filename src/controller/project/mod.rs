@@ -26,9 +26,9 @@ use self::record::{Disabled, Findings};
 use super::wake::{self, WakeGate};
 use super::{Context, Error, Reconciler, Result, Step};
 use crate::atlas::{AwsIamRole, EncryptionAtRest, EncryptionAtRestPatch};
-use crate::crd::{ProjectEncryption, ProjectEncryptionStatus};
-use crate::kms::{KeyMaterial, KeyReport, MaterialUnread};
-use crate::status::reasons;
+use crate::crd::{PreviousKeyStatus, ProjectEncryption, ProjectEncryptionStatus};
+use crate::kms::{KeyMaterial, KeyReport, MaterialUnread, StaticAwsCredentials};
+use crate::status::{DesiredCondition, reasons};
 
 pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<WakeGate>>) -> Result<Action> {
     let (ctx, gate) = (&reconciler.ctx, &reconciler.state);
@@ -152,6 +152,8 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
     let clusters = pass.clusters(access, &history).await?;
     let clusters_using_key = clusters.using_key.len();
     found.clusters_using_key = Some(clusters.using_key);
+    let counted = decide::retired_keys_counted(&history.previous_keys, clusters.snapshot_key_ids.as_deref());
+    found.previous_key_at_risk = retired_keys_in_kms(pass, &target, &kms, &counted).await;
     found.snapshot_key_ids = clusters.snapshot_key_ids;
 
     let max_key_age = &pass.pe.spec.rotation.max_key_age;
@@ -176,11 +178,12 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
     Ok(validity.step)
 }
 
-/// What KMS told a pass about the key in force.
+/// What KMS told a pass about the key in force, with the credentials the preflight used.
 struct KmsSeen {
     /// `None` when the preflight is off.
     report: Option<KeyReport>,
     material: Result<KeyMaterial, MaterialUnread>,
+    aws: Option<StaticAwsCredentials>,
 }
 
 /// The KMS preflight stage, before anything is written to Atlas; then the key material's age, whose
@@ -190,6 +193,7 @@ async fn preflight(pass: &Pass<'_>, target: &Target, found: &mut Findings) -> Re
         return Ok(Ok(KmsSeen {
             report: None,
             material: Err(MaterialUnread::PreflightOff),
+            aws: None,
         }));
     }
     let aws = match pass.preflight_credentials().await {
@@ -202,6 +206,7 @@ async fn preflight(pass: &Pass<'_>, target: &Target, found: &mut Findings) -> Re
             Ok(Ok(KmsSeen {
                 report: Some(report),
                 material,
+                aws,
             }))
         }
         decide::Preflight::Refused { key_valid, step } => {
@@ -209,6 +214,26 @@ async fn preflight(pass: &Pass<'_>, target: &Target, found: &mut Findings) -> Re
             Ok(Err(step))
         }
     }
+}
+
+/// The retired keys stage: `PreviousKeyAtRisk` from KMS's view of the retired keys snapshots still need,
+/// with a Warning Event as a risk begins. Only while the preflight is on: the operator asks KMS only then.
+async fn retired_keys_in_kms(
+    pass: &Pass<'_>,
+    target: &Target,
+    kms: &KmsSeen,
+    counted: &[PreviousKeyStatus],
+) -> Option<DesiredCondition> {
+    kms.report.as_ref()?;
+    let needed = decide::retired_keys_needed(counted);
+    let seen = pass
+        .retired_keys_in_kms(needed, target.region, kms.aws.as_ref())
+        .await;
+    let (at_risk, newly) = decide::previous_key_at_risk(&seen, pass.previous);
+    if newly {
+        pass.tell_previous_key_at_risk(&at_risk).await;
+    }
+    Some(at_risk)
 }
 
 /// The role handshake stage: the role Atlas may assume, with Atlas's encryption settings as read on the

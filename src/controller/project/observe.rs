@@ -10,9 +10,9 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::decide::{self, KeyHistory, RoleStep, Target};
 use crate::atlas::{AwsIamRole, Credentials, EncryptionAtRest, EncryptionProvider, Group};
-use crate::aws::Region;
+use crate::aws::{KeyRef, Region};
 use crate::controller::{Context, CredentialsError, Error, Result, credentials};
-use crate::crd::{ClusterEncryption, ProjectEncryption, ProjectEncryptionStatus};
+use crate::crd::{ClusterEncryption, PreviousKeyStatus, ProjectEncryption, ProjectEncryptionStatus};
 use crate::kms::{KeyMaterial, KeyReport, MaterialUnread, PreflightFailure, StaticAwsCredentials};
 
 /// What every stage of one pass over a ProjectEncryption works with.
@@ -115,6 +115,31 @@ impl Pass<'_> {
         aws: Option<&StaticAwsCredentials>,
     ) -> Result<KeyMaterial, MaterialUnread> {
         self.ctx.kms.material(&target.key, &target.region, aws).await
+    }
+
+    /// The retired keys snapshots need, each as one DescribeKey finds it (in the region its ARN names,
+    /// else the key in force's).
+    pub async fn retired_keys_in_kms(
+        &self,
+        needed: Vec<PreviousKeyStatus>,
+        region: Region,
+        aws: Option<&StaticAwsCredentials>,
+    ) -> Vec<(PreviousKeyStatus, Result<KeyReport, PreflightFailure>)> {
+        let mut seen = Vec::with_capacity(needed.len());
+        for retired in needed {
+            let described = match KeyRef::parse(&retired.customer_master_key_id) {
+                Ok(key) => {
+                    let region = match &key {
+                        KeyRef::Arn(arn) => arn.region,
+                        KeyRef::Id(_) => region,
+                    };
+                    self.ctx.kms.check(&key, &region, aws).await
+                }
+                Err(_) => continue,
+            };
+            seen.push((retired, described));
+        }
+        seen
     }
 
     /// Atlas's outbound control-plane CIDRs in `region`, from the operator's one read; `None` before it.

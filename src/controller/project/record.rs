@@ -21,6 +21,8 @@ pub struct Findings {
     pub key_valid: Option<DesiredCondition>,
     pub degraded: Option<DesiredCondition>,
     pub rotation_due: Option<DesiredCondition>,
+    /// Whether a retired key that snapshots need is unusable in KMS; only while the preflight is on.
+    pub previous_key_at_risk: Option<DesiredCondition>,
     pub key: Option<KeyHistory>,
     /// The key material's age and where it comes from, once known.
     pub key_age: Option<KeyAge>,
@@ -102,6 +104,7 @@ pub fn status(
         &found.rotation_due,
         &found.key_valid,
         &found.degraded,
+        &found.previous_key_at_risk,
     ];
     for desired in conditions.into_iter().flatten() {
         desired.apply(&mut status.conditions, generation, now);
@@ -125,15 +128,8 @@ fn record_key(status: &mut ProjectEncryptionStatus, found: &Findings) {
         key.age_source = Some(age.source);
     }
     status.key = Some(key);
-    status.previous_keys = history.previous_keys.clone();
-    if let Some(key_ids) = &found.snapshot_key_ids {
-        for previous in status.previous_keys.iter_mut() {
-            let id = previous.key_id();
-            let count = key_ids.iter().filter(|k| k.eq_ignore_ascii_case(&id)).count();
-            previous.snapshots_using_key = count as u32;
-            previous.safe_to_delete = count == 0;
-        }
-    }
+    status.previous_keys =
+        decide::retired_keys_counted(&history.previous_keys, found.snapshot_key_ids.as_deref());
 }
 
 fn role_status(role: &AwsIamRole) -> AtlasRoleStatus {

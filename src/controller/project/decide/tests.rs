@@ -13,7 +13,7 @@ use crate::atlas::{AwsIamRole, AwsKmsConfig, AwsKmsPatch};
 use crate::aws::{KeyRef, Region, RoleArn};
 use crate::controller::testing::{atlas_error, kind};
 use crate::crd::KeyAgeSource;
-use crate::crd::{AtlasRoleStatus, AwsKmsSpec, KeyStatus, ProjectEncryptionStatus};
+use crate::crd::{AtlasRoleStatus, AwsKmsSpec, KeyStatus, PreviousKeyStatus, ProjectEncryptionStatus};
 use crate::kms::{AutomaticRotation, KeyMaterial, KeyReport, MaterialUnread, PreflightFailure};
 use crate::status::reasons;
 
@@ -826,6 +826,93 @@ fn automatic_rotation_in_kms_never_raises_rotation_due() {
         );
         assert!(due.message.contains("180 days"), "{}", due.message);
     }
+}
+
+fn retired(key: &str, snapshots: u32) -> PreviousKeyStatus {
+    PreviousKeyStatus {
+        customer_master_key_id: key.to_string(),
+        replaced_at: Time(at(0)),
+        snapshots_using_key: snapshots,
+        safe_to_delete: snapshots == 0,
+    }
+}
+
+#[test]
+fn only_retired_keys_snapshots_need_are_looked_up_in_kms() {
+    let old = "arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890aa";
+    let older = "arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890bb";
+    let recorded = [retired(old, 0), retired(older, 0)];
+    let snapshots = [
+        "1234ABCD-12ab-34cd-56ef-1234567890aa".to_string(),
+        "other".to_string(),
+    ];
+    let counted = retired_keys_counted(&recorded, Some(&snapshots));
+    assert_eq!(counted, [retired(old, 1), retired(older, 0)]);
+    assert_eq!(retired_keys_needed(&counted), [retired(old, 1)]);
+    assert_eq!(
+        retired_keys_counted(&counted, None),
+        counted,
+        "no read, no change"
+    );
+}
+
+#[test]
+fn a_retired_key_snapshots_need_is_at_risk_when_kms_cannot_use_it() {
+    let old = "arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890aa";
+    let disabled = Err(PreflightFailure::KeyDisabled { key_arn: old.into() });
+    let pending = Err(PreflightFailure::KeyPendingDeletion {
+        key_arn: old.into(),
+        deletion_date: None,
+    });
+    let unreachable = Err(PreflightFailure::KmsUnreachable {
+        region: region(),
+        detail: "timeout".into(),
+    });
+    let usable = Ok(reported(0));
+    let cases = [
+        (
+            &disabled,
+            true,
+            reasons::RETIRED_KEY_DISABLED,
+            "aws kms enable-key --key-id",
+        ),
+        (
+            &pending,
+            true,
+            reasons::RETIRED_KEY_PENDING_DELETION,
+            "aws kms cancel-key-deletion --key-id",
+        ),
+        (&usable, false, reasons::RETIRED_KEYS_USABLE, "usable"),
+        (&unreachable, false, reasons::RETIRED_KEYS_USABLE, "usable"),
+    ];
+    let quiet = ProjectEncryptionStatus::default();
+    for (described, holds, reason, says) in cases {
+        let seen = [(retired(old, 3), described.clone())];
+        let (risk, newly) = previous_key_at_risk(&seen, &quiet);
+        assert_eq!((risk.holds, risk.reason.as_str(), newly), (holds, reason, holds));
+        assert!(risk.message.contains(says), "{}", risk.message);
+        if holds {
+            assert!(
+                risk.message.contains(old) && risk.message.contains("3 snapshot"),
+                "{}",
+                risk.message
+            );
+        }
+    }
+    assert_eq!(
+        previous_key_at_risk(&[], &quiet).0.reason,
+        reasons::RETIRED_KEYS_USABLE
+    );
+
+    // The Event is raised as a risk begins, and again when the fix changes; not on every pass.
+    let mut raised = ProjectEncryptionStatus::default();
+    let seen = [(retired(old, 3), disabled.clone())];
+    previous_key_at_risk(&seen, &raised)
+        .0
+        .apply(&mut raised.conditions, None, at(0));
+    assert!(!previous_key_at_risk(&seen, &raised).1, "once");
+    let seen = [(retired(old, 3), pending)];
+    assert!(previous_key_at_risk(&seen, &raised).1, "pending deletion is news");
 }
 
 #[test]
