@@ -3,7 +3,11 @@
 
 use crate::atlas::{AtlasError, AwsIamRole, AwsKmsPatch, EncryptionAtRest, EncryptionAtRestPatch};
 use crate::aws::{KeyRef, RoleArn};
-use crate::controller::{Error, NORMAL, Result, WARNING};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{Api, ResourceExt};
+
+use crate::controller::{Error, NORMAL, Result, WARNING, apply_status};
+use crate::crd::ProjectEncryption;
 use crate::status::{DesiredCondition, reasons};
 
 use super::decide::{self, KeyChange};
@@ -54,14 +58,16 @@ impl Pass<'_> {
         role_arn: Option<&RoleArn>,
         key: &KeyRef,
     ) -> Result<()> {
+        self.record_role_creation_intent(found).await?;
         let role = self
             .ctx
             .atlas
             .create_aws_role(&access.creds, &access.group.id)
             .await?;
         // Recorded in the status this pass ends with: nothing between here and that write can fail,
-        // and should the write itself fail, the next pass finds the role unused and unauthorized in
-        // Atlas's list and adopts it rather than create a second.
+        // and should the write itself fail (or the operator stop), the next pass finds the role unused,
+        // unauthorized and created after the intent in Atlas's list and adopts it rather than create a
+        // second.
         found.role = Some(role.clone());
         let note = messages::role_created(&role);
         self.ctx
@@ -69,6 +75,19 @@ impl Pass<'_> {
             .await;
         let role_arn = role_arn.ok_or(Error::InvalidObject)?;
         self.request_trust_policy(found, &role, role_arn, key).await;
+        Ok(())
+    }
+
+    /// Writes the intent to create a role to the status, a write of its own before Atlas is asked: after
+    /// a crash between the creation and its record, only a role created after the intent is taken as
+    /// the operator's own.
+    async fn record_role_creation_intent(&self, found: &mut Findings) -> Result<()> {
+        let mut intent = self.previous.clone();
+        intent.role_creation_requested_at = Some(Time(self.now));
+        let namespace = self.pe.namespace().ok_or(Error::InvalidObject)?;
+        let api: Api<ProjectEncryption> = Api::namespaced(self.ctx.client.clone(), &namespace);
+        apply_status(&api, self.pe, Some(self.previous), &intent).await?;
+        found.role_creation_requested_at = Some(self.now);
         Ok(())
     }
 

@@ -170,12 +170,15 @@ pub enum RoleStep {
 }
 
 /// Chooses the role, preferring in order: the role the user named, the one recorded in status (so a
-/// restart never creates a second), one already authorized for `roleArn`, and an unauthorized unused
-/// role (left behind when the operator stopped between creating a role and recording it).
+/// restart never creates a second), one already authorized for `roleArn`, and the operator's own
+/// orphan: an unauthorized unused role Atlas created at or after `creation_requested_at` (the intent
+/// written to status before the creation), left behind when the operator stopped between creating a
+/// role and recording it. Any other unauthorized role belongs to someone else and is left alone.
 pub fn role_step(
     atlas_role_id: Option<&str>,
     role_arn: Option<&RoleArn>,
     recorded_role_id: Option<&str>,
+    creation_requested_at: Option<Timestamp>,
     roles: &[AwsIamRole],
 ) -> RoleStep {
     let find = |id: &str| roles.iter().find(|r| r.role_id == id).cloned();
@@ -214,6 +217,7 @@ pub fn role_step(
     let orphan = roles
         .iter()
         .filter(|r| !r.is_authorized() && r.feature_usages.is_empty())
+        .filter(|r| created_since(r, creation_requested_at))
         .max_by_key(|r| r.created_date);
     match orphan {
         Some(role) => RoleStep::Authorize {
@@ -221,6 +225,15 @@ pub fn role_step(
             role_arn: arn.clone(),
         },
         None => RoleStep::Create,
+    }
+}
+
+/// Whether Atlas created `role` at or after the operator's intent to create one (in whole seconds, as the
+/// status keeps the intent). No intent, or no creation date, is no claim.
+fn created_since(role: &AwsIamRole, requested_at: Option<Timestamp>) -> bool {
+    match (role.created_date, requested_at) {
+        (Some(created), Some(requested)) => created.timestamp() >= requested.as_second(),
+        _ => false,
     }
 }
 

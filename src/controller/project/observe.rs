@@ -188,6 +188,7 @@ impl Pass<'_> {
             spec.atlas_role_id.as_deref(),
             target.role_arn.as_ref(),
             self.previous.role.as_ref().map(|r| r.role_id.as_str()),
+            self.previous.role_creation_requested_at.as_ref().map(|t| t.0),
             &roles,
         ))
     }

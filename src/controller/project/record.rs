@@ -16,6 +16,8 @@ pub struct Findings {
     pub group: Option<Group>,
     /// The role the pass used, created or tried to authorize.
     pub role: Option<AwsIamRole>,
+    /// When the pass set out to create a role (written to status before the creation, and kept).
+    pub role_creation_requested_at: Option<Timestamp>,
     pub multi_region: Option<DesiredCondition>,
     pub role_authorized: Option<DesiredCondition>,
     pub key_valid: Option<DesiredCondition>,
@@ -71,6 +73,9 @@ pub fn status(
     }
     if let Some(role) = &found.role {
         status.role = Some(role_status(role));
+    }
+    if let Some(requested_at) = found.role_creation_requested_at {
+        status.role_creation_requested_at = Some(Time(requested_at));
     }
     record_key(&mut status, found);
     if let Some(using) = &found.clusters_using_key {

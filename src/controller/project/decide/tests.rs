@@ -55,7 +55,7 @@ fn the_recorded_role_is_reused_only_while_authorized_for_the_spec_and_the_key_va
     assert_eq!(role.iam_assumed_role_arn.as_deref(), Some(ARN));
     assert!(role.is_authorized());
     assert_eq!(
-        role_step(None, Some(&arn()), Some("r1"), std::slice::from_ref(&role)),
+        role_step(None, Some(&arn()), Some("r1"), None, std::slice::from_ref(&role)),
         RoleStep::Use(role.clone())
     );
     assert!(recorded_role_in_use(None, Some(&arn()), Some(&ok), false).is_none());
@@ -76,7 +76,7 @@ fn only_our_unauthorized_recorded_role_is_authorized_without_a_list() {
     assert_eq!(role_arn, arn());
     // The same role listed from Atlas would be authorized for the spec's IAM role too.
     assert_eq!(
-        role_step(None, Some(&arn()), Some("r1"), std::slice::from_ref(&role)),
+        role_step(None, Some(&arn()), Some("r1"), None, std::slice::from_ref(&role)),
         RoleStep::Authorize {
             role: role.clone(),
             role_arn: arn()
@@ -105,7 +105,7 @@ fn clusters_using_key_follows_managed_clusters_and_keeps_unmanaged_ones() {
 
 #[test]
 fn creates_a_role_only_when_none_is_usable() {
-    assert_eq!(role_step(None, Some(&arn()), None, &[]), RoleStep::Create);
+    assert_eq!(role_step(None, Some(&arn()), None, None, &[]), RoleStep::Create);
     let in_use = AwsIamRole {
         feature_usages: vec![crate::atlas::FeatureUsage {
             feature_type: "EXPORT_SNAPSHOT".into(),
@@ -113,28 +113,56 @@ fn creates_a_role_only_when_none_is_usable() {
         }],
         ..role("a", None, 1)
     };
-    assert_eq!(role_step(None, Some(&arn()), None, &[in_use]), RoleStep::Create);
+    assert_eq!(
+        role_step(None, Some(&arn()), None, None, &[in_use]),
+        RoleStep::Create
+    );
 }
 
 #[test]
 fn the_recorded_role_wins_so_a_restart_never_creates_a_second() {
     let roles = [role("old", None, 1), role("mine", None, 2)];
-    match role_step(None, Some(&arn()), Some("old"), &roles) {
+    match role_step(None, Some(&arn()), Some("old"), None, &roles) {
         RoleStep::Authorize { role, .. } => assert_eq!(role.role_id, "old"),
         other => panic!("{other:?}"),
     }
 }
 
 #[test]
-fn an_orphaned_unauthorized_role_is_reused_instead_of_creating_another() {
-    let roles = [role("first", None, 1), role("latest", None, 5)];
-    match role_step(None, Some(&arn()), None, &roles) {
+fn only_an_orphan_created_after_the_operators_intent_is_adopted() {
+    // The operator wrote its intent at t=3, then stopped between creating a role and recording it.
+    let roles = [role("foreign", None, 1), role("mine", None, 5)];
+    match role_step(
+        None,
+        Some(&arn()),
+        None,
+        Some(Timestamp::from_second(3).unwrap()),
+        &roles,
+    ) {
         RoleStep::Authorize { role, role_arn } => {
-            assert_eq!(role.role_id, "latest");
+            assert_eq!(role.role_id, "mine");
             assert_eq!(role_arn, arn());
         }
         other => panic!("{other:?}"),
     }
+    // Someone else's pending roles (created before the intent, or with no intent at all) are never
+    // adopted: the operator creates its own.
+    let foreign = [role("foreign", None, 1), role("also-foreign", None, 2)];
+    let intents = [None, Some(Timestamp::from_second(3).unwrap())];
+    for intent in intents {
+        assert_eq!(
+            role_step(None, Some(&arn()), None, intent, &foreign),
+            RoleStep::Create,
+            "{intent:?}"
+        );
+    }
+    // A role created within the intent's second is the operator's (the status keeps whole seconds).
+    let same_second = [role("mine", None, 3)];
+    let intent = Some(Timestamp::from_second(3).unwrap() + SignedDuration::from_millis(400));
+    assert!(matches!(
+        role_step(None, Some(&arn()), None, intent, &same_second),
+        RoleStep::Authorize { role, .. } if role.role_id == "mine"
+    ));
 }
 
 #[test]
@@ -143,9 +171,11 @@ fn a_role_authorized_for_the_wanted_arn_is_used_without_a_write() {
         role("other", Some("arn:aws:iam::123456789012:role/other"), 1),
         role("r", Some(ARN), 2),
     ];
-    assert!(matches!(role_step(None, Some(&arn()), None, &roles), RoleStep::Use(r) if r.role_id == "r"));
+    assert!(
+        matches!(role_step(None, Some(&arn()), None, None, &roles), RoleStep::Use(r) if r.role_id == "r")
+    );
     assert!(matches!(
-        role_step(None, Some(&arn()), Some("r"), &roles),
+        role_step(None, Some(&arn()), Some("r"), None, &roles),
         RoleStep::Use(_)
     ));
 }
@@ -154,24 +184,24 @@ fn a_role_authorized_for_the_wanted_arn_is_used_without_a_write() {
 fn a_named_role_is_adopted_as_is() {
     let roles = [role("named", Some("arn:aws:iam::123456789012:role/other"), 1)];
     assert!(matches!(
-        role_step(Some("named"), None, None, &roles),
+        role_step(Some("named"), None, None, None, &roles),
         RoleStep::Use(_)
     ));
     assert_eq!(
-        role_step(Some("gone"), None, None, &roles),
+        role_step(Some("gone"), None, None, None, &roles),
         RoleStep::NamedRoleMissing {
             role_id: "gone".into()
         }
     );
     let unauthorized = [role("named", None, 1)];
     assert_eq!(
-        role_step(Some("named"), None, None, &unauthorized),
+        role_step(Some("named"), None, None, None, &unauthorized),
         RoleStep::NamedRoleUnauthorized {
             role_id: "named".into()
         }
     );
     assert!(matches!(
-        role_step(Some("named"), Some(&arn()), None, &unauthorized),
+        role_step(Some("named"), Some(&arn()), None, None, &unauthorized),
         RoleStep::Authorize { .. }
     ));
 }
