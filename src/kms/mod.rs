@@ -300,6 +300,8 @@ struct Inner {
 type CacheKey = (String, &'static str, String);
 /// Valid until, what KMS said of the key's material.
 type CachedMaterial = (Instant, Result<KeyMaterial, MaterialUnread>);
+/// KMS answers by key, region and credential identity, each with the instant it goes stale.
+type AnswerCache<T> = Mutex<HashMap<CacheKey, (Instant, T)>>;
 /// Valid until, verdict.
 type CachedVerdict = (Instant, Result<KeyReport, PreflightFailure>);
 
@@ -373,28 +375,14 @@ impl KmsPreflight {
         }
         let identity = creds.map_or_else(|| DEFAULT_CHAIN.to_string(), StaticAwsCredentials::identity);
         let cache_key = (key.to_string(), region.aws_name(), identity.clone());
-        if let Some((until, verdict)) = inner
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&cache_key)
-            && Instant::now() < *until
-        {
-            return verdict.clone();
+        if let Some(verdict) = cached(&inner.cache, &cache_key) {
+            return verdict;
         }
         let verdict = inner.describe(key, *region, creds, identity).await;
         if let Some(metrics) = &inner.config.metrics {
             metrics.kms_preflight(verdict.as_ref().map_or_else(PreflightFailure::reason, |_| "ok"));
         }
-        let ttl = if verdict.is_ok() {
-            inner.config.cache_ttl
-        } else {
-            inner.config.failure_ttl
-        };
-        let mut cache = inner.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        cache.retain(|_, (until, _)| *until > now);
-        cache.insert(cache_key, (now + ttl, verdict.clone()));
+        remember(&inner.cache, cache_key, &verdict, &inner.config);
         verdict
     }
 
@@ -412,28 +400,41 @@ impl KmsPreflight {
         };
         let identity = creds.map_or_else(|| DEFAULT_CHAIN.to_string(), StaticAwsCredentials::identity);
         let cache_key = (key.to_string(), region.aws_name(), identity.clone());
-        if let Some((until, material)) = inner
-            .materials
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&cache_key)
-            && Instant::now() < *until
-        {
-            return material.clone();
+        if let Some(material) = cached(&inner.materials, &cache_key) {
+            return material;
         }
         let client = inner.client(*region, creds, identity);
         let material = read_material(&client, key).await;
-        let ttl = if material.is_ok() {
-            inner.config.cache_ttl
-        } else {
-            inner.config.failure_ttl
-        };
-        let mut materials = inner.materials.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        materials.retain(|_, (until, _)| *until > now);
-        materials.insert(cache_key, (now + ttl, material.clone()));
+        remember(&inner.materials, cache_key, &material, &inner.config);
         material
     }
+}
+
+/// A KMS answer still fresh in `cache`.
+fn cached<T: Clone>(cache: &AnswerCache<T>, key: &CacheKey) -> Option<T> {
+    let cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .get(key)
+        .filter(|(until, _)| Instant::now() < *until)
+        .map(|(_, answer)| answer.clone())
+}
+
+/// Keeps a KMS answer: a success for `cache_ttl`, a failure for the shorter `failure_ttl`; drops stale ones.
+fn remember<V: Clone, E: Clone>(
+    cache: &AnswerCache<Result<V, E>>,
+    key: CacheKey,
+    answer: &Result<V, E>,
+    config: &KmsPreflightConfig,
+) {
+    let ttl = if answer.is_ok() {
+        config.cache_ttl
+    } else {
+        config.failure_ttl
+    };
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    cache.retain(|_, (until, _)| *until > now);
+    cache.insert(key, (now + ttl, answer.clone()));
 }
 
 /// What KMS says of a key's material.

@@ -793,24 +793,21 @@ fn the_key_age_comes_from_kms_and_falls_back_to_first_seen_saying_why() {
 
     // Created long ago, rotated lately: not due; the fallback counts from first seen and says why.
     let previous = ProjectEncryptionStatus::default();
-    let age = key_age(Some(&created), &rotated, at(0));
-    let (due, newly) = key_age_condition(
-        rotation_of("2160h", &age, at(100 * day)),
-        &age,
-        "2160h",
-        &previous,
-    );
+    let after_100_days = |material| {
+        let age = key_age(Some(&created), material, at(0));
+        key_age_condition(
+            rotation_of("2160h", &age, at(100 * day)),
+            &age,
+            "2160h",
+            &previous,
+        )
+    };
+    let (due, newly) = after_100_days(&rotated);
     assert_eq!(
         (due.holds, due.reason.as_str(), newly),
         (false, reasons::WITHIN_MAX_AGE, false)
     );
-    let age = key_age(Some(&created), &denied, at(0));
-    let (due, newly) = key_age_condition(
-        rotation_of("2160h", &age, at(100 * day)),
-        &age,
-        "2160h",
-        &previous,
-    );
+    let (due, newly) = after_100_days(&denied);
     assert_eq!(
         (due.holds, due.reason.as_str(), newly),
         (true, reasons::ROTATION_DUE, true)
