@@ -317,7 +317,8 @@ pub struct KeyStatus {
     pub region: String,
     /// When this key was assigned (or first seen, for a key assigned before the operator).
     pub since: Time,
-    /// When the key is due for rotation (`since` + `rotation.maxKeyAge`).
+    /// When the key is due for rotation: `materialSince` + `rotation.maxKeyAge`, or KMS's next automatic
+    /// rotation while KMS rotates the key material.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_due_at: Option<Time>,
     /// Atlas's own verdict that it can encrypt and decrypt with the key.
