@@ -370,6 +370,8 @@ mod tests {
                 rotation_due_at: None,
                 valid,
                 multi_region: None,
+                material_since: None,
+                age_source: None,
             }),
             conditions: vec![Condition {
                 type_: reasons::KEY_ROTATION_DUE.into(),

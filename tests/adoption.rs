@@ -364,3 +364,50 @@ async fn project_name_follows_a_project_recreated_under_the_same_name() {
     );
     env.finish().await;
 }
+
+/// A pending role someone else left in the project (unauthorized, unused) is not the operator's: with
+/// no intent of its own in status it is never adopted nor written to, and the operator creates its own.
+#[tokio::test]
+async fn a_foreign_pending_role_is_left_alone() {
+    let mut env = OperatorEnv::start("adopt-foreign", &seed(&[("proj-foreign", &[])]))
+        .await
+        .unwrap();
+    env.start_controller().await.unwrap();
+    let group = env.group_id("proj-foreign").await.unwrap();
+    let (atlas, creds) = env.atlas();
+    let foreign = atlas.create_aws_role(&creds, &group).await.unwrap();
+    env.sim().clear_calls();
+
+    let handshake = env.begin_handshake("foreign", "proj-foreign").await.unwrap();
+    let own = env.wait_atlas_role("foreign").await.unwrap();
+    assert_ne!(own.role_id, foreign.role_id, "the foreign role is not taken");
+    env.trust_role(&handshake.role_name, &own).await.unwrap();
+    let ready = env
+        .wait_project("foreign", WAIT, "Ready", project_ready)
+        .await
+        .unwrap();
+    let status = ready.status.unwrap();
+    assert_eq!(status.role.unwrap().role_id, own.role_id);
+    assert!(
+        status.role_creation_requested_at.is_some(),
+        "the intent was written before the creation"
+    );
+    assert_eq!(
+        env.atlas_calls("POST", "/cloudProviderAccess"),
+        1,
+        "one role of its own"
+    );
+    let touched: Vec<_> = env
+        .atlas_writes()
+        .into_iter()
+        .filter(|c| c.path.contains(&foreign.role_id))
+        .collect();
+    assert!(touched.is_empty(), "no write to the foreign role: {touched:?}");
+    let (_, roles) = atlas_state(&env, &group).await;
+    let left = roles.iter().find(|r| r.role_id == foreign.role_id).unwrap();
+    assert!(
+        !left.is_authorized() && left.feature_usages.is_empty(),
+        "{left:?}"
+    );
+    env.finish().await;
+}

@@ -504,7 +504,9 @@ async fn an_existing_authorized_role_is_adopted_without_re_authorizing() {
     env.finish().await;
 }
 
-/// A key older than `rotation.maxKeyAge` raises `KeyRotationDue` with an Event, and stays Ready.
+/// A key older than `rotation.maxKeyAge` raises `KeyRotationDue` with an Event, and stays Ready. With the
+/// preflight off KMS is not asked, so the age counts from when the operator first saw the key (backdated
+/// here), and the condition says so.
 #[tokio::test]
 async fn an_old_key_raises_rotation_due() {
     let mut env = OperatorEnv::start("pe-rotation-due", &seed(&[("proj-due", &[])]))
@@ -530,7 +532,8 @@ async fn an_old_key_raises_rotation_due() {
         .patch(
             "due",
             &Default::default(),
-            &kube::api::Patch::Merge(json!({"spec": {"rotation": {"maxKeyAge": "1h"}}})),
+            &kube::api::Patch::Merge(json!({"spec": {"rotation": {"maxKeyAge": "1h"},
+                                              "kmsPreflight": {"enabled": false}}})),
         )
         .await
         .unwrap();
@@ -549,8 +552,21 @@ async fn an_old_key_raises_rotation_due() {
         ready(Some(&status)),
         "a due rotation warns but does not break encryption"
     );
-    let due_at = status.key.unwrap().rotation_due_at.unwrap().0;
+    let key = status.key.unwrap();
+    assert_eq!(
+        key.age_source,
+        Some(atlas_encryption_operator::crd::KeyAgeSource::FirstSeen)
+    );
+    assert_eq!(key.material_since, Some(key.since.clone()));
+    let due_at = key.rotation_due_at.unwrap().0;
     assert!(due_at < k8s_openapi::jiff::Timestamp::now());
+    let message = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "KeyRotationDue")
+        .map(|c| c.message.as_str())
+        .unwrap_or_default();
+    assert!(message.contains("first saw"), "{message}");
     let events = env.wait_event("due", "KeyRotationDue", WAIT).await.unwrap();
     assert!(events.iter().any(|(r, _)| r == "KeyRotationDue"), "{events:?}");
     env.finish().await;

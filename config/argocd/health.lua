@@ -9,7 +9,8 @@
 --   Reconciling=True                      -> Progressing, with what is awaited
 --   Degraded=True                         -> Degraded (Atlas reports the key invalid)
 --   Ready=True, reason ChangesPlanned     -> Suspended (managementPolicy: Observe, writes planned)
---   Ready=True                            -> Healthy
+--   Ready=True                            -> Healthy (a due rotation or a retired key at risk in KMS is
+--                                            named in the message: the key in force works)
 --   Ready=False/Unknown                   -> Progressing
 -- Written for Lua 5.1 (Argo CD's gopher-lua) and tested with Lua 5.1 and 5.4: `make test-health`.
 -- Generated into config/argocd/argocd-cm-health.yaml by scripts/argocd-health.sh; edit this file only.
@@ -104,6 +105,10 @@ if is_true(ready) then
   local due = find("KeyRotationDue")
   if is_true(due) then
     hs.message = hs.message .. " (key rotation due: " .. (due.message or "") .. ")"
+  end
+  local risk = find("PreviousKeyAtRisk")
+  if is_true(risk) then
+    hs.message = hs.message .. " (retired key at risk: " .. (risk.message or "") .. ")"
   end
   return hs
 end

@@ -267,7 +267,7 @@ pub struct ProjectEncryptionStatus {
     pub observed_generation: Option<i64>,
 
     /// `Ready`, `Reconciling` and `Stalled` (kstatus), plus `RoleAuthorized`, `KeyValid`,
-    /// `KeyRotationDue` and `Degraded`.
+    /// `KeyRotationDue`, `Degraded`, `MultiRegionKey` and `PreviousKeyAtRisk`.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
@@ -315,6 +315,12 @@ pub struct ProjectEncryptionStatus {
     /// `requirePrivateNetworking` is true or while they are being deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub private_endpoints: Vec<KmsPrivateEndpointStatus>,
+
+    /// When the operator last set out to create an Atlas role, written before it asks Atlas. After a
+    /// crash between the creation and its record, only an unauthorized, unused role created after this
+    /// is taken as the operator's own; any other belongs to someone else and is left alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_creation_requested_at: Option<Time>,
 }
 
 /// One Encryption at Rest private endpoint to AWS KMS, as Atlas reports it.
@@ -361,7 +367,8 @@ pub struct KeyStatus {
     pub region: String,
     /// When this key was assigned (or first seen, for a key assigned before the operator).
     pub since: Time,
-    /// When the key is due for rotation (`since` + `rotation.maxKeyAge`).
+    /// When the key is due for rotation: `materialSince` + `rotation.maxKeyAge`, or KMS's next automatic
+    /// rotation while KMS rotates the key material.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_due_at: Option<Time>,
     /// Atlas's own verdict that it can encrypt and decrypt with the key.
@@ -370,6 +377,25 @@ pub struct KeyStatus {
     /// Whether the key is a multi-Region key (recommended for surviving a regional outage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multi_region: Option<bool>,
+    /// Since when the key material in use exists: the key's creation or its last rotation as KMS reports
+    /// them, or when the operator first saw the key (see `ageSource`). `KeyRotationDue` counts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub material_since: Option<Time>,
+    /// Where `materialSince` comes from: `KmsCreation`, `KmsRotation`, or `FirstSeen` when KMS could not
+    /// tell (preflight off, or no permission for `kms:GetKeyRotationStatus` / `kms:ListKeyRotations`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_source: Option<KeyAgeSource>,
+}
+
+/// Where the age of the key material comes from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum KeyAgeSource {
+    /// The key's creation date in KMS: its material was never rotated.
+    KmsCreation,
+    /// The last rotation of the key material in KMS (automatic or on demand).
+    KmsRotation,
+    /// When the operator first saw the key: KMS could not be asked, and recreating the object restarts it.
+    FirstSeen,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]

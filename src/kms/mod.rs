@@ -293,10 +293,15 @@ struct Inner {
     config: KmsPreflightConfig,
     clients: Mutex<HashMap<(&'static str, String), aws_sdk_kms::Client>>,
     cache: Mutex<HashMap<CacheKey, CachedVerdict>>,
+    materials: Mutex<HashMap<CacheKey, CachedMaterial>>,
 }
 
 /// Key, region, credential identity.
 type CacheKey = (String, &'static str, String);
+/// Valid until, what KMS said of the key's material.
+type CachedMaterial = (Instant, Result<KeyMaterial, MaterialUnread>);
+/// KMS answers by key, region and credential identity, each with the instant it goes stale.
+type AnswerCache<T> = Mutex<HashMap<CacheKey, (Instant, T)>>;
 /// Valid until, verdict.
 type CachedVerdict = (Instant, Result<KeyReport, PreflightFailure>);
 
@@ -331,6 +336,7 @@ impl KmsPreflight {
                 config,
                 clients: Mutex::new(HashMap::new()),
                 cache: Mutex::new(HashMap::new()),
+                materials: Mutex::new(HashMap::new()),
             })),
         }
     }
@@ -347,6 +353,7 @@ impl KmsPreflight {
     pub fn clear_cache(&self) {
         if let Some(inner) = &self.inner {
             inner.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            inner.materials.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }
     }
 
@@ -368,30 +375,143 @@ impl KmsPreflight {
         }
         let identity = creds.map_or_else(|| DEFAULT_CHAIN.to_string(), StaticAwsCredentials::identity);
         let cache_key = (key.to_string(), region.aws_name(), identity.clone());
-        if let Some((until, verdict)) = inner
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&cache_key)
-            && Instant::now() < *until
-        {
-            return verdict.clone();
+        if let Some(verdict) = cached(&inner.cache, &cache_key) {
+            return verdict;
         }
         let verdict = inner.describe(key, *region, creds, identity).await;
         if let Some(metrics) = &inner.config.metrics {
             metrics.kms_preflight(verdict.as_ref().map_or_else(PreflightFailure::reason, |_| "ok"));
         }
-        let ttl = if verdict.is_ok() {
-            inner.config.cache_ttl
-        } else {
-            inner.config.failure_ttl
-        };
-        let mut cache = inner.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        cache.retain(|_, (until, _)| *until > now);
-        cache.insert(cache_key, (now + ttl, verdict.clone()));
+        remember(&inner.cache, cache_key, &verdict, &inner.config);
         verdict
     }
+
+    /// How old the key's material is, as KMS tells: automatic rotation (`GetKeyRotationStatus`) and the
+    /// rotations so far (`ListKeyRotations`). Cached like [`KmsPreflight::check`]'s verdicts. A refusal is
+    /// no preflight failure: the caller counts the age from when it first saw the key instead.
+    pub async fn material(
+        &self,
+        key: &KeyRef,
+        region: &Region,
+        creds: Option<&StaticAwsCredentials>,
+    ) -> Result<KeyMaterial, MaterialUnread> {
+        let Some(inner) = &self.inner else {
+            return Err(MaterialUnread::PreflightOff);
+        };
+        let identity = creds.map_or_else(|| DEFAULT_CHAIN.to_string(), StaticAwsCredentials::identity);
+        let cache_key = (key.to_string(), region.aws_name(), identity.clone());
+        if let Some(material) = cached(&inner.materials, &cache_key) {
+            return material;
+        }
+        let client = inner.client(*region, creds, identity);
+        let material = read_material(&client, key).await;
+        remember(&inner.materials, cache_key, &material, &inner.config);
+        material
+    }
+}
+
+/// A KMS answer still fresh in `cache`.
+fn cached<T: Clone>(cache: &AnswerCache<T>, key: &CacheKey) -> Option<T> {
+    let cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .get(key)
+        .filter(|(until, _)| Instant::now() < *until)
+        .map(|(_, answer)| answer.clone())
+}
+
+/// Keeps a KMS answer: a success for `cache_ttl`, a failure for the shorter `failure_ttl`; drops stale ones.
+fn remember<V: Clone, E: Clone>(
+    cache: &AnswerCache<Result<V, E>>,
+    key: CacheKey,
+    answer: &Result<V, E>,
+    config: &KmsPreflightConfig,
+) {
+    let ttl = if answer.is_ok() {
+        config.cache_ttl
+    } else {
+        config.failure_ttl
+    };
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    cache.retain(|_, (until, _)| *until > now);
+    cache.insert(key, (now + ttl, answer.clone()));
+}
+
+/// What KMS says of a key's material.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeyMaterial {
+    /// The latest rotation of the material, automatic or on demand; `None` when never rotated.
+    pub last_rotation: Option<DateTime<Utc>>,
+    /// Automatic rotation, when it is on.
+    pub automatic: Option<AutomaticRotation>,
+}
+
+/// KMS rotates the key material by itself.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AutomaticRotation {
+    /// The rotation period; AWS's default of 365 days when KMS does not report one.
+    pub period_days: u32,
+    /// The next rotation, when KMS reports it.
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// AWS's rotation period when none is set.
+pub const DEFAULT_ROTATION_PERIOD_DAYS: u32 = 365;
+
+/// Why the key's material could not be read from KMS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MaterialUnread {
+    /// The preflight is off: the operator does not ask KMS.
+    PreflightOff,
+    /// KMS refused or failed one of the rotation calls.
+    Refused { call: &'static str, code: String },
+}
+
+/// `GetKeyRotationStatus`, then every page of `ListKeyRotations`.
+async fn read_material(client: &aws_sdk_kms::Client, key: &KeyRef) -> Result<KeyMaterial, MaterialUnread> {
+    let refused = |call: &'static str| {
+        move |e: &dyn ProvideErrorMetadata| MaterialUnread::Refused {
+            call,
+            code: e.code().unwrap_or("Unreachable").to_string(),
+        }
+    };
+    let status = client
+        .get_key_rotation_status()
+        .key_id(key.to_string())
+        .send()
+        .await
+        .map_err(|e| refused("kms:GetKeyRotationStatus")(&e))?;
+    let automatic = status.key_rotation_enabled().then(|| AutomaticRotation {
+        period_days: status
+            .rotation_period_in_days()
+            .and_then(|d| u32::try_from(d).ok())
+            .unwrap_or(DEFAULT_ROTATION_PERIOD_DAYS),
+        next: status.next_rotation_date().and_then(to_chrono),
+    });
+    let mut last_rotation: Option<DateTime<Utc>> = None;
+    let mut marker: Option<String> = None;
+    loop {
+        let page = client
+            .list_key_rotations()
+            .key_id(key.to_string())
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(|e| refused("kms:ListKeyRotations")(&e))?;
+        let dates = page
+            .rotations()
+            .iter()
+            .filter_map(|r| r.rotation_date().and_then(to_chrono));
+        last_rotation = last_rotation.into_iter().chain(dates).max();
+        match page.next_marker() {
+            Some(next) if page.truncated() => marker = Some(next.to_string()),
+            _ => break,
+        }
+    }
+    Ok(KeyMaterial {
+        last_rotation,
+        automatic,
+    })
 }
 
 impl Inner {

@@ -14,6 +14,8 @@ pub const DEGRADED: &str = "Degraded";
 pub const MULTI_REGION_KEY: &str = "MultiRegionKey";
 /// `managementPolicy: Observe`: the operator reads and plans, and writes nothing to Atlas.
 pub const OBSERVING: &str = "Observing";
+/// A retired key that snapshots still need is disabled or pending deletion in KMS.
+pub const PREVIOUS_KEY_AT_RISK: &str = "PreviousKeyAtRisk";
 
 // Domain conditions of ClusterEncryption.
 pub const PROJECT_READY: &str = "ProjectReady";
@@ -35,6 +37,11 @@ pub const KEY_REJECTED: &str = "KeyRejected";
 pub const AWAITING_VALIDATION: &str = "AwaitingValidation";
 pub const ROTATION_DUE: &str = "RotationDue";
 pub const WITHIN_MAX_AGE: &str = "WithinMaxAge";
+/// KMS rotates the key material automatically: `KeyRotationDue` stays False.
+pub const ROTATED_BY_KMS: &str = "RotatedByKms";
+pub const RETIRED_KEY_DISABLED: &str = "RetiredKeyDisabled";
+pub const RETIRED_KEY_PENDING_DELETION: &str = "RetiredKeyPendingDeletion";
+pub const RETIRED_KEYS_USABLE: &str = "RetiredKeysUsable";
 pub const SINGLE_REGION_KEY: &str = "SingleRegionKey";
 pub const IS_MULTI_REGION_KEY: &str = "MultiRegion";
 pub const ROLE_SWITCH_NOT_ACKNOWLEDGED: &str = "RoleSwitchNotAcknowledged";

@@ -2,15 +2,17 @@
 //! of it. Nothing here decides what to write. Every Atlas write goes through [`Pass::write`], which
 //! under `managementPolicy: Observe` adds it to the plan instead of sending it.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{Api, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::atlas::{
     AtlasError, AwsIamRole, AwsKmsPatch, EarPrivateEndpoint, EncryptionAtRest, EncryptionAtRestPatch, Write,
 };
 use crate::aws::{KeyRef, Region, RoleArn};
-use crate::controller::{Error, NORMAL, Result, WARNING, Written, observing};
-use crate::crd::ManagementPolicy;
-use crate::status::reasons;
+use crate::controller::{Error, NORMAL, Result, WARNING, Written, apply_status, observing};
+use crate::crd::{ManagementPolicy, ProjectEncryption};
+use crate::status::{DesiredCondition, reasons};
 
 use super::decide::{self, KeyChange};
 use super::messages;
@@ -85,13 +87,18 @@ impl Pass<'_> {
         key: &KeyRef,
     ) -> Result<()> {
         let create = Write::create_aws_role(&access.group.id);
+        // Observing plans the POST and creates nothing, so it records no intent either.
+        if !self.observing() {
+            self.record_role_creation_intent(found).await?;
+        }
         let role: AwsIamRole = match self.write(access, found, create).await? {
             Written::Made(role) => role,
             Written::Planned => return Ok(()),
         };
         // Recorded in the status this pass ends with: nothing between here and that write can fail,
-        // and should the write itself fail, the next pass finds the role unused and unauthorized in
-        // Atlas's list and adopts it rather than create a second.
+        // and should the write itself fail (or the operator stop), the next pass finds the role unused,
+        // unauthorized and created after the intent in Atlas's list and adopts it rather than create a
+        // second.
         found.role = Some(role.clone());
         let note = messages::role_created(&role);
         self.ctx
@@ -99,6 +106,19 @@ impl Pass<'_> {
             .await;
         let role_arn = role_arn.ok_or(Error::InvalidObject)?;
         self.request_trust_policy(found, &role, role_arn, key).await;
+        Ok(())
+    }
+
+    /// Writes the intent to create a role to the status, a write of its own before Atlas is asked: after
+    /// a crash between the creation and its record, only a role created after the intent is taken as
+    /// the operator's own.
+    async fn record_role_creation_intent(&self, found: &mut Findings) -> Result<()> {
+        let mut intent = self.previous.clone();
+        intent.role_creation_requested_at = Some(Time(self.now));
+        let namespace = self.pe.namespace().ok_or(Error::InvalidObject)?;
+        let api: Api<ProjectEncryption> = Api::namespaced(self.ctx.client.clone(), &namespace);
+        apply_status(&api, self.pe, Some(self.previous), &intent).await?;
+        found.role_creation_requested_at = Some(self.now);
         Ok(())
     }
 
@@ -159,6 +179,15 @@ impl Pass<'_> {
         let note = messages::rotation_due_event(key, &self.pe.spec.rotation.max_key_age);
         self.ctx
             .event(self.pe, WARNING, reasons::KEY_ROTATION_DUE, "CheckKeyAge", note)
+            .await;
+    }
+
+    /// A retired key that snapshots need became unusable in KMS: the Warning Event names it, the snapshot
+    /// count and the command that makes it usable again.
+    pub async fn tell_previous_key_at_risk(&self, at_risk: &DesiredCondition) {
+        let note = at_risk.message.clone();
+        self.ctx
+            .event(self.pe, WARNING, &at_risk.reason, "CheckRetiredKeys", note)
             .await;
     }
 

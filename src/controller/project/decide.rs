@@ -14,10 +14,10 @@ use crate::controller::{
     CredentialsError, Error, Result, Step, credentials, observing, patient_delay, waited_since,
 };
 use crate::crd::{
-    AtlasRoleStatus, AwsKmsSpec, KeyStatus, ManagementPolicy, PlannedChange, PreviousKeyStatus,
+    AtlasRoleStatus, AwsKmsSpec, KeyAgeSource, KeyStatus, ManagementPolicy, PlannedChange, PreviousKeyStatus,
     ProjectEncryptionStatus, SearchNodesSpec,
 };
-use crate::kms::{KeyReport, PreflightFailure};
+use crate::kms::{AutomaticRotation, KeyMaterial, KeyReport, MaterialUnread, PreflightFailure};
 use crate::status::{self, DesiredCondition, Outcome, condition, reasons};
 
 /// The key, region and IAM role the spec asks for, parsed.
@@ -172,12 +172,15 @@ pub enum RoleStep {
 }
 
 /// Chooses the role, preferring in order: the role the user named, the one recorded in status (so a
-/// restart never creates a second), one already authorized for `roleArn`, and an unauthorized unused
-/// role (left behind when the operator stopped between creating a role and recording it).
+/// restart never creates a second), one already authorized for `roleArn`, and the operator's own
+/// orphan: an unauthorized unused role Atlas created at or after `creation_requested_at` (the intent
+/// written to status before the creation), left behind when the operator stopped between creating a
+/// role and recording it. Any other unauthorized role belongs to someone else and is left alone.
 pub fn role_step(
     atlas_role_id: Option<&str>,
     role_arn: Option<&RoleArn>,
     recorded_role_id: Option<&str>,
+    creation_requested_at: Option<Timestamp>,
     roles: &[AwsIamRole],
 ) -> RoleStep {
     let find = |id: &str| roles.iter().find(|r| r.role_id == id).cloned();
@@ -216,6 +219,7 @@ pub fn role_step(
     let orphan = roles
         .iter()
         .filter(|r| !r.is_authorized() && r.feature_usages.is_empty())
+        .filter(|r| created_since(r, creation_requested_at))
         .max_by_key(|r| r.created_date);
     match orphan {
         Some(role) => RoleStep::Authorize {
@@ -223,6 +227,15 @@ pub fn role_step(
             role_arn: arn.clone(),
         },
         None => RoleStep::Create,
+    }
+}
+
+/// Whether Atlas created `role` at or after the operator's intent to create one (in whole seconds, as the
+/// status keeps the intent). No intent, or no creation date, is no claim.
+fn created_since(role: &AwsIamRole, requested_at: Option<Timestamp>) -> bool {
+    match (role.created_date, requested_at) {
+        (Some(created), Some(requested)) => created.timestamp() >= requested.as_second(),
+        _ => false,
     }
 }
 
@@ -530,6 +543,8 @@ pub fn key_history(
                 rotation_due_at: None,
                 valid: None,
                 multi_region: None,
+                material_since: None,
+                age_source: None,
             }
         }
     };
@@ -548,6 +563,83 @@ pub fn retired_key(key: &str, now: Timestamp) -> PreviousKeyStatus {
         snapshots_using_key: 0,
         safe_to_delete: false,
     }
+}
+
+/// The retired keys with the snapshots that still use each, when this pass read the snapshots; as
+/// recorded otherwise.
+pub fn retired_keys_counted(
+    previous_keys: &[PreviousKeyStatus],
+    snapshot_key_ids: Option<&[String]>,
+) -> Vec<PreviousKeyStatus> {
+    let mut counted = previous_keys.to_vec();
+    if let Some(key_ids) = snapshot_key_ids {
+        for previous in counted.iter_mut() {
+            let id = previous.key_id();
+            let count = key_ids.iter().filter(|k| k.eq_ignore_ascii_case(&id)).count();
+            previous.snapshots_using_key = count as u32;
+            previous.safe_to_delete = count == 0;
+        }
+    }
+    counted
+}
+
+/// The retired keys to look up in KMS: those snapshots still need. Keys safe to delete cost no call.
+pub fn retired_keys_needed(counted: &[PreviousKeyStatus]) -> Vec<PreviousKeyStatus> {
+    counted
+        .iter()
+        .filter(|p| !p.safe_to_delete && p.snapshots_using_key > 0)
+        .cloned()
+        .collect()
+}
+
+/// A retired key that snapshots need and that KMS cannot use now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetiredKeyAtRisk {
+    pub key: String,
+    pub snapshots: u32,
+    pub pending_deletion: bool,
+}
+
+/// `PreviousKeyAtRisk` from the needed retired keys as KMS described them, and whether it newly holds
+/// (or its reason changed: the fix did), which a Warning Event tells once. Any other answer of KMS (the
+/// key usable, or not readable now) puts no key at risk.
+pub fn previous_key_at_risk(
+    seen: &[(PreviousKeyStatus, Result<KeyReport, PreflightFailure>)],
+    previous: &ProjectEncryptionStatus,
+) -> (DesiredCondition, bool) {
+    let at_risk: Vec<RetiredKeyAtRisk> = seen
+        .iter()
+        .filter_map(|(retired, described)| {
+            let pending_deletion = match described {
+                Err(PreflightFailure::KeyDisabled { .. }) => false,
+                Err(PreflightFailure::KeyPendingDeletion { .. }) => true,
+                _ => return None,
+            };
+            Some(RetiredKeyAtRisk {
+                key: retired.customer_master_key_id.clone(),
+                snapshots: retired.snapshots_using_key,
+                pending_deletion,
+            })
+        })
+        .collect();
+    let risk = condition(reasons::PREVIOUS_KEY_AT_RISK);
+    if at_risk.is_empty() {
+        let usable = risk
+            .false_because(reasons::RETIRED_KEYS_USABLE)
+            .saying(messages::retired_keys_usable(seen.len()));
+        return (usable, false);
+    }
+    let reason = if at_risk.iter().any(|k| k.pending_deletion) {
+        reasons::RETIRED_KEY_PENDING_DELETION
+    } else {
+        reasons::RETIRED_KEY_DISABLED
+    };
+    let newly = status::find(&previous.conditions, reasons::PREVIOUS_KEY_AT_RISK)
+        .is_none_or(|c| c.status != "True" || c.reason != reason);
+    let raised = risk
+        .true_because(reason)
+        .saying(messages::retired_keys_at_risk(&at_risk));
+    (raised, newly)
 }
 
 /// `clustersUsingKey` without reading Atlas: the managed clusters as their ClusterEncryptions last saw
@@ -598,6 +690,89 @@ pub fn rotation_condition(
             .saying(messages::rotation_due(max_key_age)),
         newly,
     )
+}
+
+/// How old the key material in force is, and where that age comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyAge {
+    pub material_since: Timestamp,
+    pub source: KeyAgeSource,
+    /// KMS rotates the material by itself.
+    pub automatic: Option<AutomaticRotation>,
+    /// Why KMS could not tell the age (it is then counted from when the operator first saw the key).
+    pub unread: Option<MaterialUnread>,
+}
+
+/// The key's age from KMS: its last rotation, else its creation; when KMS could not be asked, from
+/// `first_seen` (the operator's own record), saying why.
+pub fn key_age(
+    report: Option<&KeyReport>,
+    material: &Result<KeyMaterial, MaterialUnread>,
+    first_seen: Timestamp,
+) -> KeyAge {
+    let first_seen_because = |unread: Option<MaterialUnread>| KeyAge {
+        material_since: first_seen,
+        source: KeyAgeSource::FirstSeen,
+        automatic: None,
+        unread,
+    };
+    let material = match material {
+        Ok(material) => material,
+        Err(unread) => return first_seen_because(Some(unread.clone())),
+    };
+    let created = report.and_then(|r| r.creation_date);
+    let (since, source) = match (material.last_rotation, created) {
+        (Some(rotated), _) => (rotated, KeyAgeSource::KmsRotation),
+        (None, Some(created)) => (created, KeyAgeSource::KmsCreation),
+        (None, None) => return first_seen_because(None),
+    };
+    match Timestamp::from_second(since.timestamp()) {
+        Ok(material_since) => KeyAge {
+            material_since,
+            source,
+            automatic: material.automatic,
+            unread: None,
+        },
+        Err(_) => first_seen_because(None),
+    }
+}
+
+/// When the key is due for rotation: KMS's next automatic rotation (or the material's age plus the
+/// rotation period) while KMS rotates it, never due then; else `rotation.maxKeyAge` after the material.
+pub fn rotation_of(max_key_age: &str, age: &KeyAge, now: Timestamp) -> Rotation {
+    let Some(automatic) = age.automatic else {
+        return rotation(max_key_age, age.material_since, now);
+    };
+    let period = SignedDuration::from_hours(i64::from(automatic.period_days) * 24);
+    let next = automatic
+        .next
+        .and_then(|next| Timestamp::from_second(next.timestamp()).ok());
+    let due_at = next.unwrap_or_else(|| age.material_since.checked_add(period).unwrap_or(Timestamp::MAX));
+    Rotation { due_at, due: false }
+}
+
+/// `KeyRotationDue` for the key's age, and whether it newly became due: while KMS rotates the material,
+/// False (`RotatedByKms`) without nagging; a fallback age says it is one.
+pub fn key_age_condition(
+    rotation: Rotation,
+    age: &KeyAge,
+    max_key_age: &str,
+    previous: &ProjectEncryptionStatus,
+) -> (DesiredCondition, bool) {
+    if let Some(automatic) = age.automatic {
+        let due = condition(reasons::KEY_ROTATION_DUE)
+            .false_because(reasons::ROTATED_BY_KMS)
+            .saying(messages::rotated_by_kms(automatic.period_days, rotation.due_at));
+        return (due, false);
+    }
+    let (due, newly) = rotation_condition(rotation, max_key_age, previous);
+    match &age.unread {
+        Some(unread) => {
+            let message = messages::age_from_first_seen(&due.message, unread);
+            (due.saying(message), newly)
+        }
+        None => (due, newly),
+    }
 }
 
 /// Atlas's verdict on the key in force: `KeyValid`, `Degraded` (when known) and how the pass ends.

@@ -129,6 +129,63 @@ pub fn rotation_due(max_key_age: &str) -> String {
     format!("the key is older than {max_key_age}: rotate it by setting a new customerMasterKeyId")
 }
 
+pub fn rotated_by_kms(period_days: u32, next: k8s_openapi::jiff::Timestamp) -> String {
+    format!(
+        "KMS rotates the key material automatically every {period_days} days (next rotation by {next}); rotation.maxKeyAge does not apply"
+    )
+}
+
+/// The `KeyRotationDue` message when the key's age is counted from when the operator first saw it.
+pub fn age_from_first_seen(message: &str, unread: &crate::kms::MaterialUnread) -> String {
+    let why = match unread {
+        crate::kms::MaterialUnread::PreflightOff => {
+            "spec.kmsPreflight is off, so KMS is not asked".to_string()
+        }
+        crate::kms::MaterialUnread::Refused { call, code } => format!(
+            "KMS refused {call} ({code}): allow kms:GetKeyRotationStatus and kms:ListKeyRotations for the operator's credentials to count from the key's creation or last rotation"
+        ),
+    };
+    let sep = if message.is_empty() { "" } else { "; " };
+    format!(
+        "{message}{sep}the key's age counts from when the operator first saw it (status.key.ageSource FirstSeen) because {why}"
+    )
+}
+
+pub fn retired_keys_usable(checked: usize) -> String {
+    match checked {
+        0 => "no retired key is needed by a snapshot".to_string(),
+        n => format!("the {n} retired key(s) that snapshots still need are usable in KMS"),
+    }
+}
+
+/// Each retired key at risk, with the snapshots that need it and the command that makes it usable again.
+pub fn retired_keys_at_risk(at_risk: &[super::decide::RetiredKeyAtRisk]) -> String {
+    let each: Vec<String> = at_risk
+        .iter()
+        .map(|k| {
+            let (state, fix) = if k.pending_deletion {
+                (
+                    "is scheduled for deletion in KMS",
+                    format!(
+                        "aws kms cancel-key-deletion --key-id {key} && aws kms enable-key --key-id {key}",
+                        key = k.key
+                    ),
+                )
+            } else {
+                (
+                    "is disabled in KMS",
+                    format!("aws kms enable-key --key-id {}", k.key),
+                )
+            };
+            format!(
+                "retired key {} {state} while {} snapshot(s) still need it to be restored: {fix}",
+                k.key, k.snapshots
+            )
+        })
+        .collect();
+    each.join("; ")
+}
+
 pub fn key_valid() -> &'static str {
     "Atlas can encrypt and decrypt with the key"
 }

@@ -28,9 +28,9 @@ use super::{Context, Error, Reconciler, Result, Step, Written, observing};
 use crate::atlas::{AwsIamRole, EncryptionAtRest, EncryptionAtRestPatch};
 use crate::aws::Region;
 use crate::control_plane::ControlPlaneWatch;
-use crate::crd::{ProjectEncryption, ProjectEncryptionStatus};
-use crate::kms::KeyReport;
-use crate::status::reasons;
+use crate::crd::{PreviousKeyStatus, ProjectEncryption, ProjectEncryptionStatus};
+use crate::kms::{KeyMaterial, KeyReport, MaterialUnread, StaticAwsCredentials};
+use crate::status::{DesiredCondition, reasons};
 
 pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<WakeGate>>) -> Result<Action> {
     let (ctx, gate) = (&reconciler.ctx, &reconciler.state);
@@ -142,11 +142,11 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         Err(stop) => return Ok(stop),
     };
     control_plane_cidrs(pass, &target, found).await;
-    let report = match preflight(pass, &target, found).await? {
-        Ok(report) => report,
+    let kms = match preflight(pass, &target, found).await? {
+        Ok(kms) => kms,
         Err(stop) => return Ok(stop),
     };
-    let multi_region = decide::multi_region(report.as_ref(), &target.key);
+    let multi_region = decide::multi_region(kms.report.as_ref(), &target.key);
     let is_multi_region = multi_region.holds;
     found.multi_region = Some(multi_region);
     let (role, ear) = match role_in_use(pass, access, &target, found).await? {
@@ -178,14 +178,18 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
     let clusters = pass.clusters(access, &history).await?;
     let clusters_using_key = clusters.using_key.len();
     found.clusters_using_key = Some(clusters.using_key);
+    let counted = decide::retired_keys_counted(&history.previous_keys, clusters.snapshot_key_ids.as_deref());
+    found.previous_key_at_risk = retired_keys_in_kms(pass, &target, &kms, &counted).await;
     found.snapshot_key_ids = clusters.snapshot_key_ids;
 
     let max_key_age = &pass.pe.spec.rotation.max_key_age;
-    let rotation = decide::rotation(max_key_age, history.key.since.0, pass.now);
-    let (rotation_due, newly_due) = decide::rotation_condition(rotation, max_key_age, pass.previous);
+    let age = decide::key_age(kms.report.as_ref(), &kms.material, history.key.since.0);
+    let rotation = decide::rotation_of(max_key_age, &age, pass.now);
+    let (rotation_due, newly_due) = decide::key_age_condition(rotation, &age, max_key_age, pass.previous);
     if newly_due {
         pass.tell_rotation_due(&target.key).await;
     }
+    found.key_age = Some(age);
     found.rotation = Some(rotation);
     found.rotation_due = Some(rotation_due);
     let validity = decide::validity(
@@ -280,26 +284,62 @@ async fn private_endpoints(
     ))
 }
 
-/// The KMS preflight stage, before anything is written to Atlas.
-async fn preflight(
-    pass: &Pass<'_>,
-    target: &Target,
-    found: &mut Findings,
-) -> Result<Result<Option<KeyReport>, Step>> {
+/// What KMS told a pass about the key in force, with the credentials the preflight used.
+struct KmsSeen {
+    /// `None` when the preflight is off.
+    report: Option<KeyReport>,
+    material: Result<KeyMaterial, MaterialUnread>,
+    aws: Option<StaticAwsCredentials>,
+}
+
+/// The KMS preflight stage, before anything is written to Atlas; then the key material's age, whose
+/// refusal is no failure.
+async fn preflight(pass: &Pass<'_>, target: &Target, found: &mut Findings) -> Result<Result<KmsSeen, Step>> {
     if !pass.pe.spec.kms_preflight.enabled {
-        return Ok(Ok(None));
+        return Ok(Ok(KmsSeen {
+            report: None,
+            material: Err(MaterialUnread::PreflightOff),
+            aws: None,
+        }));
     }
     let aws = match pass.preflight_credentials().await {
         Ok(aws) => aws,
         Err(e) => return decide::unreadable_credentials(e).map(Err),
     };
     match decide::preflight(pass.key_in_kms(target, aws.as_ref()).await, target) {
-        decide::Preflight::Passed(report) => Ok(Ok(Some(report))),
+        decide::Preflight::Passed(report) => {
+            let material = pass.key_material(target, aws.as_ref()).await;
+            Ok(Ok(KmsSeen {
+                report: Some(report),
+                material,
+                aws,
+            }))
+        }
         decide::Preflight::Refused { key_valid, step } => {
             found.key_valid = Some(key_valid);
             Ok(Err(step))
         }
     }
+}
+
+/// The retired keys stage: `PreviousKeyAtRisk` from KMS's view of the retired keys snapshots still need,
+/// with a Warning Event as a risk begins. Only while the preflight is on: the operator asks KMS only then.
+async fn retired_keys_in_kms(
+    pass: &Pass<'_>,
+    target: &Target,
+    kms: &KmsSeen,
+    counted: &[PreviousKeyStatus],
+) -> Option<DesiredCondition> {
+    kms.report.as_ref()?;
+    let needed = decide::retired_keys_needed(counted);
+    let seen = pass
+        .retired_keys_in_kms(needed, target.region, kms.aws.as_ref())
+        .await;
+    let (at_risk, newly) = decide::previous_key_at_risk(&seen, pass.previous);
+    if newly {
+        pass.tell_previous_key_at_risk(&at_risk).await;
+    }
+    Some(at_risk)
 }
 
 /// The role handshake stage: the role Atlas may assume, with Atlas's encryption settings as read on the

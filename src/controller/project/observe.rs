@@ -12,11 +12,11 @@ use super::decide::{self, KeyHistory, RoleStep, Target};
 use crate::atlas::{
     AwsIamRole, AwsKmsConfig, Credentials, EarPrivateEndpoint, EncryptionAtRest, EncryptionProvider, Group,
 };
-use crate::aws::Region;
+use crate::aws::{KeyRef, Region};
 use crate::controller::wake::Look;
 use crate::controller::{Context, CredentialsError, Error, Result, credentials};
-use crate::crd::{ClusterEncryption, ProjectEncryption, ProjectEncryptionStatus};
-use crate::kms::{KeyReport, PreflightFailure, StaticAwsCredentials};
+use crate::crd::{ClusterEncryption, PreviousKeyStatus, ProjectEncryption, ProjectEncryptionStatus};
+use crate::kms::{KeyMaterial, KeyReport, MaterialUnread, PreflightFailure, StaticAwsCredentials};
 
 /// What every stage of one pass over a ProjectEncryption works with.
 pub struct Pass<'a> {
@@ -115,6 +115,40 @@ impl Pass<'_> {
         self.ctx.kms.check(&target.key, &target.region, aws).await
     }
 
+    /// The age of the key's material, as KMS tells (see [`crate::kms::KmsPreflight::material`]).
+    pub async fn key_material(
+        &self,
+        target: &Target,
+        aws: Option<&StaticAwsCredentials>,
+    ) -> Result<KeyMaterial, MaterialUnread> {
+        self.ctx.kms.material(&target.key, &target.region, aws).await
+    }
+
+    /// The retired keys snapshots need, each as one DescribeKey finds it (in the region its ARN names,
+    /// else the key in force's).
+    pub async fn retired_keys_in_kms(
+        &self,
+        needed: Vec<PreviousKeyStatus>,
+        region: Region,
+        aws: Option<&StaticAwsCredentials>,
+    ) -> Vec<(PreviousKeyStatus, Result<KeyReport, PreflightFailure>)> {
+        let mut seen = Vec::with_capacity(needed.len());
+        for retired in needed {
+            let described = match KeyRef::parse(&retired.customer_master_key_id) {
+                Ok(key) => {
+                    let region = match &key {
+                        KeyRef::Arn(arn) => arn.region,
+                        KeyRef::Id(_) => region,
+                    };
+                    self.ctx.kms.check(&key, &region, aws).await
+                }
+                Err(_) => continue,
+            };
+            seen.push((retired, described));
+        }
+        seen
+    }
+
     /// Atlas's outbound control-plane CIDRs in `region`, from the operator's one read; `None` before it.
     pub fn control_plane_cidrs(&self, region: Region) -> Option<Vec<String>> {
         self.ctx.control_plane.outbound_cidrs(region)
@@ -168,6 +202,7 @@ impl Pass<'_> {
             spec.atlas_role_id.as_deref(),
             target.role_arn.as_ref(),
             self.previous.role.as_ref().map(|r| r.role_id.as_str()),
+            self.previous.role_creation_requested_at.as_ref().map(|t| t.0),
             &roles,
         ))
     }

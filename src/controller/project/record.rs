@@ -4,7 +4,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use super::decide::{self, KeyHistory, Rotation};
+use super::decide::{self, KeyAge, KeyHistory, Rotation};
 use crate::atlas::{AwsIamRole, Group};
 use crate::crd::{AtlasRoleStatus, KmsPrivateEndpointStatus, PlannedChange, ProjectEncryptionStatus};
 use crate::status::{DesiredCondition, reasons};
@@ -16,12 +16,18 @@ pub struct Findings {
     pub group: Option<Group>,
     /// The role the pass used, created or tried to authorize.
     pub role: Option<AwsIamRole>,
+    /// When the pass set out to create a role (written to status before the creation, and kept).
+    pub role_creation_requested_at: Option<Timestamp>,
     pub multi_region: Option<DesiredCondition>,
     pub role_authorized: Option<DesiredCondition>,
     pub key_valid: Option<DesiredCondition>,
     pub degraded: Option<DesiredCondition>,
     pub rotation_due: Option<DesiredCondition>,
+    /// Whether a retired key that snapshots need is unusable in KMS; only while the preflight is on.
+    pub previous_key_at_risk: Option<DesiredCondition>,
     pub key: Option<KeyHistory>,
+    /// The key material's age and where it comes from, once known.
+    pub key_age: Option<KeyAge>,
     /// Atlas's verdict on the key in force, once read after its assignment.
     pub key_valid_in_atlas: Option<Option<bool>>,
     pub rotation: Option<Rotation>,
@@ -75,6 +81,9 @@ pub fn status(
     if let Some(role) = &found.role {
         status.role = Some(role_status(role));
     }
+    if let Some(requested_at) = found.role_creation_requested_at {
+        status.role_creation_requested_at = Some(Time(requested_at));
+    }
     record_key(&mut status, found);
     if let Some(using) = &found.clusters_using_key {
         status.clusters_using_key = using.clone();
@@ -119,6 +128,7 @@ pub fn status(
         &found.rotation_due,
         &found.key_valid,
         &found.degraded,
+        &found.previous_key_at_risk,
     ];
     for desired in conditions.into_iter().flatten() {
         desired.apply(&mut status.conditions, generation, now);
@@ -137,16 +147,13 @@ fn record_key(status: &mut ProjectEncryptionStatus, found: &Findings) {
     if let Some(rotation) = found.rotation {
         key.rotation_due_at = Some(Time(rotation.due_at));
     }
-    status.key = Some(key);
-    status.previous_keys = history.previous_keys.clone();
-    if let Some(key_ids) = &found.snapshot_key_ids {
-        for previous in status.previous_keys.iter_mut() {
-            let id = previous.key_id();
-            let count = key_ids.iter().filter(|k| k.eq_ignore_ascii_case(&id)).count();
-            previous.snapshots_using_key = count as u32;
-            previous.safe_to_delete = count == 0;
-        }
+    if let Some(age) = &found.key_age {
+        key.material_since = Some(Time(age.material_since));
+        key.age_source = Some(age.source);
     }
+    status.key = Some(key);
+    status.previous_keys =
+        decide::retired_keys_counted(&history.previous_keys, found.snapshot_key_ids.as_deref());
 }
 
 fn role_status(role: &AwsIamRole) -> AtlasRoleStatus {

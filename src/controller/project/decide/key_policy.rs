@@ -76,6 +76,8 @@ mod tests {
                 rotation_due_at: None,
                 valid: None,
                 multi_region: None,
+                material_since: None,
+                age_source: None,
             }),
             ..Default::default()
         };

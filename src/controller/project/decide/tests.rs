@@ -12,8 +12,9 @@ use super::*;
 use crate::atlas::{AwsIamRole, AwsKmsConfig, AwsKmsPatch};
 use crate::aws::{KeyRef, Region, RoleArn};
 use crate::controller::testing::{atlas_error, kind};
-use crate::crd::{AtlasRoleStatus, AwsKmsSpec, KeyStatus, ProjectEncryptionStatus};
-use crate::kms::{KeyReport, PreflightFailure};
+use crate::crd::KeyAgeSource;
+use crate::crd::{AtlasRoleStatus, AwsKmsSpec, KeyStatus, PreviousKeyStatus, ProjectEncryptionStatus};
+use crate::kms::{AutomaticRotation, KeyMaterial, KeyReport, MaterialUnread, PreflightFailure};
 use crate::status::reasons;
 
 const ARN: &str = "arn:aws:iam::123456789012:role/atlas-kms";
@@ -54,7 +55,7 @@ fn the_recorded_role_is_reused_only_while_authorized_for_the_spec_and_the_key_va
     assert_eq!(role.iam_assumed_role_arn.as_deref(), Some(ARN));
     assert!(role.is_authorized());
     assert_eq!(
-        role_step(None, Some(&arn()), Some("r1"), std::slice::from_ref(&role)),
+        role_step(None, Some(&arn()), Some("r1"), None, std::slice::from_ref(&role)),
         RoleStep::Use(role.clone())
     );
     assert!(recorded_role_in_use(None, Some(&arn()), Some(&ok), false).is_none());
@@ -75,7 +76,7 @@ fn only_our_unauthorized_recorded_role_is_authorized_without_a_list() {
     assert_eq!(role_arn, arn());
     // The same role listed from Atlas would be authorized for the spec's IAM role too.
     assert_eq!(
-        role_step(None, Some(&arn()), Some("r1"), std::slice::from_ref(&role)),
+        role_step(None, Some(&arn()), Some("r1"), None, std::slice::from_ref(&role)),
         RoleStep::Authorize {
             role: role.clone(),
             role_arn: arn()
@@ -104,7 +105,7 @@ fn clusters_using_key_follows_managed_clusters_and_keeps_unmanaged_ones() {
 
 #[test]
 fn creates_a_role_only_when_none_is_usable() {
-    assert_eq!(role_step(None, Some(&arn()), None, &[]), RoleStep::Create);
+    assert_eq!(role_step(None, Some(&arn()), None, None, &[]), RoleStep::Create);
     let in_use = AwsIamRole {
         feature_usages: vec![crate::atlas::FeatureUsage {
             feature_type: "EXPORT_SNAPSHOT".into(),
@@ -112,28 +113,56 @@ fn creates_a_role_only_when_none_is_usable() {
         }],
         ..role("a", None, 1)
     };
-    assert_eq!(role_step(None, Some(&arn()), None, &[in_use]), RoleStep::Create);
+    assert_eq!(
+        role_step(None, Some(&arn()), None, None, &[in_use]),
+        RoleStep::Create
+    );
 }
 
 #[test]
 fn the_recorded_role_wins_so_a_restart_never_creates_a_second() {
     let roles = [role("old", None, 1), role("mine", None, 2)];
-    match role_step(None, Some(&arn()), Some("old"), &roles) {
+    match role_step(None, Some(&arn()), Some("old"), None, &roles) {
         RoleStep::Authorize { role, .. } => assert_eq!(role.role_id, "old"),
         other => panic!("{other:?}"),
     }
 }
 
 #[test]
-fn an_orphaned_unauthorized_role_is_reused_instead_of_creating_another() {
-    let roles = [role("first", None, 1), role("latest", None, 5)];
-    match role_step(None, Some(&arn()), None, &roles) {
+fn only_an_orphan_created_after_the_operators_intent_is_adopted() {
+    // The operator wrote its intent at t=3, then stopped between creating a role and recording it.
+    let roles = [role("foreign", None, 1), role("mine", None, 5)];
+    match role_step(
+        None,
+        Some(&arn()),
+        None,
+        Some(Timestamp::from_second(3).unwrap()),
+        &roles,
+    ) {
         RoleStep::Authorize { role, role_arn } => {
-            assert_eq!(role.role_id, "latest");
+            assert_eq!(role.role_id, "mine");
             assert_eq!(role_arn, arn());
         }
         other => panic!("{other:?}"),
     }
+    // Someone else's pending roles (created before the intent, or with no intent at all) are never
+    // adopted: the operator creates its own.
+    let foreign = [role("foreign", None, 1), role("also-foreign", None, 2)];
+    let intents = [None, Some(Timestamp::from_second(3).unwrap())];
+    for intent in intents {
+        assert_eq!(
+            role_step(None, Some(&arn()), None, intent, &foreign),
+            RoleStep::Create,
+            "{intent:?}"
+        );
+    }
+    // A role created within the intent's second is the operator's (the status keeps whole seconds).
+    let same_second = [role("mine", None, 3)];
+    let intent = Some(Timestamp::from_second(3).unwrap() + SignedDuration::from_millis(400));
+    assert!(matches!(
+        role_step(None, Some(&arn()), None, intent, &same_second),
+        RoleStep::Authorize { role, .. } if role.role_id == "mine"
+    ));
 }
 
 #[test]
@@ -142,9 +171,11 @@ fn a_role_authorized_for_the_wanted_arn_is_used_without_a_write() {
         role("other", Some("arn:aws:iam::123456789012:role/other"), 1),
         role("r", Some(ARN), 2),
     ];
-    assert!(matches!(role_step(None, Some(&arn()), None, &roles), RoleStep::Use(r) if r.role_id == "r"));
+    assert!(
+        matches!(role_step(None, Some(&arn()), None, None, &roles), RoleStep::Use(r) if r.role_id == "r")
+    );
     assert!(matches!(
-        role_step(None, Some(&arn()), Some("r"), &roles),
+        role_step(None, Some(&arn()), Some("r"), None, &roles),
         RoleStep::Use(_)
     ));
 }
@@ -153,24 +184,24 @@ fn a_role_authorized_for_the_wanted_arn_is_used_without_a_write() {
 fn a_named_role_is_adopted_as_is() {
     let roles = [role("named", Some("arn:aws:iam::123456789012:role/other"), 1)];
     assert!(matches!(
-        role_step(Some("named"), None, None, &roles),
+        role_step(Some("named"), None, None, None, &roles),
         RoleStep::Use(_)
     ));
     assert_eq!(
-        role_step(Some("gone"), None, None, &roles),
+        role_step(Some("gone"), None, None, None, &roles),
         RoleStep::NamedRoleMissing {
             role_id: "gone".into()
         }
     );
     let unauthorized = [role("named", None, 1)];
     assert_eq!(
-        role_step(Some("named"), None, None, &unauthorized),
+        role_step(Some("named"), None, None, None, &unauthorized),
         RoleStep::NamedRoleUnauthorized {
             role_id: "named".into()
         }
     );
     assert!(matches!(
-        role_step(Some("named"), Some(&arn()), None, &unauthorized),
+        role_step(Some("named"), Some(&arn()), None, None, &unauthorized),
         RoleStep::Authorize { .. }
     ));
 }
@@ -651,6 +682,8 @@ fn key_changes_tell_drift_from_rotation() {
         rotation_due_at: None,
         valid: Some(true),
         multi_region: Some(false),
+        material_since: None,
+        age_source: None,
     };
     let other = key("arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ff");
     let cases = [
@@ -714,6 +747,203 @@ fn rotation_is_due_once_the_key_is_older_than_max_key_age() {
         !rotation_condition(due, "1h", &already).1,
         "the Event is raised once"
     );
+}
+
+/// [`at`] as KMS's SDK writes times.
+fn utc(seconds: i64) -> chrono::DateTime<Utc> {
+    Utc.timestamp_opt(at(seconds).as_second(), 0).unwrap()
+}
+
+fn reported(created: i64) -> KeyReport {
+    KeyReport {
+        checked: true,
+        creation_date: Some(utc(created)),
+        ..KeyReport::unchecked(&key(KEY), region())
+    }
+}
+
+#[test]
+fn the_key_age_comes_from_kms_and_falls_back_to_first_seen_saying_why() {
+    let day = 86_400;
+    let created = reported(1_000);
+    let never_rotated = Ok(KeyMaterial::default());
+    let rotated = Ok(KeyMaterial {
+        last_rotation: Some(utc(50 * day)),
+        automatic: None,
+    });
+    let denied = Err(MaterialUnread::Refused {
+        call: "kms:ListKeyRotations",
+        code: "AccessDeniedException".into(),
+    });
+    let cases = [
+        (Some(&created), &never_rotated, KeyAgeSource::KmsCreation, 1_000),
+        (Some(&created), &rotated, KeyAgeSource::KmsRotation, 50 * day),
+        (Some(&created), &denied, KeyAgeSource::FirstSeen, 7 * day),
+        (
+            None,
+            &Err(MaterialUnread::PreflightOff),
+            KeyAgeSource::FirstSeen,
+            7 * day,
+        ),
+    ];
+    for (report, material, source, since) in cases {
+        let age = key_age(report, material, at(7 * day));
+        assert_eq!(
+            (age.source, age.material_since),
+            (source, at(since)),
+            "{material:?}"
+        );
+    }
+
+    // Created long ago, rotated lately: not due; the fallback counts from first seen and says why.
+    let previous = ProjectEncryptionStatus::default();
+    let after_100_days = |material| {
+        let age = key_age(Some(&created), material, at(0));
+        key_age_condition(
+            rotation_of("2160h", &age, at(100 * day)),
+            &age,
+            "2160h",
+            &previous,
+        )
+    };
+    let (due, newly) = after_100_days(&rotated);
+    assert_eq!(
+        (due.holds, due.reason.as_str(), newly),
+        (false, reasons::WITHIN_MAX_AGE, false)
+    );
+    let (due, newly) = after_100_days(&denied);
+    assert_eq!(
+        (due.holds, due.reason.as_str(), newly),
+        (true, reasons::ROTATION_DUE, true)
+    );
+    assert!(
+        due.message.contains("first saw") && due.message.contains("kms:ListKeyRotations"),
+        "{}",
+        due.message
+    );
+}
+
+#[test]
+fn automatic_rotation_in_kms_never_raises_rotation_due() {
+    let day = 86_400;
+    let automatic = |next: Option<i64>| {
+        Ok(KeyMaterial {
+            last_rotation: None,
+            automatic: Some(AutomaticRotation {
+                period_days: 180,
+                next: next.map(utc),
+            }),
+        })
+    };
+    let previous = ProjectEncryptionStatus::default();
+    for (material, due_at) in [
+        (automatic(None), 180 * day),
+        (automatic(Some(170 * day)), 170 * day),
+    ] {
+        let age = key_age(Some(&reported(0)), &material, at(0));
+        // Years past maxKeyAge, yet KMS rotates the material: no nagging, the due date is KMS's.
+        let rotation = rotation_of("1h", &age, at(400 * day));
+        assert_eq!(
+            rotation,
+            Rotation {
+                due_at: at(due_at),
+                due: false
+            }
+        );
+        let (due, newly) = key_age_condition(rotation, &age, "1h", &previous);
+        assert_eq!(
+            (due.holds, due.reason.as_str(), newly),
+            (false, reasons::ROTATED_BY_KMS, false)
+        );
+        assert!(due.message.contains("180 days"), "{}", due.message);
+    }
+}
+
+fn retired(key: &str, snapshots: u32) -> PreviousKeyStatus {
+    PreviousKeyStatus {
+        customer_master_key_id: key.to_string(),
+        replaced_at: Time(at(0)),
+        snapshots_using_key: snapshots,
+        safe_to_delete: snapshots == 0,
+    }
+}
+
+#[test]
+fn only_retired_keys_snapshots_need_are_looked_up_in_kms() {
+    let old = "arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890aa";
+    let older = "arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890bb";
+    let recorded = [retired(old, 0), retired(older, 0)];
+    let snapshots = [
+        "1234ABCD-12ab-34cd-56ef-1234567890aa".to_string(),
+        "other".to_string(),
+    ];
+    let counted = retired_keys_counted(&recorded, Some(&snapshots));
+    assert_eq!(counted, [retired(old, 1), retired(older, 0)]);
+    assert_eq!(retired_keys_needed(&counted), [retired(old, 1)]);
+    assert_eq!(
+        retired_keys_counted(&counted, None),
+        counted,
+        "no read, no change"
+    );
+}
+
+#[test]
+fn a_retired_key_snapshots_need_is_at_risk_when_kms_cannot_use_it() {
+    let old = "arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890aa";
+    let disabled = Err(PreflightFailure::KeyDisabled { key_arn: old.into() });
+    let pending = Err(PreflightFailure::KeyPendingDeletion {
+        key_arn: old.into(),
+        deletion_date: None,
+    });
+    let unreachable = Err(PreflightFailure::KmsUnreachable {
+        region: region(),
+        detail: "timeout".into(),
+    });
+    let usable = Ok(reported(0));
+    let cases = [
+        (
+            &disabled,
+            true,
+            reasons::RETIRED_KEY_DISABLED,
+            "aws kms enable-key --key-id",
+        ),
+        (
+            &pending,
+            true,
+            reasons::RETIRED_KEY_PENDING_DELETION,
+            "aws kms cancel-key-deletion --key-id",
+        ),
+        (&usable, false, reasons::RETIRED_KEYS_USABLE, "usable"),
+        (&unreachable, false, reasons::RETIRED_KEYS_USABLE, "usable"),
+    ];
+    let quiet = ProjectEncryptionStatus::default();
+    for (described, holds, reason, says) in cases {
+        let seen = [(retired(old, 3), described.clone())];
+        let (risk, newly) = previous_key_at_risk(&seen, &quiet);
+        assert_eq!((risk.holds, risk.reason.as_str(), newly), (holds, reason, holds));
+        assert!(risk.message.contains(says), "{}", risk.message);
+        if holds {
+            assert!(
+                risk.message.contains(old) && risk.message.contains("3 snapshot"),
+                "{}",
+                risk.message
+            );
+        }
+    }
+    assert_eq!(
+        previous_key_at_risk(&[], &quiet).0.reason,
+        reasons::RETIRED_KEYS_USABLE
+    );
+
+    // The Event is raised as a risk begins, and again when the fix changes; not on every pass.
+    let mut raised = ProjectEncryptionStatus::default();
+    let seen = [(retired(old, 3), disabled.clone())];
+    previous_key_at_risk(&seen, &raised)
+        .0
+        .apply(&mut raised.conditions, None, at(0));
+    assert!(!previous_key_at_risk(&seen, &raised).1, "once");
+    let seen = [(retired(old, 3), pending)];
+    assert!(previous_key_at_risk(&seen, &raised).1, "pending deletion is news");
 }
 
 #[test]
