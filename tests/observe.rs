@@ -234,3 +234,49 @@ async fn an_observed_projects_cluster_plans_its_toggle_and_deletion_writes_nothi
     assert!(ear.aws_enabled(), "encryption stays on");
     env.finish().await;
 }
+
+/// Private networking asked of an observed project: the PATCH that requires it and the endpoint it then
+/// needs are both planned (the endpoint's POST follows from the plan's own PATCH), nothing is made, and
+/// Manage makes exactly those two writes in that order.
+#[tokio::test]
+async fn observe_plans_private_networking_and_its_endpoint() {
+    let (env, group, key, role_arn) = adopted("observe-private", "proj-obs-pn", &[]).await;
+    env.sim().clear_calls();
+    let mut wanted = spec("proj-obs-pn", &key, &role_arn, "Observe");
+    wanted["awsKms"]["requirePrivateNetworking"] = json!(true);
+    env.apply_project("payments", wanted).await.unwrap();
+    let observed = env
+        .wait_project("payments", WAIT, "ChangesPlanned", |pe| {
+            project_reason(pe, "Observing").as_deref() == Some("ChangesPlanned")
+        })
+        .await
+        .unwrap();
+    assert!(env.atlas_writes().is_empty(), "{:?}", env.atlas_writes());
+    let plan = observed.status.unwrap().planned_changes;
+    assert_eq!(
+        as_writes(&plan),
+        [
+            (
+                "PATCH".to_string(),
+                format!("/api/atlas/v2/groups/{group}/encryptionAtRest")
+            ),
+            (
+                "POST".to_string(),
+                format!("/api/atlas/v2/groups/{group}/encryptionAtRest/AWS/privateEndpoints")
+            ),
+        ]
+    );
+    assert_eq!(plan[0].fields["awsKms.requirePrivateNetworking"], "true");
+    assert_eq!(plan[1].fields["regionName"], "EU_WEST_2");
+
+    set_policy(&env, "payments", "Manage").await;
+    env.wait_project("payments", WAIT, "the endpoint created", |pe| {
+        pe.status
+            .as_ref()
+            .is_some_and(|s| !s.private_endpoints.is_empty())
+    })
+    .await
+    .unwrap();
+    assert_eq!(writes(&env), as_writes(&plan), "exactly the planned writes");
+    env.finish().await;
+}

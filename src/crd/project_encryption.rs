@@ -75,7 +75,8 @@ pub struct ProjectEncryptionSpec {
     #[schemars(length(max = 24))]
     pub project_id: Option<String>,
 
-    /// The Atlas project name, resolved to its id on every reconcile. Set this or `projectId`.
+    /// The Atlas project name, resolved to its id on every change and every resync (so a project recreated
+    /// under the same name is followed). Set this or `projectId`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^[\\\\p{L}\\\\p{N}\\\\-_.(),:&@+\\']{1,64}$')")
         .message("projectName must be 1 to 64 letters, digits or - _ . ( ) , : & @ + ' as Atlas allows for project names"))]
