@@ -193,6 +193,12 @@ async fn fresh_project_is_encrypted_after_the_trust_policy_appears_then_rotates(
         "the snapshot still needs the old key"
     );
     assert!(!status.previous_keys[0].safe_to_delete);
+    assert!(env.atlas_calls("GET", "/clusters/{clusterName}/backup/snapshots") >= 1);
+    assert_eq!(
+        env.atlas_calls("GET", "/backup/snapshots/shardedClusters"),
+        0,
+        "a replica set has no sharded-cluster snapshots to list"
+    );
     let patches: Vec<_> = env.atlas_writes();
     assert_eq!(patches.len(), 1, "one PATCH for a rotation: {patches:?}");
     let events = env.wait_event("payments", "KeyRotated", WAIT).await.unwrap();

@@ -386,6 +386,13 @@ pub fn tier_number(instance_size: &str) -> Option<u32> {
 }
 
 impl Cluster {
+    /// Whether Atlas may hold sharded-cluster snapshots of this cluster: a sharded (or global) cluster,
+    /// or one whose type Atlas did not say. A replica set never was sharded (Atlas converts replica sets
+    /// to sharded clusters, never back), so only its replica-set snapshots exist.
+    pub fn may_have_sharded_snapshots(&self) -> bool {
+        self.cluster_type.as_deref() != Some("REPLICASET")
+    }
+
     fn region_configs(&self) -> impl Iterator<Item = &RegionConfig> {
         self.replication_specs
             .iter()

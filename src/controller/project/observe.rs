@@ -10,7 +10,8 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::decide::{self, KeyHistory, RoleStep, Target};
 use crate::atlas::{
-    AwsIamRole, AwsKmsConfig, Credentials, EarPrivateEndpoint, EncryptionAtRest, EncryptionProvider, Group,
+    AwsIamRole, AwsKmsConfig, Cluster, Credentials, EarPrivateEndpoint, EncryptionAtRest, EncryptionProvider,
+    Group,
 };
 use crate::aws::{KeyRef, Region};
 use crate::controller::wake::Look;
@@ -248,7 +249,7 @@ impl Pass<'_> {
         using_key.sort();
         let mut key_ids: Vec<String> = Vec::new();
         for cluster in clusters.iter().filter(|c| c.backup_enabled == Some(true)) {
-            key_ids.extend(self.snapshot_key_ids(access, &cluster.name).await?);
+            key_ids.extend(self.snapshot_key_ids(access, cluster).await?);
         }
         Ok(ClustersSeen {
             using_key,
@@ -256,15 +257,17 @@ impl Pass<'_> {
         })
     }
 
-    /// The key ids of every snapshot of one cluster: replica-set and sharded-cluster snapshots, every
-    /// page of each. Any failure but "none there" fails the pass, so a retired key is never called safe
-    /// to delete on a partial count.
-    async fn snapshot_key_ids(&self, access: &Access, cluster: &str) -> Result<Vec<String>> {
+    /// The key ids of every snapshot of one cluster: its replica-set snapshots and, unless it is a
+    /// replica set, its sharded-cluster snapshots, every page of each. Any failure but "none there" fails
+    /// the pass, so a retired key is never called safe to delete on a partial count.
+    async fn snapshot_key_ids(&self, access: &Access, cluster: &Cluster) -> Result<Vec<String>> {
         let (atlas, creds, group_id) = (&self.ctx.atlas, &access.creds, &access.group.id);
-        let replica_set = atlas.list_snapshots(creds, group_id, cluster).await;
-        let sharded = atlas.list_sharded_snapshots(creds, group_id, cluster).await;
+        let mut lists = vec![atlas.list_snapshots(creds, group_id, &cluster.name).await];
+        if cluster.may_have_sharded_snapshots() {
+            lists.push(atlas.list_sharded_snapshots(creds, group_id, &cluster.name).await);
+        }
         let mut key_ids = Vec::new();
-        for listed in [replica_set, sharded] {
+        for listed in lists {
             match listed {
                 Ok(snapshots) => key_ids.extend(snapshots.into_iter().filter_map(|s| s.master_key_uuid)),
                 // A cluster without a backup schedule (or of the other topology) has none there.
