@@ -41,29 +41,36 @@ enum Due {
 }
 
 impl WakeGate {
-    /// How long the object still has to wait, or `None` when it should be reconciled now. `backoff` is
-    /// what its failures in a row call for ([`Failures::backoff`]).
-    pub fn wait(&self, key: &str, fingerprint: u64, now: Instant, backoff: Duration) -> Option<Duration> {
+    /// Whether `key` is looked at now, and as what kind of look, or how long it still has to wait.
+    /// `backoff` is what its failures in a row call for ([`Failures::backoff`]).
+    pub fn open(
+        &self,
+        key: &str,
+        fingerprint: u64,
+        now: Instant,
+        backoff: Duration,
+    ) -> Result<Look, Duration> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.get(key)?;
+        let Some(entry) = entries.get(key).filter(|entry| entry.fingerprint == fingerprint) else {
+            return Ok(Look::Fresh);
+        };
         let due = match entry.due {
             Due::At(due) => due,
             Due::AfterFailure { at, retry_after } => at + backoff.max(retry_after),
         };
-        (entry.fingerprint == fingerprint && due > now).then(|| due - now)
+        if due > now {
+            return Err(due - now);
+        }
+        Ok(match (entry.due, entry.lane) {
+            (Due::AfterFailure { .. }, _) => Look::Fresh,
+            (Due::At(_), Lane::Change) => Look::FollowUp,
+            (Due::At(_), Lane::Routine) => Look::Routine,
+        })
     }
 
-    /// What kind of look [`WakeGate::wait`] just opened.
-    pub fn kind(&self, key: &str, fingerprint: u64) -> Look {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let scheduled = entries
-            .get(key)
-            .filter(|entry| entry.fingerprint == fingerprint && matches!(entry.due, Due::At(_)));
-        match scheduled.map(|entry| entry.lane) {
-            None => Look::Fresh,
-            Some(Lane::Change) => Look::FollowUp,
-            Some(Lane::Routine) => Look::Routine,
-        }
+    /// How long the object still has to wait, or `None` when it should be reconciled now.
+    pub fn wait(&self, key: &str, fingerprint: u64, now: Instant, backoff: Duration) -> Option<Duration> {
+        self.open(key, fingerprint, now, backoff).err()
     }
 
     /// A reconcile finished and wants the next look, in `lane`, after `after`.
@@ -101,11 +108,7 @@ impl WakeGate {
         failures: &Failures,
     ) -> Result<Look, Duration> {
         let backoff = failures.backoff(&object_key(object));
-        let key = gate_key(object);
-        match self.wait(&key, fingerprint, Instant::now(), backoff) {
-            Some(wait) => Err(wait),
-            None => Ok(self.kind(&key, fingerprint)),
-        }
+        self.open(&gate_key(object), fingerprint, Instant::now(), backoff)
     }
 
     /// Remembers how a pass over `object` ended: the next look it asked for (`next`), or the failure
@@ -235,19 +238,27 @@ mod tests {
     fn only_the_due_resync_of_an_unchanged_converged_object_is_routine() {
         let gate = WakeGate::default();
         let t0 = Instant::now();
-        assert_eq!(gate.kind("new", 1), Look::Fresh, "a new object");
+        // Looked at once every look is due.
+        let kind =
+            |key, fingerprint| gate.open(key, fingerprint, t0 + Duration::from_secs(3600), Duration::ZERO);
+        assert_eq!(kind("new", 1), Ok(Look::Fresh), "a new object");
         gate.finished("ready", 1, t0, Duration::from_secs(60), Lane::Routine);
-        assert_eq!(gate.kind("ready", 1), Look::Routine, "its resync");
-        assert_eq!(gate.kind("ready", 2), Look::Fresh, "a spec edit on it");
+        assert_eq!(kind("ready", 1), Ok(Look::Routine), "its resync");
+        assert_eq!(kind("ready", 2), Ok(Look::Fresh), "a spec edit on it");
         gate.finished("polling", 1, t0, Duration::from_secs(1), Lane::Change);
-        assert_eq!(gate.kind("polling", 1), Look::FollowUp, "a wait under way");
+        assert_eq!(kind("polling", 1), Ok(Look::FollowUp), "a wait under way");
         assert_eq!(
             Look::FollowUp.lane(),
             Lane::Change,
             "polls of a change are change-driven"
         );
         gate.failed("ready", 1, t0, None);
-        assert_eq!(gate.kind("ready", 1), Look::Fresh, "a retry after a failure");
+        assert_eq!(kind("ready", 1), Ok(Look::Fresh), "a retry after a failure");
+        assert_eq!(
+            gate.open("ready", 1, t0, Duration::from_secs(5)),
+            Err(Duration::from_secs(5)),
+            "not before its backoff"
+        );
     }
 
     #[test]
