@@ -13,34 +13,46 @@ pub enum Written<T> {
     Planned,
 }
 
-/// Sends `write`, or when `observing` adds it to `plan` instead.
-pub async fn write<T: DeserializeOwned>(
-    atlas: &AtlasClient,
-    creds: &Credentials,
-    observing: bool,
-    plan: &mut Vec<PlannedChange>,
-    write: Write,
-) -> Result<Written<T>, AtlasError> {
-    if observing {
-        plan.push(planned_change(&write));
-        return Ok(Written::Planned);
-    }
-    atlas.send(creds, &write).await.map(Written::Made)
+/// Where a pass's writes go: to Atlas, or, when `observing`, `into` the plan.
+pub struct Plan<'a> {
+    pub observing: bool,
+    pub into: &'a mut Vec<PlannedChange>,
 }
 
-/// [`write`] for a write whose answer carries nothing to read (a DELETE).
-pub async fn write_unanswered(
-    atlas: &AtlasClient,
-    creds: &Credentials,
-    observing: bool,
-    plan: &mut Vec<PlannedChange>,
-    write: Write,
-) -> Result<Written<()>, AtlasError> {
-    if observing {
-        plan.push(planned_change(&write));
-        return Ok(Written::Planned);
+impl Plan<'_> {
+    /// Sends `write` and decodes Atlas's answer, or plans it.
+    pub async fn write<T: DeserializeOwned>(
+        self,
+        atlas: &AtlasClient,
+        creds: &Credentials,
+        write: Write,
+    ) -> Result<Written<T>, AtlasError> {
+        if self.planned(&write) {
+            return Ok(Written::Planned);
+        }
+        atlas.send(creds, &write).await.map(Written::Made)
     }
-    atlas.send_unanswered(creds, &write).await.map(Written::Made)
+
+    /// [`Plan::write`] for a write whose answer carries nothing to read (a DELETE).
+    pub async fn write_unanswered(
+        self,
+        atlas: &AtlasClient,
+        creds: &Credentials,
+        write: Write,
+    ) -> Result<Written<()>, AtlasError> {
+        if self.planned(&write) {
+            return Ok(Written::Planned);
+        }
+        atlas.send_unanswered(creds, &write).await.map(Written::Made)
+    }
+
+    /// When observing, adds `write` to the plan and says so.
+    fn planned(self, write: &Write) -> bool {
+        if self.observing {
+            self.into.push(planned_change(write));
+        }
+        self.observing
+    }
 }
 
 /// The plan's line for `write`: the method, path and fields it sends.

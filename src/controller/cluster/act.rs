@@ -4,19 +4,13 @@
 use std::time::Duration;
 
 use crate::atlas::{AtlasError, Cluster, Credentials, EncryptionProvider, Write};
-use crate::controller::{NORMAL, Written, observing};
-use crate::crd::PlannedChange;
+use crate::controller::observing::Plan;
+use crate::controller::{NORMAL, Written};
 use crate::status::reasons;
 
 use super::decide::ClusterStep;
 use super::messages;
 use super::observe::Pass;
-
-/// Whether a write is planned rather than made, and the plan it goes to.
-pub struct Plan<'a> {
-    pub observing: bool,
-    pub into: &'a mut Vec<PlannedChange>,
-}
 
 impl Pass<'_> {
     /// Sends `provider` for the cluster, and tells of the change; when `observing` (the project's
@@ -31,8 +25,7 @@ impl Pass<'_> {
     ) -> Result<Written<Cluster>, AtlasError> {
         let name = self.want.cluster;
         let write = Write::set_cluster_encryption_provider(group_id, name, provider)?;
-        let atlas = &self.ctx.atlas;
-        let updated = match observing::write(atlas, creds, plan.observing, plan.into, write).await? {
+        let updated = match plan.write(&self.ctx.atlas, creds, write).await? {
             Written::Made(updated) => updated,
             Written::Planned => return Ok(Written::Planned),
         };

@@ -20,13 +20,13 @@ use std::sync::Arc;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use self::act::Plan;
 use self::decide::{Moment, Next};
 pub use self::decide::{ProjectState, project_state};
 pub use self::memory::Memory;
 use self::observe::Pass;
 pub(crate) use self::observe::find_project;
 use self::record::Findings;
+use super::observing::Plan;
 use super::{Context, Error, Reconciler, Result, Step, Written, observing, wake};
 use crate::atlas::{AtlasError, Credentials};
 use crate::crd::{ClusterEncryption, DeletionPolicy, ManagementPolicy, ProjectEncryption};

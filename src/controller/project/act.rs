@@ -10,7 +10,8 @@ use crate::atlas::{
     AtlasError, AwsIamRole, AwsKmsPatch, EarPrivateEndpoint, EncryptionAtRest, EncryptionAtRestPatch, Write,
 };
 use crate::aws::{KeyRef, Region, RoleArn};
-use crate::controller::{Error, NORMAL, Result, WARNING, Written, apply_status, observing};
+use crate::controller::observing::Plan;
+use crate::controller::{Error, NORMAL, Result, WARNING, Written, apply_status};
 use crate::crd::{ManagementPolicy, ProjectEncryption};
 use crate::status::{DesiredCondition, reasons};
 
@@ -24,6 +25,14 @@ impl Pass<'_> {
         self.pe.spec.management_policy == ManagementPolicy::Observe
     }
 
+    /// Where this pass's writes go: to Atlas, or under `Observe` into the findings' plan.
+    fn plan<'f>(&self, found: &'f mut Findings) -> Plan<'f> {
+        Plan {
+            observing: self.observing(),
+            into: &mut found.planned,
+        }
+    }
+
     /// Sends `write` to Atlas, or under `Observe` plans it instead.
     async fn write<T: DeserializeOwned>(
         &self,
@@ -31,15 +40,9 @@ impl Pass<'_> {
         found: &mut Findings,
         write: Write,
     ) -> Result<Written<T>, AtlasError> {
-        let observing = self.observing();
-        observing::write(
-            &self.ctx.atlas,
-            &access.creds,
-            observing,
-            &mut found.planned,
-            write,
-        )
-        .await
+        self.plan(found)
+            .write(&self.ctx.atlas, &access.creds, write)
+            .await
     }
 
     /// Authorizes `role` for `role_arn`. `Ok(None)` means Atlas cannot assume the IAM role yet (the
@@ -239,10 +242,10 @@ impl Pass<'_> {
         endpoint: &EarPrivateEndpoint,
     ) -> Result<Written<()>, AtlasError> {
         let write = Write::delete_ear_private_endpoint(&access.group.id, &endpoint.id);
-        let observing = self.observing();
-        let plan = &mut found.planned;
-        if let Written::Planned =
-            observing::write_unanswered(&self.ctx.atlas, &access.creds, observing, plan, write).await?
+        let plan = self.plan(found);
+        if let Written::Planned = plan
+            .write_unanswered(&self.ctx.atlas, &access.creds, write)
+            .await?
         {
             return Ok(Written::Planned);
         }
