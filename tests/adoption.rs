@@ -178,6 +178,78 @@ async fn another_tools_role_is_replaced_with_one_patch_and_feature_usages_move()
     env.finish().await;
 }
 
+/// `roleId` is write-only: only the role list tells which role Atlas uses. A converged project's
+/// resyncs do not read it (a read per project per resync that nothing else needs); a fresh look
+/// (`kubectl annotate`) does, and one PATCH puts our role back after another tool switched it.
+#[tokio::test]
+async fn a_role_switched_outside_is_put_back_on_a_fresh_look_and_resyncs_do_not_list_roles() {
+    let (mut env, group, key, terraform) = switched_on_by_another_tool("role-drift", "proj-drift", &[]).await;
+    env.stop_controller().await;
+    env.start_controller_tuned(|_| {}, |c| c.resync_period = Duration::from_secs(1))
+        .await
+        .unwrap();
+    let (role_name, role_arn) = new_iam_role(&env, &key).await;
+    env.apply_project("payments", spec("proj-drift", &key, &role_arn, false))
+        .await
+        .unwrap();
+    let ours = env.wait_atlas_role("payments").await.unwrap();
+    env.trust_role(&role_name, &ours).await.unwrap();
+    env.wait_project("payments", WAIT, "Ready", project_ready)
+        .await
+        .unwrap();
+    let (_, roles) = atlas_state(&env, &group).await;
+    assert_eq!(roles_in_force(&roles), vec![ours.role_id.clone()]);
+
+    env.sim().clear_calls();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        env.atlas_calls("GET", "/encryptionAtRest") >= 2,
+        "the project was resynced: {:?}",
+        env.all_calls()
+    );
+    assert_eq!(
+        env.atlas_calls("GET", "/cloudProviderAccess"),
+        0,
+        "resyncs leave the role list alone"
+    );
+
+    // Another tool switches the key back to its own role; a person asks for a look.
+    let (atlas, creds) = env.atlas();
+    let switch = atlas_encryption_operator::atlas::AwsKmsPatch {
+        role_id: Some(terraform.role_id.clone()),
+        ..Default::default()
+    };
+    atlas
+        .update_encryption_at_rest(&creds, &group, &switch)
+        .await
+        .unwrap();
+    env.sim().clear_calls();
+    env.projects()
+        .patch("payments", &kube::api::PatchParams::default(), &common::poke())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, roles) = atlas_state(&env, &group).await;
+        if roles_in_force(&roles) == vec![ours.role_id.clone()] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "our role never came back: {roles:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let calls = env.sim().calls();
+    assert_eq!(
+        accepted_writes(&calls, "PATCH", "/encryptionAtRest"),
+        1,
+        "{calls:?}"
+    );
+    assert_eq!(last_key_change(&env, &group).await["roleId"], json!(ours.role_id));
+    env.finish().await;
+}
+
 /// The role and key the spec names are already in force: adopting costs no write and ends Ready.
 #[tokio::test]
 async fn the_role_and_key_already_in_force_cost_no_write() {

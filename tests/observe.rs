@@ -101,12 +101,25 @@ async fn observe_plans_a_key_change_and_manage_makes_exactly_that_write() {
         format!("/api/atlas/v2/groups/{group}/encryptionAtRest")
     );
     let fields: Vec<&str> = plan.fields.keys().map(String::as_str).collect();
+    // The key changes; a key PATCH always names the role it is to be used with (the one the other tool
+    // authorized for the same IAM role, reused), so the role list need not be read before it.
     assert_eq!(
         fields,
-        ["awsKms.customerMasterKeyID", "enabledForSearchNodes"],
-        "only what changes"
+        [
+            "awsKms.customerMasterKeyID",
+            "awsKms.roleId",
+            "enabledForSearchNodes"
+        ],
+        "only what changes, and the role"
     );
     assert_eq!(plan.fields["awsKms.customerMasterKeyID"], new_key);
+    let (atlas, creds) = env.atlas();
+    let roles = atlas.list_aws_roles(&creds, &group).await.unwrap();
+    let reused = roles
+        .iter()
+        .find(|r| r.iam_assumed_role_arn.as_deref() == Some(role_arn.as_str()))
+        .unwrap();
+    assert_eq!(plan.fields["awsKms.roleId"], reused.role_id);
     assert_eq!(plan.fields["enabledForSearchNodes"], "true");
     let ready = condition(&status.conditions, "Ready").unwrap();
     assert_eq!(
@@ -127,7 +140,6 @@ async fn observe_plans_a_key_change_and_manage_makes_exactly_that_write() {
         .clone();
     assert!(message.contains("managementPolicy: Manage"), "{message}");
 
-    let (atlas, creds) = env.atlas();
     let before = atlas.get_encryption_at_rest(&creds, &group).await.unwrap();
     assert_ne!(
         before.aws_kms.unwrap().customer_master_key_id.as_deref(),

@@ -11,7 +11,6 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use super::wake::WakeGate;
 use super::{
     Context, ControllerConfig, Error, Reconciler, Result, Stores, cluster, clusters_of, object_key, project,
 };
@@ -264,7 +263,7 @@ fn controllers(
     controller_config: kube::runtime::controller::Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) -> Vec<Run> {
-    let project_reconciler = Reconciler::<WakeGate>::new(ctx.clone());
+    let project_reconciler = Reconciler::<project::Memory>::new(ctx.clone());
     let cluster_reconciler = Reconciler::<cluster::Memory>::new(ctx.clone());
     let mut runs: Vec<Run> = Vec::new();
     for (scope, (store, handle)) in scopes.iter().zip(project_watches.iter().cloned()) {
@@ -315,7 +314,7 @@ fn controllers(
 /// log line carries them), timed and counted.
 fn reconcile_project(
     pe: Arc<ProjectEncryption>,
-    reconciler: Arc<Reconciler<WakeGate>>,
+    reconciler: Arc<Reconciler<project::Memory>>,
 ) -> impl std::future::Future<Output = Result<Action>> + Send {
     let project_id = pe
         .status

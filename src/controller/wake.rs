@@ -68,7 +68,9 @@ impl WakeGate {
         })
     }
 
-    /// How long the object still has to wait, or `None` when it should be reconciled now.
+    /// How long the object still has to wait, or `None` when it should be reconciled now (the tests'
+    /// view of [`WakeGate::open`]).
+    #[cfg(test)]
     pub fn wait(&self, key: &str, fingerprint: u64, now: Instant, backoff: Duration) -> Option<Duration> {
         self.open(key, fingerprint, now, backoff).err()
     }

@@ -10,6 +10,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use super::messages;
 use crate::atlas::{AtlasError, AwsIamRole, AwsKmsConfig, AwsKmsPatch, Group};
 use crate::aws::{KeyRef, Region, RoleArn};
+use crate::controller::wake::Look;
 use crate::controller::{
     CredentialsError, Error, Result, Step, credentials, observing, patient_delay, waited_since,
 };
@@ -384,6 +385,27 @@ pub enum KeyStep {
     Patch { patch: AwsKmsPatch, rotation: bool },
 }
 
+/// What a pass knows of the role Atlas's encryption settings use. `roleId` is write-only in Atlas: only
+/// the role list's feature usages tell, so the list is read only when the answer can change a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleInForce<'a> {
+    /// Not read this pass. A PATCH made anyway names our role, which makes it the one in force.
+    Unread,
+    /// Read from the role list: the role in force, if any.
+    Read(Option<&'a str>),
+}
+
+/// How often a converged project's role list is read to see a role switched outside the operator:
+/// the only way to see it (`roleId` is write-only), and a read per project that a resync would
+/// otherwise not need. Every fresh look (a spec change, `kubectl annotate`, a restart) reads it too.
+pub const ROLE_IN_FORCE_CHECK: Duration = Duration::from_secs(3600);
+
+/// Whether this pass reads the role list to learn the role in force, when nothing else is to be
+/// written: on every fresh look, and otherwise once Atlas last showed it [`ROLE_IN_FORCE_CHECK`] ago.
+pub fn role_in_force_check_due(look: Look, known_ago: Option<Duration>) -> bool {
+    look == Look::Fresh || known_ago.is_none_or(|ago| ago >= ROLE_IN_FORCE_CHECK)
+}
+
 /// Compares the desired key with Atlas's `awsKms`. `roleId` is write-only in Atlas, so whether the role
 /// changed is judged against the role Atlas's role list shows Encryption at Rest using
 /// (`assigned_role_id`, see [`role_in_force`]): none (legacy access keys) or another tool's role gets
@@ -394,7 +416,7 @@ pub fn key_step(
     role_id: &str,
     require_private_networking: bool,
     atlas: Option<&AwsKmsConfig>,
-    assigned_role_id: Option<&str>,
+    in_force: RoleInForce<'_>,
 ) -> KeyStep {
     let Some(current) = atlas.filter(|c| c.is_enabled()) else {
         return KeyStep::Patch {
@@ -411,7 +433,9 @@ pub fn key_step(
     if current.region() != Some(region) {
         patch.region = Some(region);
     }
-    if assigned_role_id != Some(role_id) {
+    if let RoleInForce::Read(in_force) = in_force
+        && in_force != Some(role_id)
+    {
         patch.role_id = Some(role_id.to_string());
     }
     if current.require_private_networking.unwrap_or(false) != require_private_networking {
@@ -420,8 +444,9 @@ pub fn key_step(
     if patch.is_empty() {
         return KeyStep::InPlace;
     }
-    // A key change alone is a rotation; when the region changes too, Atlas needs the role with it.
-    if patch.region.is_some() && patch.role_id.is_none() {
+    // A key change alone is a rotation; when the region changes too, Atlas needs the role with it. A
+    // PATCH made without reading the role in force names our role, so ours is in force after it.
+    if patch.region.is_some() || in_force == RoleInForce::Unread {
         patch.role_id = Some(role_id.to_string());
     }
     KeyStep::Patch {

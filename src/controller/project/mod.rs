@@ -9,6 +9,7 @@
 
 mod act;
 mod decide;
+mod memory;
 mod messages;
 mod observe;
 mod policy;
@@ -20,10 +21,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use self::decide::{KeyStep, RoleStep, Target};
+use self::decide::{KeyStep, RoleInForce, RoleStep, Target};
+pub use self::memory::Memory;
 use self::observe::{Access, Pass};
 use self::record::{Disabled, Findings};
-use super::wake::{self, Look, WakeGate};
+use super::wake::{self, Look};
 use super::{Context, Error, Reconciler, Result, Step, Written, observing};
 use crate::atlas::{AwsIamRole, EncryptionAtRest, EncryptionAtRestPatch};
 use crate::aws::Region;
@@ -32,14 +34,15 @@ use crate::crd::{PreviousKeyStatus, ProjectEncryption, ProjectEncryptionStatus};
 use crate::kms::{KeyMaterial, KeyReport, MaterialUnread, StaticAwsCredentials};
 use crate::status::{DesiredCondition, reasons};
 
-pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<WakeGate>>) -> Result<Action> {
-    let (ctx, gate) = (&reconciler.ctx, &reconciler.state);
+pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<Memory>>) -> Result<Action> {
+    let (ctx, memory) = (&reconciler.ctx, &reconciler.state);
+    let gate = &memory.gate;
     let namespace = pe.namespace().ok_or(Error::InvalidObject)?;
     let api: Api<ProjectEncryption> = Api::namespaced(ctx.client.clone(), &namespace);
 
     if pe.meta().deletion_timestamp.is_some() {
-        gate.forget(&wake::gate_key(pe.as_ref()));
-        return cleanup(&pe, ctx, &api, &namespace).await;
+        memory.forget(&wake::gate_key(pe.as_ref()));
+        return cleanup(&pe, ctx, memory, &api, &namespace).await;
     }
     let Some(pe) = super::ensure_finalizer(&api, pe).await? else {
         return Ok(Action::await_change());
@@ -52,7 +55,7 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<Wa
     };
 
     let previous = pe.status.clone().unwrap_or_default();
-    let pass = Pass::new(ctx, &pe, &namespace, &previous, look);
+    let pass = Pass::new(ctx, memory, &pe, &namespace, &previous, look);
     let mut found = Findings::default();
     let result = crate::atlas::lane::within(look.lane(), drive(&pass, &mut found)).await;
     let status = record::status(&previous, &found, pe.metadata.generation, pass.now);
@@ -90,6 +93,7 @@ fn gate_fingerprint(pe: &ProjectEncryption, control_plane: &ControlPlaneWatch) -
 impl<'a> Pass<'a> {
     fn new(
         ctx: &'a Context,
+        memory: &'a Memory,
         pe: &'a ProjectEncryption,
         namespace: &str,
         previous: &'a ProjectEncryptionStatus,
@@ -97,6 +101,7 @@ impl<'a> Pass<'a> {
     ) -> Self {
         Pass {
             ctx,
+            memory,
             pe,
             secrets: Api::<Secret>::namespaced(ctx.client.clone(), namespace),
             previous,
@@ -425,21 +430,8 @@ async fn assign_key(
     ear: Option<EncryptionAtRest>,
     found: &mut Findings,
 ) -> Result<Result<EncryptionAtRest, Step>> {
-    let spec = &pass.pe.spec.aws_kms;
-    let current = ear.as_ref().and_then(|ear| ear.aws_kms.as_ref());
-    // `roleId` is write-only in Atlas: the role list's feature usages say which role is in force.
-    let in_force = match &ear {
-        Some(ear) => pass.role_in_force(access, ear).await?,
-        None => None,
-    };
-    let step = decide::key_step(
-        &target.key,
-        target.region,
-        &role.role_id,
-        spec.require_private_networking,
-        current,
-        in_force.as_deref(),
-    );
+    let step = key_step(pass, access, target, role, ear.as_ref()).await?;
+    let atlas_had_settings = ear.as_ref().is_some_and(|ear| ear.aws_kms.is_some());
     let wanted_search_nodes = pass.pe.spec.search_nodes.as_ref();
     let search_nodes = match &ear {
         Some(ear) => decide::search_nodes_change(wanted_search_nodes, ear.enabled_for_search_nodes),
@@ -450,7 +442,7 @@ async fn assign_key(
             let change = decide::key_change(
                 pass.previous.key.as_ref(),
                 &target.key,
-                current.is_some(),
+                atlas_had_settings,
                 rotation,
             );
             (Some(patch), change)
@@ -464,7 +456,12 @@ async fn assign_key(
         enabled_for_search_nodes: search_nodes,
     };
     match pass.assign_key(access, found, &body, change, &target.key).await {
-        Ok(Written::Made(updated)) => Ok(Ok(updated)),
+        Ok(Written::Made(updated)) => {
+            if body.aws_kms.is_some_and(|patch| patch.role_id.is_some()) {
+                pass.role_in_force_known_now();
+            }
+            Ok(Ok(updated))
+        }
         // Observing: the pass goes on with Atlas as it is, so the rest of the status reads true (Atlas's
         // settings were read: observing never authorizes a role).
         Ok(Written::Planned) => Ok(Ok(ear.unwrap_or_default())),
@@ -478,6 +475,37 @@ async fn assign_key(
             None => Err(e.into()),
         },
     }
+}
+
+/// The key step, reading the role list only when nothing else is to be written and a check of the role
+/// in force is due (see [`decide::role_in_force_check_due`]): a PATCH made anyway names our role.
+async fn key_step(
+    pass: &Pass<'_>,
+    access: &Access,
+    target: &Target,
+    role: &AwsIamRole,
+    ear: Option<&EncryptionAtRest>,
+) -> Result<KeyStep> {
+    let spec = &pass.pe.spec.aws_kms;
+    let current = ear.and_then(|ear| ear.aws_kms.as_ref());
+    let step_for = |in_force| {
+        decide::key_step(
+            &target.key,
+            target.region,
+            &role.role_id,
+            spec.require_private_networking,
+            current,
+            in_force,
+        )
+    };
+    let step = step_for(RoleInForce::Unread);
+    let check_due = decide::role_in_force_check_due(pass.look, pass.role_in_force_known_ago());
+    let Some(ear) = ear.filter(|ear| step == KeyStep::InPlace && ear.aws_enabled() && check_due) else {
+        return Ok(step);
+    };
+    let in_force = pass.role_in_force(access, ear).await?;
+    pass.role_in_force_known_now();
+    Ok(step_for(RoleInForce::Read(in_force.as_deref())))
 }
 
 /// `enabled: false`: turn project encryption off once Atlas shows no cluster using it.
@@ -523,6 +551,7 @@ async fn disable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resu
 async fn cleanup(
     pe: &ProjectEncryption,
     ctx: &Context,
+    memory: &Memory,
     api: &Api<ProjectEncryption>,
     namespace: &str,
 ) -> Result<Action> {
@@ -534,7 +563,7 @@ async fn cleanup(
         return Ok(Action::await_change());
     }
     let previous = pe.status.clone().unwrap_or_default();
-    let pass = Pass::new(ctx, pe, namespace, &previous, Look::Fresh);
+    let pass = Pass::new(ctx, memory, pe, namespace, &previous, Look::Fresh);
     let mut found = Findings::default();
     let result = disable_for_deletion(&pass, &mut found).await;
     let status = record::status(&previous, &found, pe.metadata.generation, pass.now);

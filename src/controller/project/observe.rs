@@ -9,12 +9,13 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Resource, ResourceExt};
 
 use super::decide::{self, KeyHistory, RoleStep, Target};
+use super::memory::Memory;
 use crate::atlas::{
     AwsIamRole, AwsKmsConfig, Cluster, Credentials, EarPrivateEndpoint, EncryptionAtRest, EncryptionProvider,
     Group,
 };
 use crate::aws::{KeyRef, Region};
-use crate::controller::wake::Look;
+use crate::controller::wake::{self, Look};
 use crate::controller::{Context, CredentialsError, Error, Result, credentials};
 use crate::crd::{ClusterEncryption, PreviousKeyStatus, ProjectEncryption, ProjectEncryptionStatus};
 use crate::kms::{KeyMaterial, KeyReport, MaterialUnread, PreflightFailure, StaticAwsCredentials};
@@ -22,6 +23,8 @@ use crate::kms::{KeyMaterial, KeyReport, MaterialUnread, PreflightFailure, Stati
 /// What every stage of one pass over a ProjectEncryption works with.
 pub struct Pass<'a> {
     pub ctx: &'a Context,
+    /// What the project reconciler remembers between passes.
+    pub memory: &'a Memory,
     pub pe: &'a ProjectEncryption,
     pub secrets: Api<Secret>,
     /// The status the pass started from: what the operator last published, never what this pass wrote.
@@ -206,6 +209,15 @@ impl Pass<'_> {
             self.previous.role_creation_requested_at.as_ref().map(|t| t.0),
             &roles,
         ))
+    }
+
+    /// How long ago Atlas last showed which role is in force for this project.
+    pub fn role_in_force_known_ago(&self) -> Option<std::time::Duration> {
+        self.memory.role_in_force_known_ago(&wake::gate_key(self.pe))
+    }
+
+    pub fn role_in_force_known_now(&self) {
+        self.memory.role_in_force_known_now(&wake::gate_key(self.pe));
     }
 
     /// The role Atlas's encryption settings use now (the role list's `featureUsages`); only read while

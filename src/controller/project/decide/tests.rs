@@ -226,7 +226,7 @@ fn region() -> Region {
 
 #[test]
 fn first_enable_sends_the_whole_object() {
-    let step = key_step(&key(KEY), region(), "r1", false, None, None);
+    let step = key_step(&key(KEY), region(), "r1", false, None, RoleInForce::Unread);
     let KeyStep::Patch { patch, rotation } = step else {
         panic!()
     };
@@ -237,7 +237,14 @@ fn first_enable_sends_the_whole_object() {
         ..Default::default()
     };
     assert!(matches!(
-        key_step(&key(KEY), region(), "r1", false, Some(&disabled), None),
+        key_step(
+            &key(KEY),
+            region(),
+            "r1",
+            false,
+            Some(&disabled),
+            RoleInForce::Unread
+        ),
         KeyStep::Patch { .. }
     ));
 }
@@ -247,7 +254,14 @@ fn equal_state_in_other_spellings_needs_no_write() {
     // Atlas echoes the Atlas region enum and may hold the bare key id: neither is a difference.
     let current = atlas("1234ABCD-12ab-34cd-56ef-1234567890ab", "EU_WEST_2");
     assert_eq!(
-        key_step(&key(KEY), region(), "r1", false, Some(&current), Some("r1")),
+        key_step(
+            &key(KEY),
+            region(),
+            "r1",
+            false,
+            Some(&current),
+            RoleInForce::Read(Some("r1"))
+        ),
         KeyStep::InPlace
     );
 }
@@ -256,9 +270,14 @@ fn equal_state_in_other_spellings_needs_no_write() {
 fn a_new_key_is_a_rotation_sending_only_the_key() {
     let current = atlas(KEY, "EU_WEST_2");
     let new_key = key("arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ff");
-    let KeyStep::Patch { patch, rotation } =
-        key_step(&new_key, region(), "r1", false, Some(&current), Some("r1"))
-    else {
+    let KeyStep::Patch { patch, rotation } = key_step(
+        &new_key,
+        region(),
+        "r1",
+        false,
+        Some(&current),
+        RoleInForce::Read(Some("r1")),
+    ) else {
         panic!()
     };
     assert!(rotation);
@@ -296,9 +315,14 @@ fn search_nodes_are_patched_only_when_the_spec_names_a_different_value() {
 #[test]
 fn role_and_networking_changes_are_patched_alone() {
     let current = atlas(KEY, "EU_WEST_2");
-    let KeyStep::Patch { patch, rotation } =
-        key_step(&key(KEY), region(), "r2", true, Some(&current), Some("r1"))
-    else {
+    let KeyStep::Patch { patch, rotation } = key_step(
+        &key(KEY),
+        region(),
+        "r2",
+        true,
+        Some(&current),
+        RoleInForce::Read(Some("r1")),
+    ) else {
         panic!()
     };
     assert!(!rotation);
@@ -333,9 +357,14 @@ fn the_role_in_force_is_the_one_whose_usage_is_encryption_at_rest() {
 fn a_role_other_than_the_one_in_force_is_sent_even_on_takeover() {
     let current = atlas(KEY, "EU_WEST_2");
     for in_force in [None, Some("terraform")] {
-        let KeyStep::Patch { patch, rotation } =
-            key_step(&key(KEY), region(), "mine", false, Some(&current), in_force)
-        else {
+        let KeyStep::Patch { patch, rotation } = key_step(
+            &key(KEY),
+            region(),
+            "mine",
+            false,
+            Some(&current),
+            RoleInForce::Read(in_force),
+        ) else {
             panic!("{in_force:?} must move to our role")
         };
         assert!(!rotation);
@@ -349,9 +378,74 @@ fn a_role_other_than_the_one_in_force_is_sent_even_on_takeover() {
         );
     }
     assert_eq!(
-        key_step(&key(KEY), region(), "mine", false, Some(&current), Some("mine")),
+        key_step(
+            &key(KEY),
+            region(),
+            "mine",
+            false,
+            Some(&current),
+            RoleInForce::Read(Some("mine"))
+        ),
         KeyStep::InPlace
     );
+}
+
+#[test]
+fn a_patch_made_without_reading_the_role_in_force_names_ours() {
+    let current = atlas(KEY, "EU_WEST_2");
+    let new_key = key("arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ff");
+    let KeyStep::Patch { patch, rotation } = key_step(
+        &new_key,
+        region(),
+        "mine",
+        false,
+        Some(&current),
+        RoleInForce::Unread,
+    ) else {
+        panic!("a new key is a PATCH")
+    };
+    assert!(rotation);
+    assert_eq!(
+        patch,
+        AwsKmsPatch {
+            role_id: Some("mine".into()),
+            ..AwsKmsPatch::rotate_key(&new_key)
+        }
+    );
+    // Nothing else to write: the role alone is no reason to PATCH while it is unread.
+    assert_eq!(
+        key_step(
+            &key(KEY),
+            region(),
+            "mine",
+            false,
+            Some(&current),
+            RoleInForce::Unread
+        ),
+        KeyStep::InPlace
+    );
+}
+
+#[test]
+fn the_role_list_is_read_on_fresh_looks_and_hourly_otherwise() {
+    let minute = Duration::from_secs(60);
+    // (why the look, how long ago Atlas last showed the role in force, read the list)
+    let cases = [
+        (Look::Fresh, Some(minute), true),
+        (Look::Fresh, None, true),
+        (Look::Routine, None, true),
+        (Look::Routine, Some(minute), false),
+        (Look::FollowUp, Some(minute), false),
+        (Look::Routine, Some(ROLE_IN_FORCE_CHECK), true),
+        (Look::FollowUp, Some(ROLE_IN_FORCE_CHECK + minute), true),
+    ];
+    for (look, known_ago, due) in cases {
+        assert_eq!(
+            role_in_force_check_due(look, known_ago),
+            due,
+            "{look:?} {known_ago:?}"
+        );
+    }
 }
 
 fn at(seconds: i64) -> Timestamp {

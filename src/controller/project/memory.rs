@@ -1,0 +1,45 @@
+//! What the project reconciler remembers between passes: its wake gate, and when each project's role
+//! in force was last known from Atlas.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::controller::wake::WakeGate;
+
+/// What the project reconciler remembers, per ProjectEncryption (by uid). A restarted controller starts
+/// afresh, so its first look at every project reads the role list again.
+#[derive(Default)]
+pub struct Memory {
+    /// When each project is next due a look: see [`WakeGate`].
+    pub(crate) gate: WakeGate,
+    /// When Atlas last showed which role its encryption settings use: the role list read, or a key PATCH
+    /// that named our role (after which ours is the one in force).
+    role_in_force_known: Mutex<HashMap<String, Instant>>,
+}
+
+impl Memory {
+    pub fn forget(&self, key: &str) {
+        self.gate.forget(key);
+        self.role_in_force_known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    pub fn role_in_force_known_now(&self, key: &str) {
+        self.role_in_force_known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), Instant::now());
+    }
+
+    /// How long ago Atlas last showed which role is in force, as far as this process knows.
+    pub fn role_in_force_known_ago(&self, key: &str) -> Option<Duration> {
+        self.role_in_force_known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .map(Instant::elapsed)
+    }
+}
