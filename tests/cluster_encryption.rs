@@ -58,6 +58,13 @@ fn project_reason(pe: &ProjectEncryption) -> Option<String> {
         .map(|(_, r)| r)
 }
 
+fn has_finalizer(ce: &ClusterEncryption) -> bool {
+    ce.metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.contains(&"encryption.atlasops.dev/cleanup".to_string()))
+}
+
 fn spec(project: &str, cluster: &str) -> Value {
     json!({"projectEncryptionRef": {"name": project}, "clusterName": cluster})
 }
@@ -87,8 +94,9 @@ fn accepted_writes(env: &OperatorEnv) -> Vec<CallRecord> {
         .collect()
 }
 
-/// (1) A cluster applied before its project is Ready waits without calling Atlas for it, turns on within
-/// seconds of the project becoming Ready, is followed through UPDATING to IDLE, and then costs nothing.
+/// (1) A cluster applied before its project is Ready waits, read once and never written (no finalizer
+/// either), turns on within seconds of the project becoming Ready without reading again, is followed
+/// through UPDATING to IDLE, and then costs nothing.
 #[tokio::test]
 async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
     let mut env = OperatorEnv::start("ce-wait", &seed(&[("proj-wait", &["Cluster0:M10"])]))
@@ -112,11 +120,9 @@ async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
         message(&missing, "Ready")
     );
     assert!(
-        missing
-            .metadata
-            .finalizers
-            .as_ref()
-            .is_some_and(|f| f.contains(&"encryption.atlasops.dev/cleanup".to_string()))
+        !has_finalizer(&missing),
+        "nothing reached Atlas, so nothing to clean up: {:?}",
+        missing.metadata.finalizers
     );
 
     // The project, with a role that does not trust Atlas yet.
@@ -153,11 +159,25 @@ async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
         reason(&waiting, "ProjectReady").as_deref(),
         Some("WaitingForProject")
     );
-    assert!(
-        calls(&env, "GET", CLUSTER_PATCH).is_empty(),
-        "no Atlas call while waiting"
+    // One read while waiting, in the routine lane: the status already shows the cluster as Atlas has it.
+    let waiting = env
+        .wait_cluster("cluster0", WAIT, "read ahead", |ce| {
+            ce.status.as_ref().is_some_and(|s| s.tier.is_some())
+        })
+        .await
+        .unwrap();
+    assert_eq!(reason(&waiting, "Ready").as_deref(), Some("WaitingForProject"));
+    assert_eq!(waiting.status.as_ref().unwrap().provider.as_deref(), Some("NONE"));
+    assert_eq!(
+        calls(&env, "GET", CLUSTER_PATCH).len(),
+        1,
+        "one read of the cluster while waiting"
     );
-    assert!(calls(&env, "PATCH", CLUSTER_PATCH).is_empty());
+    assert!(
+        calls(&env, "PATCH", CLUSTER_PATCH).is_empty(),
+        "no write while waiting"
+    );
+    assert!(!has_finalizer(&waiting), "no finalizer before a write");
 
     env.trust_role(&role_name, &role).await.unwrap();
     env.wait_project("payments", WAIT, "Ready", |pe| {
@@ -179,6 +199,19 @@ async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
     assert!(
         project_ready_at.elapsed() < Duration::from_secs(10),
         "the project watch wakes the cluster"
+    );
+    assert!(has_finalizer(&updating), "the finalizer before the write");
+    let cluster_calls: Vec<String> = env
+        .sim()
+        .calls()
+        .into_iter()
+        .filter(|c| c.route.as_deref().is_some_and(|r| r.ends_with(CLUSTER_PATCH)))
+        .map(|c| c.method)
+        .collect();
+    assert_eq!(
+        cluster_calls[..2],
+        ["GET", "PATCH"],
+        "the read ahead stands in for the read before the PATCH"
     );
     let status = updating.status.as_ref().unwrap();
     assert_eq!(status.state_name.as_deref(), Some("UPDATING"), "{status:?}");

@@ -91,6 +91,36 @@ pub fn project_state(pe: &ProjectEncryption) -> ProjectState {
     }
 }
 
+/// How long a cluster read ahead of its project's Ready stands in for a read before the PATCH. The
+/// PATCH itself answers with the cluster and Atlas refuses one that no longer fits (paused, gone), so
+/// the read is there for the decision only: tier, backup, provider and state change rarely in seconds.
+pub const READ_AHEAD_FRESH: Duration = Duration::from_secs(30);
+
+/// Whether to read the cluster while its project is on its way to Ready: once per wait, for a cluster
+/// that is to use the key. The read is made in the routine lane (only what change-driven work leaves
+/// of the budget), so that the PATCH follows the project's Ready at once and a cluster that can never
+/// use the key says so now rather than after the handshake.
+pub fn read_ahead_wanted(want: Want<'_>, project: ProjectState, already_read: bool) -> bool {
+    want.aws && project == ProjectState::NotReady && !already_read
+}
+
+/// What a cluster read ahead of its project's Ready tells at once: that it can never use the key
+/// (its tier, or another provider in force). Anything else waits for the project.
+pub fn read_ahead_finding(name: &str, cluster: &Cluster) -> Option<Step> {
+    match cluster_plan(true, cluster) {
+        ClusterStep::UnsupportedTier => Some(unsupported_tier(name, &Tier::of(cluster))),
+        ClusterStep::OtherProvider(provider) => Some(other_provider(name, Some(provider))),
+        _ => None,
+    }
+}
+
+/// Whether the finalizer must be in place before this pass: not while an enabled cluster waits for its
+/// project, since nothing reaches Atlas (no write, no cleanup owed) until the project is Ready, and a
+/// fleet applied at once then costs one Kubernetes write per cluster less while its projects start.
+pub fn finalizer_needed(enabled: bool, project: Option<ProjectState>) -> bool {
+    !enabled || project == Some(ProjectState::Ready)
+}
+
 /// What the project lets this cluster do: `ProjectReady`, and the step that ends the pass when the
 /// cluster must wait for (or be mended with) its project.
 pub struct ProjectVerdict {

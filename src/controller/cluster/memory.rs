@@ -1,10 +1,11 @@
 //! What the cluster reconciler remembers between passes: its wake gate, when each cluster was last
-//! found converged, and when each cluster's update began.
+//! found converged, when each cluster's update began, and each cluster read ahead of its project.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::atlas::Cluster;
 use crate::controller::wake::WakeGate;
 
 /// What the cluster reconciler remembers between passes, per ClusterEncryption (by uid). It lives in
@@ -22,6 +23,15 @@ pub struct Memory {
     /// timed from then, not from when the object stopped being Ready (which includes the wait for its
     /// project).
     updates: Mutex<HashMap<String, Instant>>,
+    /// Each cluster read while its project was on its way to Ready (`None`: the read failed), for what
+    /// a person controlled then: read once per wait, taken by the first pass after the project's Ready.
+    read_ahead: Mutex<HashMap<String, ReadAhead>>,
+}
+
+struct ReadAhead {
+    owned: u64,
+    at: Instant,
+    cluster: Option<Cluster>,
 }
 
 /// The fingerprint of what a person controls when the cluster was found converged, and when.
@@ -32,6 +42,41 @@ impl Memory {
         self.gate.forget(key);
         self.forget_verified(key);
         self.update_over(key);
+        self.read_ahead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    /// Whether this cluster was read ahead of its project's Ready, with what a person controls unchanged.
+    pub fn was_read_ahead(&self, key: &str, owned: u64) -> bool {
+        let read_ahead = self.read_ahead.lock().unwrap_or_else(|e| e.into_inner());
+        read_ahead.get(key).is_some_and(|r| r.owned == owned)
+    }
+
+    pub fn remember_read_ahead(&self, key: &str, owned: u64, cluster: Option<Cluster>) {
+        let entry = ReadAhead {
+            owned,
+            at: Instant::now(),
+            cluster,
+        };
+        self.read_ahead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), entry);
+    }
+
+    /// The cluster read ahead of its project's Ready, if that read is younger than `fresh_for` and what
+    /// a person controls is unchanged. Taken once: any later pass reads Atlas.
+    pub fn take_read_ahead(&self, key: &str, owned: u64, fresh_for: Duration) -> Option<Cluster> {
+        let taken = self
+            .read_ahead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)?;
+        (taken.owned == owned && taken.at.elapsed() < fresh_for)
+            .then_some(taken.cluster)
+            .flatten()
     }
 
     pub fn update_started(&self, key: &str) {
@@ -77,5 +122,41 @@ impl Memory {
             .get(key)
             .filter(|(o, _)| *o == owned)
             .map(|(_, at)| at.elapsed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_ahead_is_taken_once_fresh_and_for_the_same_spec() {
+        let memory = Memory::default();
+        let cluster = Cluster {
+            name: "Cluster0".into(),
+            ..Default::default()
+        };
+        let fresh = Duration::from_secs(30);
+        assert!(!memory.was_read_ahead("a", 1));
+        memory.remember_read_ahead("a", 1, Some(cluster.clone()));
+        assert!(memory.was_read_ahead("a", 1));
+        assert!(!memory.was_read_ahead("a", 2), "another spec");
+        assert_eq!(memory.take_read_ahead("a", 1, fresh), Some(cluster.clone()));
+        assert_eq!(memory.take_read_ahead("a", 1, fresh), None, "taken once");
+
+        memory.remember_read_ahead("a", 1, Some(cluster.clone()));
+        assert_eq!(
+            memory.take_read_ahead("a", 2, fresh),
+            None,
+            "the spec changed since"
+        );
+        memory.remember_read_ahead("a", 1, Some(cluster));
+        assert_eq!(memory.take_read_ahead("a", 1, Duration::ZERO), None, "too old");
+        memory.remember_read_ahead("a", 1, None);
+        assert!(
+            memory.was_read_ahead("a", 1),
+            "a failed read is not retried in the same wait"
+        );
+        assert_eq!(memory.take_read_ahead("a", 1, fresh), None);
     }
 }

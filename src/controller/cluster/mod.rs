@@ -28,6 +28,7 @@ pub(crate) use self::observe::find_project;
 use self::record::Findings;
 use super::observing::Plan;
 use super::{Context, Error, Reconciler, Result, Step, Written, observing, wake};
+use crate::atlas::lane::Lane;
 use crate::atlas::{AtlasError, Credentials};
 use crate::crd::{ClusterEncryption, DeletionPolicy, ManagementPolicy, ProjectEncryption};
 
@@ -40,10 +41,17 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Me
         memory.forget(&wake::gate_key(ce.as_ref()));
         return cleanup(&ce, ctx, memory, &api, &namespace).await;
     }
-    let Some(ce) = super::ensure_finalizer(&api, ce).await? else {
-        return Ok(Action::await_change());
+    // One read of the project from the cache serves the whole pass, so the finalizer's decision and
+    // the pass cannot see two different projects.
+    let project = find_project(ce.as_ref(), ctx);
+    let ce = match decide::finalizer_needed(ce.spec.enabled, project.as_deref().map(project_state)) {
+        true => match super::ensure_finalizer(&api, ce).await? {
+            Some(ce) => ce,
+            None => return Ok(Action::await_change()),
+        },
+        false => ce,
     };
-    let fingerprint = gate_fingerprint(ce.as_ref(), find_project(ce.as_ref(), ctx).as_deref());
+    let fingerprint = gate_fingerprint(ce.as_ref(), project.as_deref());
     let lane = match memory.gate.look(ce.as_ref(), fingerprint, &ctx.failures) {
         Ok(look) => look.lane(),
         // Our own status write, or a project change that does not concern this cluster.
@@ -51,7 +59,7 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Me
     };
 
     let previous = ce.status.clone().unwrap_or_default();
-    let pass = Pass::new(ctx, memory, &ce, &namespace, &previous, false);
+    let pass = Pass::new(ctx, memory, &ce, project, &namespace, &previous, false);
     let mut found = Findings::default();
     let result = crate::atlas::lane::within(lane, drive(&pass, &mut found)).await;
     let status = record::status(&previous, &found, ce.metadata.generation, pass.now);
@@ -104,7 +112,7 @@ async fn drive(pass: &Pass<'_>, found: &mut Findings) -> Result<Step> {
     );
     found.project_ready = Some(verdict.project_ready);
     if let Some(stop) = verdict.stop {
-        return Ok(stop);
+        return Ok(read_ahead(pass, project.as_deref(), found).await.unwrap_or(stop));
     }
     let Some(pe) = project else {
         return Err(Error::InvalidObject);
@@ -127,6 +135,37 @@ async fn drive(pass: &Pass<'_>, found: &mut Findings) -> Result<Step> {
     drive_cluster(pass, &creds, &group_id, observing, found).await
 }
 
+/// While the project is on its way to Ready: the cluster read once, in the routine lane (see
+/// [`decide::read_ahead_wanted`]), and what that read tells at once. A read that cannot be made now
+/// (no Atlas project yet, credentials, Atlas) is left to the pass after the project's Ready.
+async fn read_ahead(
+    pass: &Pass<'_>,
+    project: Option<&ProjectEncryption>,
+    found: &mut Findings,
+) -> Option<Step> {
+    let pe = project?;
+    let (key, owned) = (&pass.memory_key, pass.owned_fingerprint());
+    let already_read = pass.memory.was_read_ahead(key, owned);
+    if !decide::read_ahead_wanted(pass.want, project_state(pe), already_read) {
+        return None;
+    }
+    let group_id = decide::group_id(pass.want, pe, pass.previous).ok()?;
+    let creds = pass.credentials(pe).await.ok()?;
+    let read = crate::atlas::lane::within(Lane::Routine, pass.cluster(&creds, &group_id)).await;
+    let cluster = match read {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            tracing::debug!(error = %e, "cluster read ahead of its project");
+            pass.memory.remember_read_ahead(key, owned, None);
+            return None;
+        }
+    };
+    pass.memory.remember_read_ahead(key, owned, Some(cluster.clone()));
+    let finding = decide::read_ahead_finding(pass.want.cluster, &cluster);
+    found.cluster = Some(cluster);
+    finding
+}
+
 /// The cluster stage: read it, take the one step it needs.
 async fn drive_cluster(
     pass: &Pass<'_>,
@@ -136,7 +175,7 @@ async fn drive_cluster(
     found: &mut Findings,
 ) -> Result<Step> {
     let want = pass.want;
-    let cluster = match pass.cluster(creds, group_id).await {
+    let cluster = match pass.cluster_now(creds, group_id).await {
         Ok(cluster) => cluster,
         Err(e) => return refused(pass, e, group_id, found),
     };
@@ -217,7 +256,7 @@ async fn cleanup(
         return Ok(Action::await_change());
     }
     let previous = ce.status.clone().unwrap_or_default();
-    let pass = Pass::new(ctx, memory, ce, namespace, &previous, true);
+    let pass = Pass::new(ctx, memory, ce, project, namespace, &previous, true);
     let mut found = Findings::default();
     let result = drive(&pass, &mut found).await;
     let status = record::status(&previous, &found, ce.metadata.generation, pass.now);

@@ -20,6 +20,8 @@ pub struct Pass<'a> {
     /// What the cluster reconciler remembers between passes.
     pub memory: &'a Memory,
     pub ce: &'a ClusterEncryption,
+    /// Its ProjectEncryption, as the reflector store held it when the pass began.
+    project: Option<Arc<ProjectEncryption>>,
     pub namespace: &'a str,
     /// The status the pass started from: what the operator last published, never what this pass wrote.
     pub previous: &'a ClusterEncryptionStatus,
@@ -34,6 +36,7 @@ impl<'a> Pass<'a> {
         ctx: &'a Context,
         memory: &'a Memory,
         ce: &'a ClusterEncryption,
+        project: Option<Arc<ProjectEncryption>>,
         namespace: &'a str,
         previous: &'a ClusterEncryptionStatus,
         deleting: bool,
@@ -42,6 +45,7 @@ impl<'a> Pass<'a> {
             ctx,
             memory,
             ce,
+            project,
             namespace,
             previous,
             now: ctx.now(),
@@ -56,7 +60,7 @@ impl<'a> Pass<'a> {
     }
 
     pub fn project(&self) -> Option<Arc<ProjectEncryption>> {
-        find_project(self.ce, self.ctx)
+        self.project.clone()
     }
 
     /// What a person controls on this object: touching any of it asks for a fresh look at Atlas.
@@ -74,6 +78,18 @@ impl<'a> Pass<'a> {
     pub async fn credentials(&self, project: &ProjectEncryption) -> Result<Credentials, CredentialsError> {
         let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), self.namespace);
         credentials::atlas_credentials(&secrets, &project.spec.credentials_ref.name).await
+    }
+
+    /// The cluster: as read ahead of the project's Ready moments ago, or read now.
+    pub async fn cluster_now(&self, creds: &Credentials, group_id: &str) -> Result<Cluster, AtlasError> {
+        let fresh_for = super::decide::READ_AHEAD_FRESH;
+        match self
+            .memory
+            .take_read_ahead(&self.memory_key, self.owned_fingerprint(), fresh_for)
+        {
+            Some(cluster) => Ok(cluster),
+            None => self.cluster(creds, group_id).await,
+        }
     }
 
     pub async fn cluster(&self, creds: &Credentials, group_id: &str) -> Result<Cluster, AtlasError> {

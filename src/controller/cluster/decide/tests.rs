@@ -699,3 +699,56 @@ fn deletion_says_how_to_let_go() {
     ));
     assert_eq!(step.outcome.message(), "deleting: busy");
 }
+
+#[test]
+fn a_cluster_is_read_ahead_once_while_its_project_is_under_way() {
+    use ProjectState::*;
+    // (wants AWS, project, read already, read now)
+    let cases = [
+        (true, NotReady, false, true),
+        (true, NotReady, true, false),
+        (true, Stalled, false, false),
+        (true, Disabling, false, false),
+        (true, Ready, false, false),
+        (false, NotReady, false, false),
+    ];
+    for (aws, project, already, wanted) in cases {
+        assert_eq!(
+            read_ahead_wanted(want(aws, false), project, already),
+            wanted,
+            "{aws} {project:?} {already}"
+        );
+    }
+}
+
+#[test]
+fn a_read_ahead_tells_at_once_only_what_the_project_cannot_change() {
+    let finding = |c: &Cluster| read_ahead_finding("Cluster0", c).map(|s| s.outcome.reason().to_string());
+    assert_eq!(
+        finding(&cluster("M0", "NONE", "IDLE", false)).as_deref(),
+        Some(reasons::UNSUPPORTED_TIER)
+    );
+    assert_eq!(
+        finding(&cluster("M10", "GCP", "IDLE", false)).as_deref(),
+        Some(reasons::OTHER_PROVIDER_IN_USE)
+    );
+    for waits in [
+        cluster("M10", "NONE", "IDLE", false),
+        cluster("M10", "NONE", "UPDATING", false),
+        cluster("M10", "NONE", "IDLE", true),
+        cluster("M10", "AWS", "IDLE", false),
+    ] {
+        assert_eq!(finding(&waits), None, "{waits:?}");
+    }
+}
+
+#[test]
+fn the_finalizer_waits_for_the_project_only_while_the_cluster_is_to_use_its_key() {
+    use ProjectState::*;
+    assert!(finalizer_needed(true, Some(Ready)));
+    assert!(finalizer_needed(false, None));
+    assert!(finalizer_needed(false, Some(NotReady)));
+    for project in [None, Some(NotReady), Some(Stalled), Some(Disabling)] {
+        assert!(!finalizer_needed(true, project), "{project:?}");
+    }
+}
