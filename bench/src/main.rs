@@ -671,6 +671,11 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
         all_ready: all_ready_at,
     };
     let converge_waits = waits::breakdown(&converge_log, &moments);
+    // The whole call log beside the operator's, to see what a run spent its budget on and when.
+    std::fs::write(
+        dir.join("convergence-calls.json"),
+        serde_json::to_vec(&converge_log)?,
+    )?;
     let converge_cpu = op.cpu() - cpu0;
     let converge_k8s = op.k8s_requests_since(log0);
     let converge_writes =

@@ -149,7 +149,7 @@ struct CallPage {
     calls: Vec<Call>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Call {
     pub method: String,
