@@ -1167,6 +1167,35 @@ async fn a_change_driven_call_goes_ahead_of_waiting_routine_calls() {
     assert_eq!(behind_changes, 16, "in arrival order behind change-driven reads");
 }
 
+/// A spare call is sent only while the bucket holds more than its reserve for change-driven calls; with
+/// the budget busy it is not sent at all (no wait, nothing reaches Atlas) and says so.
+#[tokio::test]
+async fn a_spare_call_is_sent_only_with_budget_to_spare() {
+    let sim = sim_with(|_| {}).await;
+    let (atlas, _) = client(&sim, |c| {
+        c.rate_per_second = 0.5;
+        c.burst = 5;
+    });
+    let creds = api_key();
+    let spare = || lane::within(Lane::Spare, atlas.get_encryption_at_rest(&creds, ALPHA));
+    spare().await.expect("a full bucket has budget to spare");
+    // Change-driven calls take the bucket down to its reserve (a fifth of 5: one token) or below.
+    for _ in 0..3 {
+        atlas.get_project(&creds, ALPHA).await.unwrap();
+    }
+    let started = Instant::now();
+    let refused = spare().await.unwrap_err();
+    assert!(matches!(refused, AtlasError::NoSpareBudget { .. }), "{refused:?}");
+    assert!(started.elapsed() < Duration::from_millis(500), "not waited for");
+    let reads: Vec<String> = project_calls(&sim).into_iter().map(|c| c.path).collect();
+    assert_eq!(
+        reads.iter().filter(|p| p.ends_with("/encryptionAtRest")).count(),
+        1,
+        "the refused spare call never reached Atlas: {reads:?}"
+    );
+    sim.shutdown().await;
+}
+
 /// The resync budget follows what Atlas publishes once it is read: the configured pace before, the
 /// organization's read refill (not the per-project one) after, never above the ceiling.
 #[tokio::test]

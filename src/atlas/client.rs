@@ -613,7 +613,12 @@ impl AtlasClient {
         let mut waited = Duration::ZERO;
         let mut attempt = 0u32;
         loop {
-            let reservations = self.pace(plan, ep).await;
+            let Some(reservations) = self.pace(plan, ep).await else {
+                return Err(AtlasError::NoSpareBudget {
+                    method: ep.method,
+                    endpoint: ep.template,
+                });
+            };
             let (err, retry_in, reason) = match self.send_authenticated(creds, ep, url, body).await {
                 Ok(resp) => {
                     self.observe_remaining(plan, &reservations, &resp.headers);
@@ -684,11 +689,30 @@ impl AtlasClient {
     }
 
     /// Takes a token from every bucket of the plan and sleeps until the last is due. Returns each
-    /// bucket's reservation number.
-    async fn pace(&self, plan: &[BucketRef], ep: &Endpoint) -> Vec<u64> {
-        if lane::current() == Lane::Routine {
-            return self.pace_routine(plan, ep).await;
+    /// bucket's reservation number; `None` for a spare call that found no budget to spare.
+    async fn pace(&self, plan: &[BucketRef], ep: &Endpoint) -> Option<Vec<u64>> {
+        match lane::current() {
+            Lane::Change => Some(self.pace_change(plan, ep).await),
+            Lane::Routine => Some(self.pace_routine(plan, ep).await),
+            Lane::Spare => self.pace_spare(plan),
         }
+    }
+
+    /// [`Self::pace`] for a spare call: a token above the reserve from every bucket now, or none taken
+    /// at all beyond the first refusal.
+    fn pace_spare(&self, plan: &[BucketRef]) -> Option<Vec<u64>> {
+        plan.iter()
+            .map(|bucket| {
+                self.inner
+                    .limiter
+                    .take_above_reserve(&bucket.key, bucket.limit)
+                    .ok()
+            })
+            .collect()
+    }
+
+    /// [`Self::pace`] for a change-driven call: a reservation in arrival order in every bucket.
+    async fn pace_change(&self, plan: &[BucketRef], ep: &Endpoint) -> Vec<u64> {
         let mut wait = Duration::ZERO;
         let mut reservations = Vec::with_capacity(plan.len());
         for bucket in plan {

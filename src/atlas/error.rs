@@ -97,6 +97,13 @@ pub enum AtlasError {
     },
     #[error("Atlas client configuration: {0}")]
     Config(String),
+    /// A call in the spare lane (see [`super::lane::Lane::Spare`]) found no budget to spare: it was
+    /// not sent.
+    #[error("Atlas {method} {endpoint}: not sent, no budget to spare now")]
+    NoSpareBudget {
+        method: &'static str,
+        endpoint: &'static str,
+    },
 }
 
 pub type Result<T, E = AtlasError> = std::result::Result<T, E>;
@@ -187,6 +194,7 @@ impl AtlasError {
             AtlasError::UntrustedCertificate { .. } => "atlas_certificate_untrusted",
             AtlasError::Decode { .. } => "atlas_decode",
             AtlasError::Config(_) => "atlas_config",
+            AtlasError::NoSpareBudget { .. } => "atlas_no_spare_budget",
         }
     }
 

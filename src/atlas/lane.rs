@@ -1,8 +1,10 @@
 //! Which lane an Atlas call travels in. Work a change asked for (a new object, a spec edit, a
-//! dependency turning Ready, the polls that follow them) is the `Change` lane; the routine look at a
-//! converged object (its resync) is the `Routine` lane. When a bucket runs short, routine calls wait
-//! until it holds a reserve again, so change-driven calls go first and a resync wave never queues in
-//! front of a person's edit. The lane is set around a whole reconcile pass, so no call site passes it.
+//! dependency turning Ready, a trust policy awaited) is the `Change` lane; calls that only watch
+//! (a converged object's resync, a poll of a cluster update under way) are the `Routine` lane. When a
+//! bucket runs short, routine calls wait until it holds a reserve again, so change-driven calls go
+//! first: a resync wave never queues in front of a person's edit, and the writes that start Atlas's
+//! work go before the reads that watch it. `Spare` calls are made only with budget nobody wants now.
+//! The lane is set around a whole reconcile pass (or a stage of one), so no call site passes it.
 
 use std::future::Future;
 
@@ -11,6 +13,9 @@ pub enum Lane {
     #[default]
     Change,
     Routine,
+    /// Worth making only with budget to spare: a token above the reserve now, or the call is not sent
+    /// (`AtlasError::NoSpareBudget`). For reads made ahead of need, which the pass can do without.
+    Spare,
 }
 
 tokio::task_local! {

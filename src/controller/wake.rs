@@ -64,7 +64,7 @@ impl WakeGate {
         Ok(match (entry.due, entry.lane) {
             (Due::AfterFailure { .. }, _) => Look::Fresh,
             (Due::At(_), Lane::Change) => Look::FollowUp,
-            (Due::At(_), Lane::Routine) => Look::Routine,
+            (Due::At(_), Lane::Routine | Lane::Spare) => Look::Routine,
         })
     }
 
