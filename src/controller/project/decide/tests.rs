@@ -715,9 +715,12 @@ fn waiting_for_the_trust_policy_grows_with_the_wait() {
     // First request: the wait starts now, the first look comes soon.
     let step = awaiting_trust(None, Some(&request), at(0));
     assert_eq!(kind(&step), ("Progressing", reasons::AWAITING_TRUST_POLICY));
-    assert_eq!(step.requeue, Duration::from_secs(1));
+    assert_eq!(step.requeue, Duration::from_millis(250));
     assert_eq!(step.outcome.message(), request.message);
     request.apply(&mut previous, Some(1), at(0));
+    // Then doubling: 2 s into the wait, the next look 2 s later.
+    let step = awaiting_trust(previous.first(), Some(&request), at(2));
+    assert_eq!(step.requeue, Duration::from_secs(2));
     // Still waiting 400 s later: a quarter of the wait.
     let step = awaiting_trust(previous.first(), Some(&request), at(400));
     assert_eq!(step.requeue, Duration::from_secs(100));
