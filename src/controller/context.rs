@@ -79,6 +79,8 @@ pub struct Context {
     pub control_plane: ControlPlaneWatch,
     /// The one count of each object's failures in a row (see [`wake::Failures`]).
     pub(crate) failures: wake::Failures,
+    /// Atlas credentials read moments ago, shared by both kinds' passes.
+    pub(crate) credentials: super::credentials::RecentCredentials,
     /// The stretched resync period last logged, in seconds (see [`Context::resync_period`]).
     resync_logged: AtomicU64,
     now: fn() -> Timestamp,
@@ -109,6 +111,7 @@ impl Context {
             metrics,
             control_plane: ControlPlaneWatch::default(),
             failures: wake::Failures::default(),
+            credentials: Default::default(),
             resync_logged: AtomicU64::new(0),
             now: Timestamp::now,
         }

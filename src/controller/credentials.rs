@@ -1,6 +1,12 @@
-//! Credentials come from Secrets, read when used (never cached, never watched), so replacing a Secret's
-//! content takes effect on the next reconcile and the operator holds no Secret beyond one call.
-//! Errors name the Secret and the keys, never a value.
+//! Credentials come from Secrets, read when used (never watched, so no other Secret enters the process).
+//! A fresh look (a person's edit, a new object, a retry after a failure) always reads the Secret, so
+//! replacing its content takes effect on the next change; the polls of work under way and resyncs
+//! reuse a read made less than [`RecentCredentials::REUSE_FOR`] ago (on a busy API server the Secret
+//! reads of every poll were a third of all requests). Errors name the Secret and the keys, never a value.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -80,6 +86,41 @@ fn value(secret: &Secret, key: &str) -> Option<String> {
 
 fn has_key(secret: &Secret, key: &str) -> bool {
     secret.data.as_ref().is_some_and(|d| d.contains_key(key))
+}
+
+/// Atlas credentials read moments ago, by Secret (namespace, name). Only good reads are kept, and none
+/// longer than [`Self::REUSE_FOR`]: each read drops the entries that outlived it.
+#[derive(Default)]
+pub struct RecentCredentials(Mutex<HashMap<(String, String), (Instant, Credentials)>>);
+
+impl RecentCredentials {
+    /// How long one read of a credentials Secret serves.
+    pub const REUSE_FOR: Duration = Duration::from_secs(2);
+
+    /// The Atlas credentials of Secret `name` in `namespace` (`api`'s): when `reuse` allows, as read
+    /// less than [`Self::REUSE_FOR`] ago; otherwise read now.
+    pub async fn atlas(
+        &self,
+        api: &Api<Secret>,
+        namespace: &str,
+        name: &str,
+        reuse: bool,
+    ) -> Result<Credentials, CredentialsError> {
+        let key = (namespace.to_string(), name.to_string());
+        let recent = self.lock().get(&key).cloned();
+        if let Some((_, creds)) = recent.filter(|(at, _)| reuse && at.elapsed() < Self::REUSE_FOR) {
+            return Ok(creds);
+        }
+        let creds = atlas_credentials(api, name).await?;
+        let mut recent = self.lock();
+        recent.retain(|_, (at, _)| at.elapsed() < Self::REUSE_FOR);
+        recent.insert(key, (Instant::now(), creds.clone()));
+        Ok(creds)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Instant, Credentials)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Atlas credentials from a Secret with `publicKey`/`privateKey` or `clientId`/`clientSecret`.

@@ -97,9 +97,9 @@ pub fn project_state(pe: &ProjectEncryption) -> ProjectState {
 pub const READ_AHEAD_FRESH: Duration = Duration::from_secs(30);
 
 /// Whether to read the cluster while its project is on its way to Ready: once per wait, for a cluster
-/// that is to use the key. The read is made in the routine lane (only what change-driven work leaves
-/// of the budget), so that the PATCH follows the project's Ready at once and a cluster that can never
-/// use the key says so now rather than after the handshake.
+/// that is to use the key. The read is made only with budget to spare (the spare lane: not sent at all
+/// when change-driven work needs the tokens), so that the PATCH follows the project's Ready at once and
+/// a cluster that can never use the key says so now rather than after the handshake.
 pub fn read_ahead_wanted(want: Want<'_>, project: ProjectState, already_read: bool) -> bool {
     want.aws && project == ProjectState::NotReady && !already_read
 }

@@ -27,7 +27,8 @@ use self::observe::Pass;
 pub(crate) use self::observe::find_project;
 use self::record::Findings;
 use super::observing::Plan;
-use super::{Context, Error, Reconciler, Result, Step, Written, observing, wake};
+use super::wake::Look;
+use super::{Error, Reconciler, Result, Step, Written, observing, wake};
 use crate::atlas::lane::Lane;
 use crate::atlas::{AtlasError, Credentials};
 use crate::crd::{ClusterEncryption, DeletionPolicy, ManagementPolicy, ProjectEncryption};
@@ -39,7 +40,7 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Me
 
     if ce.meta().deletion_timestamp.is_some() {
         memory.forget(&wake::gate_key(ce.as_ref()));
-        return cleanup(&ce, ctx, memory, &api, &namespace).await;
+        return cleanup(&ce, &reconciler, &api, &namespace).await;
     }
     // One read of the project from the cache serves the whole pass, so the finalizer's decision and
     // the pass cannot see two different projects.
@@ -52,16 +53,16 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Me
         false => ce,
     };
     let fingerprint = gate_fingerprint(ce.as_ref(), project.as_deref());
-    let lane = match memory.gate.look(ce.as_ref(), fingerprint, &ctx.failures) {
-        Ok(look) => look.lane(),
+    let look = match memory.gate.look(ce.as_ref(), fingerprint, &ctx.failures) {
+        Ok(look) => look,
         // Our own status write, or a project change that does not concern this cluster.
         Err(wait) => return Ok(Action::requeue(wait)),
     };
 
     let previous = ce.status.clone().unwrap_or_default();
-    let pass = Pass::new(ctx, memory, &ce, project, &namespace, &previous, false);
+    let pass = Pass::new(&reconciler, &ce, project, &namespace, &previous, look, false);
     let mut found = Findings::default();
-    let result = crate::atlas::lane::within(lane, drive(&pass, &mut found)).await;
+    let result = crate::atlas::lane::within(lane_of(look), drive(&pass, &mut found)).await;
     let status = record::status(&previous, &found, ce.metadata.generation, pass.now);
     let next = result.as_ref().map(Step::next_look).ok();
     let ended = super::finish(
@@ -76,6 +77,17 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Me
     .await;
     memory.gate.pass_ended(ce.as_ref(), fingerprint, &ended, next);
     ended
+}
+
+/// The lane of a cluster's pass. Its follow-up looks only watch (an update under way, a blocker a
+/// person must lift), so they travel with the resyncs, after the writes that start Atlas's work on
+/// other clusters: with the budget short, every update starts first and the polls that see them end
+/// come after, which ends a wave sooner than polls queued between the writes.
+fn lane_of(look: Look) -> Lane {
+    match look {
+        Look::FollowUp => Lane::Routine,
+        look => look.lane(),
+    }
 }
 
 /// What makes a cluster worth a look before its resync: its spec, labels and annotations, and where its
@@ -135,7 +147,7 @@ async fn drive(pass: &Pass<'_>, found: &mut Findings) -> Result<Step> {
     drive_cluster(pass, &creds, &group_id, observing, found).await
 }
 
-/// While the project is on its way to Ready: the cluster read once, in the routine lane (see
+/// While the project is on its way to Ready: the cluster read once, with budget to spare (see
 /// [`decide::read_ahead_wanted`]), and what that read tells at once. A read that cannot be made now
 /// (no Atlas project yet, credentials, Atlas) is left to the pass after the project's Ready.
 async fn read_ahead(
@@ -151,9 +163,11 @@ async fn read_ahead(
     }
     let group_id = decide::group_id(pass.want, pe, pass.previous).ok()?;
     let creds = pass.credentials(pe).await.ok()?;
-    let read = crate::atlas::lane::within(Lane::Routine, pass.cluster(&creds, &group_id)).await;
+    let read = crate::atlas::lane::within(Lane::Spare, pass.cluster(&creds, &group_id)).await;
     let cluster = match read {
         Ok(cluster) => cluster,
+        // Not sent: the budget is busy with change-driven work. The next wake may find some to spare.
+        Err(AtlasError::NoSpareBudget { .. }) => return None,
         Err(e) => {
             tracing::debug!(error = %e, "cluster read ahead of its project");
             pass.memory.remember_read_ahead(key, owned, None);
@@ -234,11 +248,11 @@ fn refused(pass: &Pass<'_>, error: AtlasError, group_id: &str, found: &mut Findi
 /// waits for Atlas to show NONE and IDLE. Whatever blocks that says how to let go anyway.
 async fn cleanup(
     ce: &ClusterEncryption,
-    ctx: &Context,
-    memory: &Memory,
+    reconciler: &Reconciler<Memory>,
     api: &Api<ClusterEncryption>,
     namespace: &str,
 ) -> Result<Action> {
+    let ctx = reconciler.ctx.as_ref();
     if !ce.finalizers().iter().any(|f| f == crate::crd::FINALIZER) {
         return Ok(Action::await_change());
     }
@@ -256,7 +270,7 @@ async fn cleanup(
         return Ok(Action::await_change());
     }
     let previous = ce.status.clone().unwrap_or_default();
-    let pass = Pass::new(ctx, memory, ce, project, namespace, &previous, true);
+    let pass = Pass::new(reconciler, ce, project, namespace, &previous, Look::Fresh, true);
     let mut found = Findings::default();
     let result = drive(&pass, &mut found).await;
     let status = record::status(&previous, &found, ce.metadata.generation, pass.now);

@@ -11,7 +11,8 @@ use kube::{Api, ResourceExt};
 use super::decide::Want;
 use super::memory::Memory;
 use crate::atlas::{AtlasError, Cluster, Credentials};
-use crate::controller::{Context, CredentialsError, credentials, wake};
+use crate::controller::wake::{self, Look};
+use crate::controller::{Context, CredentialsError, Reconciler};
 use crate::crd::{ClusterEncryption, ClusterEncryptionStatus, ProjectEncryption};
 
 /// What every stage of one pass over a ClusterEncryption works with.
@@ -26,6 +27,8 @@ pub struct Pass<'a> {
     /// The status the pass started from: what the operator last published, never what this pass wrote.
     pub previous: &'a ClusterEncryptionStatus,
     pub now: Timestamp,
+    /// Why the object is looked at now.
+    pub look: Look,
     pub want: Want<'a>,
     /// The key of this object in the reconciler's memory.
     pub memory_key: String,
@@ -33,22 +36,23 @@ pub struct Pass<'a> {
 
 impl<'a> Pass<'a> {
     pub fn new(
-        ctx: &'a Context,
-        memory: &'a Memory,
+        reconciler: &'a Reconciler<Memory>,
         ce: &'a ClusterEncryption,
         project: Option<Arc<ProjectEncryption>>,
         namespace: &'a str,
         previous: &'a ClusterEncryptionStatus,
+        look: Look,
         deleting: bool,
     ) -> Self {
         Pass {
-            ctx,
-            memory,
+            ctx: &reconciler.ctx,
+            memory: &reconciler.state,
             ce,
             project,
             namespace,
             previous,
-            now: ctx.now(),
+            now: reconciler.ctx.now(),
+            look,
             want: Want {
                 cluster: &ce.spec.cluster_name,
                 project: &ce.spec.project_encryption_ref.name,
@@ -77,7 +81,12 @@ impl<'a> Pass<'a> {
 
     pub async fn credentials(&self, project: &ProjectEncryption) -> Result<Credentials, CredentialsError> {
         let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), self.namespace);
-        credentials::atlas_credentials(&secrets, &project.spec.credentials_ref.name).await
+        let name = &project.spec.credentials_ref.name;
+        let reuse = self.look != Look::Fresh;
+        self.ctx
+            .credentials
+            .atlas(&secrets, self.namespace, name, reuse)
+            .await
     }
 
     /// The cluster: as read ahead of the project's Ready moments ago, or read now.

@@ -42,7 +42,13 @@ pub struct Access {
 
 impl Pass<'_> {
     pub async fn atlas_credentials(&self) -> Result<Credentials, CredentialsError> {
-        credentials::atlas_credentials(&self.secrets, &self.pe.spec.credentials_ref.name).await
+        let namespace = self.pe.namespace().unwrap_or_default();
+        let name = &self.pe.spec.credentials_ref.name;
+        let reuse = self.look != Look::Fresh;
+        self.ctx
+            .credentials
+            .atlas(&self.secrets, &namespace, name, reuse)
+            .await
     }
 
     /// The Atlas project. A `projectId` names one project for good, so it is taken from status while
