@@ -9,10 +9,18 @@ pub fn invalid_key_or_region() -> &'static str {
     "spec.awsKms.customerMasterKeyId or region is not valid"
 }
 
+/// `name (id)`, or the id alone while the name is not known.
+fn project_label(group: &Group) -> String {
+    match group.name.as_str() {
+        "" => group.id.clone(),
+        name => format!("{name} ({})", group.id),
+    }
+}
+
 pub fn duplicate_project(group: &Group, owner: &str) -> String {
     format!(
-        "Atlas project {} ({}) is already managed by ProjectEncryption {owner}; delete this one or point it at another project",
-        group.name, group.id
+        "Atlas project {} is already managed by ProjectEncryption {owner}; delete this one or point it at another project",
+        project_label(group)
     )
 }
 

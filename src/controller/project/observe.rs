@@ -10,9 +10,10 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::decide::{self, KeyHistory, RoleStep, Target};
 use super::memory::Memory;
+use crate::atlas::lane::{self, Lane};
 use crate::atlas::{
-    AwsIamRole, AwsKmsConfig, Cluster, Credentials, EarPrivateEndpoint, EncryptionAtRest, EncryptionProvider,
-    Group,
+    AtlasError, AwsIamRole, AwsKmsConfig, Cluster, Credentials, EarPrivateEndpoint, EncryptionAtRest,
+    EncryptionProvider, Group,
 };
 use crate::aws::{KeyRef, Region};
 use crate::controller::wake::{self, Look};
@@ -69,7 +70,7 @@ impl Pass<'_> {
             }
         }
         match (&spec.project_id, &spec.project_name) {
-            (Some(id), _) => Ok(self.ctx.atlas.get_project(creds, id).await?),
+            (Some(id), _) => self.project_by_id(creds, id).await,
             (None, Some(name)) => Ok(self.ctx.atlas.get_project_by_name(creds, name).await?),
             (None, None) => Err(Error::InvalidObject),
         }
@@ -215,6 +216,20 @@ impl Pass<'_> {
             self.previous.role_creation_requested_at.as_ref().map(|t| t.0),
             &roles,
         ))
+    }
+
+    /// A project named by id. Its name is for the status only, so it is looked up only with budget to
+    /// spare: every call of the pass names the project by id, and one that does not exist fails the
+    /// first of them as it would fail the lookup (`PROJECT_NOT_FOUND` either way).
+    async fn project_by_id(&self, creds: &Credentials, id: &str) -> Result<Group> {
+        let lookup = lane::within(Lane::Spare, self.ctx.atlas.get_project(creds, id)).await;
+        match lookup {
+            Err(AtlasError::NoSpareBudget { .. }) => Ok(Group {
+                id: id.to_string(),
+                ..Default::default()
+            }),
+            lookup => Ok(lookup?),
+        }
     }
 
     /// How long ago Atlas last showed which role is in force for this project.

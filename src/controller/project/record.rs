@@ -75,8 +75,14 @@ pub fn status(
 ) -> ProjectEncryptionStatus {
     let mut status = previous.clone();
     if let Some(group) = &found.group {
+        // A project named by id is looked up only with budget to spare (see `Pass::project`): an
+        // unknown name keeps the one recorded for the same project.
+        status.project_name = match group.name.as_str() {
+            "" if previous.project_id.as_deref() == Some(group.id.as_str()) => previous.project_name.clone(),
+            "" => None,
+            name => Some(name.to_string()),
+        };
         status.project_id = Some(group.id.clone());
-        status.project_name = Some(group.name.clone());
     }
     if let Some(role) = &found.role {
         status.role = Some(role_status(role));
@@ -167,5 +173,35 @@ fn role_status(role: &AwsIamRole) -> AtlasRoleStatus {
             .authorized_date
             .and_then(|d| Timestamp::from_second(d.timestamp()).ok())
             .map(Time),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::atlas::Group;
+
+    #[test]
+    fn a_project_name_not_looked_up_keeps_the_one_recorded_for_the_same_project() {
+        let previous = ProjectEncryptionStatus {
+            project_id: Some("p1".into()),
+            project_name: Some("payments".into()),
+            ..Default::default()
+        };
+        let name_after = |id: &str, name: &str| {
+            let found = Findings {
+                group: Some(Group {
+                    id: id.into(),
+                    name: name.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let now = Timestamp::from_second(1_700_000_000).unwrap();
+            status(&previous, &found, Some(1), now).project_name
+        };
+        assert_eq!(name_after("p1", "").as_deref(), Some("payments"));
+        assert_eq!(name_after("p2", ""), None, "another project's name is not kept");
+        assert_eq!(name_after("p1", "renamed").as_deref(), Some("renamed"));
     }
 }
