@@ -219,10 +219,13 @@ pub fn group_id(
     project: &ProjectEncryption,
     previous: &ClusterEncryptionStatus,
 ) -> Result<String, Step> {
+    // A project named by id needs no resolving: its clusters know their Atlas project before its
+    // first pass ends (and may be read ahead of it, see `read_ahead_wanted`).
     let group_id = project
         .status
         .as_ref()
         .and_then(|s| s.project_id.clone())
+        .or_else(|| project.spec.project_id.clone())
         .or_else(|| previous.project_id.clone());
     group_id.ok_or_else(|| {
         let message = messages::project_unresolved(want.project);

@@ -367,6 +367,12 @@ fn the_atlas_project_comes_from_the_project_or_the_last_status() {
         ..Default::default()
     };
     assert_eq!(group_id(want(true, false), &pe, &recorded).unwrap(), "g0");
+    pe.spec.project_id = Some("g2".into());
+    assert_eq!(
+        group_id(want(true, false), &pe, &recorded).unwrap(),
+        "g2",
+        "a project named by id, before its status says so"
+    );
     pe.status.as_mut().unwrap().project_id = Some("g1".into());
     assert_eq!(group_id(want(true, false), &pe, &recorded).unwrap(), "g1");
 }
