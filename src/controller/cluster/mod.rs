@@ -139,7 +139,7 @@ async fn drive(pass: &Pass<'_>, found: &mut Findings) -> Result<Step> {
     if let Some(step) = decide::still_verified(want, state, pass.previous, pass.verified_ago(), resync) {
         return Ok(step);
     }
-    let creds = match pass.credentials(&pe).await {
+    let creds = match pass.credentials(&pe, false).await {
         Ok(creds) => creds,
         Err(e) => return decide::unreadable_credentials(want, e),
     };
@@ -162,7 +162,7 @@ async fn read_ahead(
         return None;
     }
     let group_id = decide::group_id(pass.want, pe, pass.previous).ok()?;
-    let creds = pass.credentials(pe).await.ok()?;
+    let creds = pass.credentials(pe, true).await.ok()?;
     let read = crate::atlas::lane::within(Lane::Spare, pass.cluster(&creds, &group_id)).await;
     let cluster = match read {
         Ok(cluster) => cluster,

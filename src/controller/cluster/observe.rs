@@ -79,10 +79,16 @@ impl<'a> Pass<'a> {
             .verified_ago(&self.memory_key, self.owned_fingerprint())
     }
 
-    pub async fn credentials(&self, project: &ProjectEncryption) -> Result<Credentials, CredentialsError> {
+    /// The project's Atlas credentials: read anew on a fresh look, unless `ahead` (a read made ahead of
+    /// need, which stale credentials can only make fail, harmlessly), otherwise as read moments ago.
+    pub async fn credentials(
+        &self,
+        project: &ProjectEncryption,
+        ahead: bool,
+    ) -> Result<Credentials, CredentialsError> {
         let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), self.namespace);
         let name = &project.spec.credentials_ref.name;
-        let reuse = self.look != Look::Fresh;
+        let reuse = ahead || self.look != Look::Fresh;
         self.ctx
             .credentials
             .atlas(&secrets, self.namespace, name, reuse)

@@ -1,6 +1,7 @@
 //! Every read of a ProjectEncryption pass: the Kubernetes caches and Secrets, KMS, and Atlas. Staged:
 //! each stage is read only once the decisions before it ask for it (the role list only while the role
-//! is unknown, snapshots only while a retired key may still be in one).
+//! is unknown or a check of the role in force is due, snapshots only while a retired key may still be
+//! in one).
 
 use std::sync::Arc;
 

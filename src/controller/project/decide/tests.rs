@@ -224,9 +224,14 @@ fn region() -> Region {
     Region::parse("eu-west-2").unwrap()
 }
 
+/// `key_step` for a key in the test region, without private networking.
+fn step_for(key: &KeyRef, role_id: &str, atlas: Option<&AwsKmsConfig>, in_force: RoleInForce<'_>) -> KeyStep {
+    key_step(key, region(), role_id, false, atlas, in_force)
+}
+
 #[test]
 fn first_enable_sends_the_whole_object() {
-    let step = key_step(&key(KEY), region(), "r1", false, None, RoleInForce::Unread);
+    let step = step_for(&key(KEY), "r1", None, RoleInForce::Unread);
     let KeyStep::Patch { patch, rotation } = step else {
         panic!()
     };
@@ -237,14 +242,7 @@ fn first_enable_sends_the_whole_object() {
         ..Default::default()
     };
     assert!(matches!(
-        key_step(
-            &key(KEY),
-            region(),
-            "r1",
-            false,
-            Some(&disabled),
-            RoleInForce::Unread
-        ),
+        step_for(&key(KEY), "r1", Some(&disabled), RoleInForce::Unread),
         KeyStep::Patch { .. }
     ));
 }
@@ -254,14 +252,7 @@ fn equal_state_in_other_spellings_needs_no_write() {
     // Atlas echoes the Atlas region enum and may hold the bare key id: neither is a difference.
     let current = atlas("1234ABCD-12ab-34cd-56ef-1234567890ab", "EU_WEST_2");
     assert_eq!(
-        key_step(
-            &key(KEY),
-            region(),
-            "r1",
-            false,
-            Some(&current),
-            RoleInForce::Read(Some("r1"))
-        ),
+        step_for(&key(KEY), "r1", Some(&current), RoleInForce::Read(Some("r1"))),
         KeyStep::InPlace
     );
 }
@@ -270,14 +261,9 @@ fn equal_state_in_other_spellings_needs_no_write() {
 fn a_new_key_is_a_rotation_sending_only_the_key() {
     let current = atlas(KEY, "EU_WEST_2");
     let new_key = key("arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ff");
-    let KeyStep::Patch { patch, rotation } = key_step(
-        &new_key,
-        region(),
-        "r1",
-        false,
-        Some(&current),
-        RoleInForce::Read(Some("r1")),
-    ) else {
+    let KeyStep::Patch { patch, rotation } =
+        step_for(&new_key, "r1", Some(&current), RoleInForce::Read(Some("r1")))
+    else {
         panic!()
     };
     assert!(rotation);
@@ -357,14 +343,9 @@ fn the_role_in_force_is_the_one_whose_usage_is_encryption_at_rest() {
 fn a_role_other_than_the_one_in_force_is_sent_even_on_takeover() {
     let current = atlas(KEY, "EU_WEST_2");
     for in_force in [None, Some("terraform")] {
-        let KeyStep::Patch { patch, rotation } = key_step(
-            &key(KEY),
-            region(),
-            "mine",
-            false,
-            Some(&current),
-            RoleInForce::Read(in_force),
-        ) else {
+        let KeyStep::Patch { patch, rotation } =
+            step_for(&key(KEY), "mine", Some(&current), RoleInForce::Read(in_force))
+        else {
             panic!("{in_force:?} must move to our role")
         };
         assert!(!rotation);
@@ -378,14 +359,7 @@ fn a_role_other_than_the_one_in_force_is_sent_even_on_takeover() {
         );
     }
     assert_eq!(
-        key_step(
-            &key(KEY),
-            region(),
-            "mine",
-            false,
-            Some(&current),
-            RoleInForce::Read(Some("mine"))
-        ),
+        step_for(&key(KEY), "mine", Some(&current), RoleInForce::Read(Some("mine"))),
         KeyStep::InPlace
     );
 }
@@ -394,14 +368,8 @@ fn a_role_other_than_the_one_in_force_is_sent_even_on_takeover() {
 fn a_patch_made_without_reading_the_role_in_force_names_ours() {
     let current = atlas(KEY, "EU_WEST_2");
     let new_key = key("arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ff");
-    let KeyStep::Patch { patch, rotation } = key_step(
-        &new_key,
-        region(),
-        "mine",
-        false,
-        Some(&current),
-        RoleInForce::Unread,
-    ) else {
+    let KeyStep::Patch { patch, rotation } = step_for(&new_key, "mine", Some(&current), RoleInForce::Unread)
+    else {
         panic!("a new key is a PATCH")
     };
     assert!(rotation);
@@ -414,14 +382,7 @@ fn a_patch_made_without_reading_the_role_in_force_names_ours() {
     );
     // Nothing else to write: the role alone is no reason to PATCH while it is unread.
     assert_eq!(
-        key_step(
-            &key(KEY),
-            region(),
-            "mine",
-            false,
-            Some(&current),
-            RoleInForce::Unread
-        ),
+        step_for(&key(KEY), "mine", Some(&current), RoleInForce::Unread),
         KeyStep::InPlace
     );
 }
