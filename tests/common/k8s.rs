@@ -261,6 +261,39 @@ impl Drop for TestNamespace {
     }
 }
 
+/// Takes the operator's finalizer off every object left in the namespace. The test's operator has
+/// stopped by now, so an object that kept it would hold the namespace `Terminating` for good, and the
+/// namespace controller would retry it in the background of every later run against the same API
+/// server (125 such namespaces kept it, etcd and the controller manager at 80% of a core, skewing
+/// the bench).
+async fn release_finalizers(client: &Client, name: &str) -> Result<()> {
+    use atlas_encryption_operator::crd::{ClusterEncryption, ProjectEncryption};
+    use kube::api::{ApiResource, DynamicObject, ListParams};
+
+    let release = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
+    for resource in [
+        ApiResource::erase::<ProjectEncryption>(&()),
+        ApiResource::erase::<ClusterEncryption>(&()),
+    ] {
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), name, &resource);
+        for object in api.list(&ListParams::default()).await?.items {
+            let Some(object_name) = object
+                .metadata
+                .name
+                .filter(|_| object.metadata.finalizers.is_some())
+            else {
+                continue;
+            };
+            match api.patch(&object_name, &PatchParams::default(), &release).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e).with_context(|| format!("releasing {object_name}")),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Keeps what the namespace holds for the secret scan before it goes: its Events, the operator's
 /// objects with their status, and the values of its Secrets (the credentials the scan looks for).
 async fn archive_namespace(client: &Client, name: &str) -> Result<()> {
@@ -302,6 +335,9 @@ async fn archive_namespace(client: &Client, name: &str) -> Result<()> {
 async fn delete_namespace(client: &Client, name: &str) -> Result<()> {
     if let Err(e) = archive_namespace(client, name).await {
         eprintln!("warning: could not archive namespace {name} for the secret scan: {e:#}");
+    }
+    if let Err(e) = release_finalizers(client, name).await {
+        eprintln!("warning: could not release the finalizers in namespace {name}: {e:#}");
     }
     match Api::<Namespace>::all(client.clone())
         .delete(name, &DeleteParams::background())
