@@ -3,8 +3,10 @@
 //! status). The stages: finalizer → ProjectEncryption (from the reflector store) → credentials →
 //! cluster → plan → provider PATCH → UPDATING … IDLE → status.
 //!
-//! The project decides when a cluster may turn on: nothing is sent to Atlas until the ProjectEncryption
-//! is Ready with a valid key, and the project's watch wakes this controller when that happens. Turning
+//! The project decides when a cluster may turn on: nothing is written to Atlas (and no finalizer put on
+//! the object) until the ProjectEncryption is Ready with a valid key, and the project's watch wakes
+//! this controller when that happens. Meanwhile the cluster is read once, with budget to spare, so the
+//! PATCH can follow the project's Ready at once. Turning
 //! off (`enabled: false`, or deletion with `Disable`) never waits for the project, since clusters going
 //! to NONE is exactly what lets a project disable.
 
