@@ -80,7 +80,9 @@ impl<'a> Pass<'a> {
     }
 
     /// The project's Atlas credentials: read anew on a fresh look, unless `ahead` (a read made ahead of
-    /// need, which stale credentials can only make fail, harmlessly), otherwise as read moments ago.
+    /// need, which stale credentials can only make fail, harmlessly) or the look follows a read ahead
+    /// with this object unchanged since (its project turned Ready: no person's edit to honour);
+    /// otherwise as read moments ago.
     pub async fn credentials(
         &self,
         project: &ProjectEncryption,
@@ -88,7 +90,10 @@ impl<'a> Pass<'a> {
     ) -> Result<Credentials, CredentialsError> {
         let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), self.namespace);
         let name = &project.spec.credentials_ref.name;
-        let reuse = ahead || self.look != Look::Fresh;
+        let after_read_ahead = self
+            .memory
+            .was_read_ahead(&self.memory_key, self.owned_fingerprint());
+        let reuse = ahead || after_read_ahead || self.look != Look::Fresh;
         self.ctx
             .credentials
             .atlas(&secrets, self.namespace, name, reuse)
