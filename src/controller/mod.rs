@@ -1,6 +1,6 @@
 //! The two controllers and what they share. One concern a file: `context` (the shared clients, caches
 //! and settings), `run` (wiring), `events`, `error`, `finalizer`, `finish` (how a pass ends),
-//! `observing` (`managementPolicy: Observe`) and `wake` (when each object is looked at again); each kind's reconciler in `project/` and `cluster/`.
+//! `moments` (a per-object clock), `observing` (`managementPolicy: Observe`) and `wake` (when each object is looked at again); each kind's reconciler in `project/` and `cluster/`.
 
 pub mod cluster;
 mod context;
@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod finalizer;
 mod finish;
+mod moments;
 pub(crate) mod observing;
 pub mod project;
 mod run;
@@ -24,6 +25,7 @@ pub(crate) use events::{NORMAL, WARNING};
 pub use finalizer::{ensure_finalizer, remove_finalizer};
 pub use finish::apply_status;
 pub(crate) use finish::{Step, USER_ACTION_REQUEUE, finish};
+pub(crate) use moments::Moments;
 pub(crate) use observing::Written;
 pub use run::{Observers, run, run_observed};
 pub(crate) use wake::object_key;

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::atlas::Cluster;
+use crate::controller::Moments;
 use crate::controller::wake::WakeGate;
 
 /// What the cluster reconciler remembers between passes, per ClusterEncryption (by uid). It lives in
@@ -22,7 +23,7 @@ pub struct Memory {
     /// When each cluster's update began: our PATCH, or the first time it was seen busy. Polls are
     /// timed from then, not from when the object stopped being Ready (which includes the wait for its
     /// project).
-    updates: Mutex<HashMap<String, Instant>>,
+    updates: Moments,
     /// Each cluster read while its project was on its way to Ready (`None`: the read failed), for what
     /// a person controlled then: read once per wait, taken by the first pass after the project's Ready.
     read_ahead: Mutex<HashMap<String, ReadAhead>>,
@@ -80,25 +81,17 @@ impl Memory {
     }
 
     pub fn update_started(&self, key: &str) {
-        self.updates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string(), Instant::now());
+        self.updates.mark(key);
     }
 
     /// How long this cluster has been updating, as far as this process knows; the clock starts at the
     /// first look that finds it busy.
     pub fn updating_for(&self, key: &str) -> Duration {
-        self.updates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key.to_string())
-            .or_insert_with(Instant::now)
-            .elapsed()
+        self.updates.since_or_from_now(key)
     }
 
     pub fn update_over(&self, key: &str) {
-        self.updates.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.updates.forget(key);
     }
 
     pub fn mark_verified(&self, key: &str, owned: u64) {

@@ -1,10 +1,9 @@
 //! What the project reconciler remembers between passes: its wake gate, and when each project's role
 //! in force was last known from Atlas.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::controller::Moments;
 use crate::controller::wake::WakeGate;
 
 /// What the project reconciler remembers, per ProjectEncryption (by uid). A restarted controller starts
@@ -15,31 +14,21 @@ pub struct Memory {
     pub(crate) gate: WakeGate,
     /// When Atlas last showed which role its encryption settings use: the role list read, or a key PATCH
     /// that named our role (after which ours is the one in force).
-    role_in_force_known: Mutex<HashMap<String, Instant>>,
+    role_in_force_known: Moments,
 }
 
 impl Memory {
     pub fn forget(&self, key: &str) {
         self.gate.forget(key);
-        self.role_in_force_known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        self.role_in_force_known.forget(key);
     }
 
     pub fn role_in_force_known_now(&self, key: &str) {
-        self.role_in_force_known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string(), Instant::now());
+        self.role_in_force_known.mark(key);
     }
 
     /// How long ago Atlas last showed which role is in force, as far as this process knows.
     pub fn role_in_force_known_ago(&self, key: &str) -> Option<Duration> {
-        self.role_in_force_known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .map(Instant::elapsed)
+        self.role_in_force_known.since(key)
     }
 }
