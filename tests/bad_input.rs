@@ -783,6 +783,10 @@ async fn bad_cluster_encryptions_and_conflicts_stall_without_atlas_writes() {
     let handshake = env.encrypt_project("payments", "proj-ce").await.unwrap();
     let groups = group_ids(&env, &["proj-ce"]).await;
     env.sim().clear_calls();
+    // The operator tells the first claimant of a project by creation time, which Kubernetes keeps to
+    // the second (ties go by name): the duplicate below must come a second later to be the later one.
+    // The handshake can take less than a second now that the first trust look comes after 0.25 s.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let c = Kind::Cluster;
     let long_ref = "r".repeat(253);
