@@ -156,8 +156,12 @@ pub struct Call {
     pub route: Option<String>,
     pub status: u16,
     pub path: String,
-    /// When the call reached the simulator.
+    /// When the simulator answered the call.
     pub timestamp: chrono::DateTime<chrono::Utc>,
+    /// How long the answer took, the simulator's injected latency included: `timestamp` less this is
+    /// when the call arrived.
+    #[serde(default)]
+    pub duration_ms: f64,
 }
 
 /// Calls split the way the figures need them.

@@ -1,4 +1,4 @@
-//! Where the time to Ready goes. From atlas-sim's call log (when each call reached Atlas) and the
+//! Where the time to Ready goes. From atlas-sim's call log (when Atlas answered each call) and the
 //! moments the bench itself acted (the apply, each customer trust policy, all Ready), each project's
 //! path is cut into its waits; the median and the slowest of each show which waits dominate the gap
 //! between a run and its ideal.
@@ -136,6 +136,7 @@ mod tests {
             status: 200,
             path: format!("/api/atlas/v2/groups/g1{path}"),
             timestamp: DateTime::from_timestamp_millis(ms).unwrap(),
+            duration_ms: 50.0,
         }
     }
 
