@@ -634,8 +634,8 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
     let total = n * (1 + c);
     let wait = kube_side::wait_for(
         "all Ready",
-        &projects.store,
-        &clusters.store,
+        &projects,
+        &clusters,
         Duration::from_secs(a.timeout_s),
         |ps, cs| {
             let ready = ps.iter().filter(|o| kube_side::is_ready(o)).count()
@@ -763,8 +763,8 @@ async fn run_scale(env: &Env, n: u64, mode: Mode) -> Result<Value> {
             .collect();
         let rotated = kube_side::wait_for(
             "rotation",
-            &projects.store,
-            &clusters.store,
+            &projects,
+            &clusters,
             Duration::from_secs(a.timeout_s),
             |ps, cs| {
                 let done = ps
