@@ -212,7 +212,7 @@ async fn assert_outcomes(env: &OperatorEnv, cases: &[Case]) {
                 c.name
             );
         }
-        // The status is written before the Event is published: give the Event the same deadline.
+        // The Event is published from a queue after the status is written: give it the same deadline.
         let events = if matches!(c.expect, Expect::Stalled { .. }) {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let events = env.wait_event(&c.name, reason, left).await.unwrap();

@@ -69,6 +69,8 @@ pub struct Context {
     pub kms: KmsPreflight,
     /// Who publishes the Events (see [`Context::event`]).
     pub(super) reporter: Reporter,
+    /// Where a pass leaves its Events for publication.
+    pub(crate) events: super::events::EventQueue,
     pub config: ControllerConfig,
     /// Every ProjectEncryption the controller sees, to find two objects claiming one Atlas project and
     /// the project of a ClusterEncryption without extra API calls.
@@ -101,6 +103,7 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Context {
+            events: super::events::EventQueue::start(client.clone()),
             client,
             atlas,
             kms,

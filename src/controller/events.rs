@@ -1,19 +1,100 @@
-//! Events: published directly, on transitions, never failing a reconcile.
+//! Events: published on transitions, never failing a reconcile and never delaying one. A pass hands
+//! its Event to a queue and goes on; one task publishes the queue (as client-go's broadcaster does),
+//! so the API server's time for an Event is not on any object's way to Ready.
 
+use std::time::Duration;
+
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
-use kube::Resource;
 use kube::api::Api;
 use kube::runtime::events::EventType;
+use kube::{Client, Resource};
+use tokio::sync::{mpsc, oneshot};
 
 use super::Context;
 
 pub(crate) const WARNING: EventType = EventType::Warning;
 pub(crate) const NORMAL: EventType = EventType::Normal;
 
+/// Events waiting to be published. A wave of a thousand projects queues a few hundred at most (the
+/// publisher keeps up with the API server); beyond this the newest are dropped and logged, as
+/// client-go does, rather than hold a reconcile or grow without bound.
+const QUEUE: usize = 1024;
+/// Events published at once.
+const AT_ONCE: usize = 8;
+
+enum Queued {
+    Publish(Box<Event>),
+    /// Answered once everything queued before it is published.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side of the publisher: cheap to call from a pass.
+pub(crate) struct EventQueue {
+    tx: mpsc::Sender<Queued>,
+}
+
+impl EventQueue {
+    /// Starts the task that publishes the queue with `client`; it ends once the queue is dropped.
+    pub fn start(client: Client) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(publish_all(client, rx));
+        EventQueue { tx }
+    }
+
+    fn push(&self, event: Event, reason: &str) {
+        if self.tx.try_send(Queued::Publish(Box::new(event))).is_err() {
+            tracing::warn!(
+                reason,
+                "event queue full: event dropped (the status carries the same)"
+            );
+        }
+    }
+
+    /// Waits, at most `within`, until every Event queued so far is published: before the process
+    /// exits, so the last transitions are not lost.
+    pub async fn flush(&self, within: Duration) {
+        let (done, published) = oneshot::channel();
+        if self.tx.send(Queued::Flush(done)).await.is_ok() {
+            let _ = tokio::time::timeout(within, published).await;
+        }
+    }
+}
+
+async fn publish_all(client: Client, mut rx: mpsc::Receiver<Queued>) {
+    let mut batch = Vec::with_capacity(AT_ONCE);
+    while rx.recv_many(&mut batch, AT_ONCE).await > 0 {
+        let mut flushes = Vec::new();
+        let events: Vec<Box<Event>> = batch
+            .drain(..)
+            .filter_map(|queued| match queued {
+                Queued::Publish(event) => Some(event),
+                Queued::Flush(done) => {
+                    flushes.push(done);
+                    None
+                }
+            })
+            .collect();
+        futures::future::join_all(events.into_iter().map(|event| publish(&client, *event))).await;
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn publish(client: &Client, event: Event) {
+    let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    if let Err(e) = events.create(&Default::default(), &event).await {
+        let reason = event.reason.as_deref().unwrap_or_default();
+        tracing::warn!(error = %e, reason, "could not publish event");
+    }
+}
+
 impl Context {
-    /// Publishes an Event. Failing to record one must never fail a reconcile: the status carries the
-    /// same information.
-    pub async fn event<K>(&self, object: &K, type_: EventType, reason: &str, action: &str, note: String)
+    /// Queues an Event for publication and returns at once. Failing to record one must never fail a
+    /// reconcile: the status carries the same information.
+    pub fn event<K>(&self, object: &K, type_: EventType, reason: &str, action: &str, note: String)
     where
         K: Resource<DynamicType = ()>,
     {
@@ -25,9 +106,10 @@ impl Context {
         // wave); it also folded a later `EncryptionProviderSet` into an earlier one with the other
         // direction in its note. And its Event name, `<object name>.<hex time>`, passes the API server's
         // 253-character limit for names over 236 characters, so those objects got no Events at all.
+        // The time is taken now, not when the queue reaches it, so the Event tells when it happened.
         let now = Timestamp::now();
         let regarding = object.object_ref(&());
-        let event = k8s_openapi::api::events::v1::Event {
+        let event = Event {
             metadata: kube::api::ObjectMeta {
                 name: Some(event_name(
                     regarding.name.as_deref().unwrap_or(&self.reporter.controller),
@@ -57,12 +139,7 @@ impl Context {
             regarding: Some(regarding),
             ..Default::default()
         };
-        let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
-        let events: Api<k8s_openapi::api::events::v1::Event> =
-            Api::namespaced(self.client.clone(), namespace);
-        if let Err(e) = events.create(&Default::default(), &event).await {
-            tracing::warn!(error = %e, reason, "could not publish event");
-        }
+        self.events.push(event, reason);
     }
 }
 
@@ -89,6 +166,9 @@ pub(crate) fn truncate_note(note: String) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
     #[test]
@@ -104,6 +184,47 @@ mod tests {
         let name = event_name(&dashed, nanos);
         assert!(name.len() <= 253 && !name.contains("-."), "{name}");
         assert!(name.starts_with(&"a".repeat(235)));
+    }
+
+    /// A stand-in API server that counts the Events it is asked to create, each taking a moment.
+    fn counting_client(created: Arc<AtomicUsize>) -> Client {
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let created = created.clone();
+            async move {
+                assert_eq!(req.method(), http::Method::POST);
+                assert!(req.uri().path().ends_with("/events"), "{}", req.uri());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                created.fetch_add(1, Ordering::SeqCst);
+                let body = kube::client::Body::from(b"{}".to_vec());
+                Ok::<_, std::convert::Infallible>(http::Response::new(body))
+            }
+        });
+        Client::new(service, "default")
+    }
+
+    fn queued_event(i: usize) -> Event {
+        Event {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!("demo.{i:x}")),
+                namespace: Some("team-a".into()),
+                ..Default::default()
+            },
+            reason: Some("Test".into()),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pass_queues_its_events_and_a_flush_waits_until_all_are_published() {
+        let created = Arc::new(AtomicUsize::new(0));
+        let queue = EventQueue::start(counting_client(created.clone()));
+        for i in 0..20 {
+            queue.push(queued_event(i), "Test");
+        }
+        // Queuing does not wait for the API server (each create takes 20 ms).
+        assert!(created.load(Ordering::SeqCst) < 20);
+        queue.flush(Duration::from_secs(10)).await;
+        assert_eq!(created.load(Ordering::SeqCst), 20);
     }
 
     #[test]

@@ -99,8 +99,7 @@ where
             if let Outcome::Stalled { reason, message } = &step.outcome
                 && !already_stalled_so
             {
-                ctx.event(object, WARNING, reason, "Reconcile", message.clone())
-                    .await;
+                ctx.event(object, WARNING, reason, "Reconcile", message.clone());
             }
             Ok(done(ctx, object, step.requeue))
         }
@@ -125,8 +124,7 @@ where
                     reasons::ATLAS_CERTIFICATE_UNTRUSTED,
                     "Reconcile",
                     message,
-                )
-                .await;
+                );
             }
             tracing::warn!(object = %object_key(object), category = "atlas_certificate_untrusted", error = %error, "reconcile stalled");
             Ok(done(ctx, object, USER_ACTION_REQUEUE))

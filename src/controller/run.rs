@@ -193,7 +193,12 @@ pub async fn run_observed(
     )
     .await;
     control_plane.abort();
+    // The Events of the last passes, before the process exits.
+    ctx.events.flush(EVENTS_FLUSH).await;
 }
+
+/// How long a stopping operator waits for its queued Events to be published.
+const EVENTS_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The one read of Atlas's control-plane IP addresses for the whole operator, refreshed every
 /// `control_plane_refresh`; projects take the CIDRs of their key's region from it.

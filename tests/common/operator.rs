@@ -572,8 +572,8 @@ impl OperatorEnv {
     }
 
     /// The object's Events once one with `reason` is recorded, or as they are when `timeout` runs
-    /// out. The operator writes the status before it publishes the Event, so a test that has just
-    /// seen the status must give the Event a moment of its own.
+    /// out. The operator queues an Event and publishes it apart from the pass (after its status
+    /// write), so a test that has just seen the status must give the Event a moment of its own.
     pub async fn wait_event(
         &self,
         name: &str,

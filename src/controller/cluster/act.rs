@@ -30,15 +30,13 @@ impl Pass<'_> {
             Written::Planned => return Ok(Written::Planned),
         };
         let note = messages::provider_set(name, before.provider(), provider);
-        self.ctx
-            .event(
-                self.ce,
-                NORMAL,
-                reasons::PROVIDER_SET,
-                "SetEncryptionProvider",
-                note,
-            )
-            .await;
+        self.ctx.event(
+            self.ce,
+            NORMAL,
+            reasons::PROVIDER_SET,
+            "SetEncryptionProvider",
+            note,
+        );
         Ok(Written::Made(updated))
     }
 

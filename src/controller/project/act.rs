@@ -67,12 +67,11 @@ impl Pass<'_> {
             Ok(authorized) => {
                 let note = messages::role_authorized_event(&authorized, &role_arn);
                 self.ctx
-                    .event(self.pe, NORMAL, reasons::AUTHORIZED, "AuthorizeRole", note)
-                    .await;
+                    .event(self.pe, NORMAL, reasons::AUTHORIZED, "AuthorizeRole", note);
                 Ok(Some(authorized))
             }
             Err(e) if decide::authorization_awaits_trust(&e) => {
-                self.request_trust_policy(found, &role, &role_arn, key).await;
+                self.request_trust_policy(found, &role, &role_arn, key);
                 Ok(None)
             }
             Err(e) => Err(e.into()),
@@ -105,10 +104,9 @@ impl Pass<'_> {
         found.role = Some(role.clone());
         let note = messages::role_created(&role);
         self.ctx
-            .event(self.pe, NORMAL, reasons::ROLE_CREATED, "CreateRole", note)
-            .await;
+            .event(self.pe, NORMAL, reasons::ROLE_CREATED, "CreateRole", note);
         let role_arn = role_arn.ok_or(Error::InvalidObject)?;
-        self.request_trust_policy(found, &role, role_arn, key).await;
+        self.request_trust_policy(found, &role, role_arn, key);
         Ok(())
     }
 
@@ -127,7 +125,7 @@ impl Pass<'_> {
 
     /// Atlas cannot assume the IAM role yet: the condition (and, the first time, a Warning Event) says
     /// which trust and permission policies it needs.
-    async fn request_trust_policy(
+    fn request_trust_policy(
         &self,
         found: &mut Findings,
         role: &AwsIamRole,
@@ -137,15 +135,13 @@ impl Pass<'_> {
         let request = decide::trust_requested(role, role_arn, key);
         if decide::trust_newly_requested(self.previous) {
             let note = messages::trust_instructions(role, role_arn, key);
-            self.ctx
-                .event(
-                    self.pe,
-                    WARNING,
-                    reasons::ROLE_ASSIGNED_TRUST_POLICY,
-                    "AuthorizeRole",
-                    note,
-                )
-                .await;
+            self.ctx.event(
+                self.pe,
+                WARNING,
+                reasons::ROLE_ASSIGNED_TRUST_POLICY,
+                "AuthorizeRole",
+                note,
+            );
         }
         found.role_authorized = Some(request);
     }
@@ -174,39 +170,35 @@ impl Pass<'_> {
             (KeyChange::Rotated, _) => (reasons::KEY_ROTATED, "RotateKey", messages::key_rotated(key)),
             _ => return Ok(Written::Made(updated)),
         };
-        self.ctx.event(self.pe, NORMAL, reason, action, note).await;
+        self.ctx.event(self.pe, NORMAL, reason, action, note);
         Ok(Written::Made(updated))
     }
 
-    pub async fn tell_rotation_due(&self, key: &KeyRef) {
+    pub fn tell_rotation_due(&self, key: &KeyRef) {
         let note = messages::rotation_due_event(key, &self.pe.spec.rotation.max_key_age);
         self.ctx
-            .event(self.pe, WARNING, reasons::KEY_ROTATION_DUE, "CheckKeyAge", note)
-            .await;
+            .event(self.pe, WARNING, reasons::KEY_ROTATION_DUE, "CheckKeyAge", note);
     }
 
     /// A retired key that snapshots need became unusable in KMS: the Warning Event names it, the snapshot
     /// count and the command that makes it usable again.
-    pub async fn tell_previous_key_at_risk(&self, at_risk: &DesiredCondition) {
+    pub fn tell_previous_key_at_risk(&self, at_risk: &DesiredCondition) {
         let note = at_risk.message.clone();
         self.ctx
-            .event(self.pe, WARNING, &at_risk.reason, "CheckRetiredKeys", note)
-            .await;
+            .event(self.pe, WARNING, &at_risk.reason, "CheckRetiredKeys", note);
     }
 
     /// Tells that Atlas's control-plane CIDRs in the key's region changed: a key policy restricting
     /// `aws:SourceIp` must allow the new ones.
-    pub async fn tell_control_plane_changed(&self, region: Region, cidrs: &[String]) {
+    pub fn tell_control_plane_changed(&self, region: Region, cidrs: &[String]) {
         let note = messages::control_plane_changed(region, &self.previous.control_plane_cidrs, cidrs);
-        self.ctx
-            .event(
-                self.pe,
-                NORMAL,
-                reasons::CONTROL_PLANE_CIDRS_CHANGED,
-                "ReadControlPlaneAddresses",
-                note,
-            )
-            .await;
+        self.ctx.event(
+            self.pe,
+            NORMAL,
+            reasons::CONTROL_PLANE_CIDRS_CHANGED,
+            "ReadControlPlaneAddresses",
+            note,
+        );
     }
 
     /// Asks Atlas for a private endpoint to AWS KMS in `region`.
@@ -222,15 +214,13 @@ impl Pass<'_> {
             Written::Planned => return Ok(Written::Planned),
         };
         let note = messages::private_endpoint_created(&created);
-        self.ctx
-            .event(
-                self.pe,
-                NORMAL,
-                reasons::PRIVATE_ENDPOINT_CREATED,
-                "CreatePrivateEndpoint",
-                note,
-            )
-            .await;
+        self.ctx.event(
+            self.pe,
+            NORMAL,
+            reasons::PRIVATE_ENDPOINT_CREATED,
+            "CreatePrivateEndpoint",
+            note,
+        );
         Ok(Written::Made(created))
     }
 
@@ -250,15 +240,13 @@ impl Pass<'_> {
             return Ok(Written::Planned);
         }
         let note = messages::private_endpoint_deleted(endpoint);
-        self.ctx
-            .event(
-                self.pe,
-                NORMAL,
-                reasons::PRIVATE_ENDPOINT_DELETED,
-                "DeletePrivateEndpoint",
-                note,
-            )
-            .await;
+        self.ctx.event(
+            self.pe,
+            NORMAL,
+            reasons::PRIVATE_ENDPOINT_DELETED,
+            "DeletePrivateEndpoint",
+            note,
+        );
         Ok(Written::Made(()))
     }
 
@@ -275,15 +263,13 @@ impl Pass<'_> {
             Written::Planned => return Ok(Written::Planned),
         }
         let note = messages::encryption_turned_off().to_string();
-        self.ctx
-            .event(
-                self.pe,
-                NORMAL,
-                reasons::ENCRYPTION_DISABLED,
-                "DisableEncryption",
-                note,
-            )
-            .await;
+        self.ctx.event(
+            self.pe,
+            NORMAL,
+            reasons::ENCRYPTION_DISABLED,
+            "DisableEncryption",
+            note,
+        );
         Ok(Written::Made(()))
     }
 }

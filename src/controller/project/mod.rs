@@ -146,7 +146,7 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         Ok(target) => target,
         Err(stop) => return Ok(stop),
     };
-    control_plane_cidrs(pass, &target, found).await;
+    control_plane_cidrs(pass, &target, found);
     let kms = match preflight(pass, &target, found).await? {
         Ok(kms) => kms,
         Err(stop) => return Ok(stop),
@@ -192,7 +192,7 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
     let rotation = decide::rotation_of(max_key_age, &age, pass.now);
     let (rotation_due, newly_due) = decide::key_age_condition(rotation, &age, max_key_age, pass.previous);
     if newly_due {
-        pass.tell_rotation_due(&target.key).await;
+        pass.tell_rotation_due(&target.key);
     }
     found.key_age = Some(age);
     found.rotation = Some(rotation);
@@ -214,11 +214,11 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
 }
 
 /// The control-plane CIDRs of the key's region, and the Event when they changed since the last pass.
-async fn control_plane_cidrs(pass: &Pass<'_>, target: &Target, found: &mut Findings) {
+fn control_plane_cidrs(pass: &Pass<'_>, target: &Target, found: &mut Findings) {
     found.control_plane_cidrs = pass.control_plane_cidrs(target.region);
     let read = found.control_plane_cidrs.as_deref();
     if let Some(cidrs) = decide::control_plane_changed(pass.previous, target.region, read) {
-        pass.tell_control_plane_changed(target.region, cidrs).await;
+        pass.tell_control_plane_changed(target.region, cidrs);
     }
 }
 
@@ -342,7 +342,7 @@ async fn retired_keys_in_kms(
         .await;
     let (at_risk, newly) = decide::previous_key_at_risk(&seen, pass.previous);
     if newly {
-        pass.tell_previous_key_at_risk(&at_risk).await;
+        pass.tell_previous_key_at_risk(&at_risk);
     }
     Some(at_risk)
 }
