@@ -510,6 +510,61 @@ async fn an_existing_authorized_role_is_adopted_without_re_authorizing() {
     env.finish().await;
 }
 
+/// A project named by `projectId` converges without looking its name up: the name only fills
+/// `status.projectName`, so it waits for the first resync after Ready, where it costs no change-driven
+/// work its budget (a wave of new projects spent one call in twenty on it).
+#[tokio::test]
+async fn a_project_named_by_id_converges_without_a_name_lookup_and_is_named_at_its_resync() {
+    let mut env = OperatorEnv::start("pe-by-id", &seed(&[("proj-by-id", &[])]))
+        .await
+        .unwrap();
+    let key = env.create_key(REGION).await.unwrap();
+    let (atlas, creds) = env.atlas();
+    let group = atlas.get_project_by_name(&creds, "proj-by-id").await.unwrap();
+    let role = env.authorized_atlas_role(&group.id, &key).await.unwrap();
+    env.sim().clear_calls();
+    let resync = Duration::from_secs(3);
+    env.start_controller_tuned(|_| {}, |c| c.resync_period = resync)
+        .await
+        .unwrap();
+    env.apply_project(
+        "by-id",
+        json!({"projectId": group.id, "credentialsRef": {"name": "atlas-credentials"},
+               "awsKms": {"customerMasterKeyId": key, "region": REGION, "atlasRoleId": role.role_id}}),
+    )
+    .await
+    .unwrap();
+    let pe = env
+        .wait_project("by-id", WAIT, "Ready", |pe| ready(pe.status.as_ref()))
+        .await
+        .unwrap();
+    let status = pe.status.unwrap();
+    assert_eq!(status.project_id.as_deref(), Some(group.id.as_str()));
+    assert_eq!(
+        env.atlas_calls("GET", "/groups/{groupId}"),
+        0,
+        "no name lookup on the way to Ready: {:?}",
+        env.all_calls()
+    );
+    let named = env
+        .wait_project("by-id", WAIT, "named at its resync", |pe| {
+            pe.status.as_ref().and_then(|s| s.project_name.as_deref()) == Some("proj-by-id")
+        })
+        .await
+        .unwrap();
+    assert!(ready(named.status.as_ref()), "still Ready once named");
+    assert_eq!(env.atlas_calls("GET", "/groups/{groupId}"), 1, "one lookup");
+    // Named once: later resyncs keep the name without asking again.
+    tokio::time::sleep(resync * 2).await;
+    assert_eq!(
+        env.atlas_calls("GET", "/groups/{groupId}"),
+        1,
+        "the name is not looked up again: {:?}",
+        env.all_calls()
+    );
+    env.finish().await;
+}
+
 /// A key older than `rotation.maxKeyAge` raises `KeyRotationDue` with an Event, and stays Ready. With the
 /// preflight off KMS is not asked, so the age counts from when the operator first saw the key (backdated
 /// here), and the condition says so.
