@@ -344,37 +344,33 @@ const TRUST_FIRST_LOOK: Duration = Duration::from_millis(250);
 const IAM_PROPAGATION_LOOK: Duration = Duration::from_secs(1);
 
 /// Waiting for Atlas to be able to assume the IAM role, given `RoleAuthorized` as it was and as this
-/// pass writes it: the wait grows with the time since the role stopped being authorized.
+/// pass writes it, and how long this process has seen the trust awaited (`waited`, from the reconciler's
+/// memory: the condition's time is kept to the second, too coarse for looks a quarter second apart).
 pub fn awaiting_trust(
     previous: Option<&Condition>,
     written: Option<&DesiredCondition>,
-    now: Timestamp,
+    waited: Duration,
 ) -> Step {
-    let (since, message) = match written {
-        Some(written) => (
-            (!written.holds).then(|| written.transition_time(previous, now)),
-            written.stored_message(),
-        ),
+    let (trust_missing, message) = match written {
+        Some(written) => (!written.holds, written.stored_message()),
         None => (
-            previous
-                .filter(|c| c.status == "False")
-                .map(|c| c.last_transition_time.0),
+            previous.is_some_and(|c| c.status == "False"),
             previous.map_or_else(
                 || messages::awaiting_trust_default().to_string(),
                 |c| c.message.clone(),
             ),
         ),
     };
-    // With no start to count from (the role is authorized, Atlas still refuses the key while IAM
-    // propagates), the wait cannot grow: it stays at a second rather than a quarter.
-    let first = if since.is_some() {
-        TRUST_FIRST_LOOK
+    // With the role authorized (Atlas still refuses the key while IAM propagates) there is no wait
+    // to grow with: it stays at a second rather than a quarter.
+    let requeue = if trust_missing {
+        patient_delay(waited, TRUST_FIRST_LOOK)
     } else {
         IAM_PROPAGATION_LOOK
     };
     Step::new(
         Outcome::progressing(reasons::AWAITING_TRUST_POLICY, message),
-        patient_delay(waited_since(since, now), first),
+        requeue,
     )
 }
 

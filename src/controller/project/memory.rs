@@ -1,5 +1,5 @@
-//! What the project reconciler remembers between passes: its wake gate, and when each project's role
-//! in force was last known from Atlas.
+//! What the project reconciler remembers between passes: its wake gate, when each project's role in
+//! force was last known from Atlas, and since when each has awaited its customer's trust policy.
 
 use std::time::Duration;
 
@@ -15,12 +15,26 @@ pub struct Memory {
     /// When Atlas last showed which role its encryption settings use: the role list read, or a key PATCH
     /// that named our role (after which ours is the one in force).
     role_in_force_known: Moments,
+    /// When this process first saw a project await its customer's trust policy, so the looks grow with
+    /// the wait to the millisecond (a restarted process counts from its first look).
+    trust_awaited: Moments,
 }
 
 impl Memory {
     pub fn forget(&self, key: &str) {
         self.gate.forget(key);
         self.role_in_force_known.forget(key);
+        self.trust_awaited.forget(key);
+    }
+
+    /// How long the project has awaited its trust policy, the clock starting now on the first ask.
+    pub fn trust_awaited_for(&self, key: &str) -> Duration {
+        self.trust_awaited.since_or_from_now(key)
+    }
+
+    /// Atlas can assume the role: the next wait for a trust policy starts its own clock.
+    pub fn trust_in_place(&self, key: &str) {
+        self.trust_awaited.forget(key);
     }
 
     pub fn role_in_force_known_now(&self, key: &str) {

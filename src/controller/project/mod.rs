@@ -409,7 +409,10 @@ async fn role_in_use(
         }
     };
     match role {
-        Some(role) => Ok(Ok((role, ear))),
+        Some(role) => {
+            pass.memory.trust_in_place(&wake::gate_key(pass.pe));
+            Ok(Ok((role, ear)))
+        }
         None => Ok(Err(awaiting_trust(pass, found))),
     }
 }
@@ -417,7 +420,8 @@ async fn role_in_use(
 /// Waiting for the trust policy, as `RoleAuthorized` is written this pass.
 fn awaiting_trust(pass: &Pass<'_>, found: &Findings) -> Step {
     let previous = crate::status::find(&pass.previous.conditions, reasons::ROLE_AUTHORIZED);
-    decide::awaiting_trust(previous, found.role_authorized.as_ref(), pass.now)
+    let waited = pass.memory.trust_awaited_for(&wake::gate_key(pass.pe));
+    decide::awaiting_trust(previous, found.role_authorized.as_ref(), waited)
 }
 
 /// The key assignment stage: Atlas's encryption settings once the key is in force. `ear` is `None`

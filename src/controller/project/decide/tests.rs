@@ -674,20 +674,26 @@ fn waiting_for_the_trust_policy_grows_with_the_wait() {
     assert!(request.message.contains("sts:ExternalId"));
     let mut previous = Vec::new();
     // First request: the wait starts now, the first look comes soon.
-    let step = awaiting_trust(None, Some(&request), at(0));
+    let step = awaiting_trust(None, Some(&request), Duration::ZERO);
     assert_eq!(kind(&step), ("Progressing", reasons::AWAITING_TRUST_POLICY));
     assert_eq!(step.requeue, Duration::from_millis(250));
     assert_eq!(step.outcome.message(), request.message);
     request.apply(&mut previous, Some(1), at(0));
-    // Then doubling: 2 s into the wait, the next look 2 s later.
-    let step = awaiting_trust(previous.first(), Some(&request), at(2));
+    // Then doubling: half a second into the wait, the next look half a second later (whatever second
+    // the condition's time was cut to).
+    let step = awaiting_trust(previous.first(), Some(&request), Duration::from_millis(500));
+    assert_eq!(step.requeue, Duration::from_millis(500));
+    let step = awaiting_trust(previous.first(), Some(&request), Duration::from_secs(2));
     assert_eq!(step.requeue, Duration::from_secs(2));
     // Still waiting 400 s later: a quarter of the wait.
-    let step = awaiting_trust(previous.first(), Some(&request), at(400));
+    let step = awaiting_trust(previous.first(), Some(&request), Duration::from_secs(400));
     assert_eq!(step.requeue, Duration::from_secs(100));
+    // A pass that wrote no RoleAuthorized (the trust look refused) still waits on the trust.
+    let step = awaiting_trust(previous.first(), None, Duration::from_secs(2));
+    assert_eq!(step.requeue, Duration::from_secs(2));
     // Atlas refusing the key for IAM reasons right after authorizing: the role condition is true.
     let authorized = role_authorized(&role("r", Some(ARN), 1));
-    let step = awaiting_trust(previous.first(), Some(&authorized), at(400));
+    let step = awaiting_trust(previous.first(), Some(&authorized), Duration::from_secs(400));
     assert_eq!(step.requeue, Duration::from_secs(1));
     assert_eq!(step.outcome.message(), authorized.message);
     let mut status = ProjectEncryptionStatus::default();
