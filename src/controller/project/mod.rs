@@ -28,7 +28,7 @@ use self::record::{Disabled, Findings};
 use super::wake::{self, Look};
 use super::{Context, Error, Reconciler, Result, Step, Written, observing};
 use crate::atlas::{AwsIamRole, EncryptionAtRest, EncryptionAtRestPatch};
-use crate::aws::Region;
+use crate::aws::{Region, RoleArn};
 use crate::control_plane::ControlPlaneWatch;
 use crate::crd::{PreviousKeyStatus, ProjectEncryption, ProjectEncryptionStatus};
 use crate::kms::{KeyMaterial, KeyReport, MaterialUnread, StaticAwsCredentials};
@@ -147,14 +147,20 @@ async fn enable(pass: &Pass<'_>, access: &Access, found: &mut Findings) -> Resul
         Err(stop) => return Ok(stop),
     };
     control_plane_cidrs(pass, &target, found);
-    let kms = match preflight(pass, &target, found).await? {
-        Ok(kms) => kms,
-        Err(stop) => return Ok(stop),
-    };
+    let pending = decide::pending_authorization(
+        pass.pe.spec.aws_kms.atlas_role_id.as_deref(),
+        target.role_arn.as_ref(),
+        pass.previous.role.as_ref(),
+    );
+    let (kms, settings) =
+        match preflight_beside_settings(pass, access, &target, pending.is_none(), found).await? {
+            Ok(seen) => seen,
+            Err(stop) => return Ok(stop),
+        };
     let multi_region = decide::multi_region(kms.report.as_ref(), &target.key);
     let is_multi_region = multi_region.holds;
     found.multi_region = Some(multi_region);
-    let (role, ear) = match role_in_use(pass, access, &target, found).await? {
+    let (role, ear) = match role_in_use(pass, access, &target, (pending, settings), found).await? {
         Ok(in_use) => in_use,
         Err(stop) => return Ok(stop),
     };
@@ -327,6 +333,30 @@ async fn preflight(pass: &Pass<'_>, target: &Target, found: &mut Findings) -> Re
     }
 }
 
+/// The KMS preflight and, when `read_settings` (the pass does not begin with a pending authorization,
+/// a write), Atlas's encryption settings read beside it: the preflight gates every write to Atlas,
+/// not the reads. A refused preflight ends the pass whatever the read found.
+async fn preflight_beside_settings(
+    pass: &Pass<'_>,
+    access: &Access,
+    target: &Target,
+    read_settings: bool,
+    found: &mut Findings,
+) -> Result<Result<(KmsSeen, Option<EncryptionAtRest>), Step>> {
+    let settings = async {
+        match read_settings {
+            true => Some(pass.encryption_at_rest(access).await),
+            false => None,
+        }
+    };
+    let (kms, settings) = tokio::join!(preflight(pass, target, found), settings);
+    let kms = match kms? {
+        Ok(kms) => kms,
+        Err(stop) => return Ok(Err(stop)),
+    };
+    Ok(Ok((kms, settings.transpose()?)))
+}
+
 /// The retired keys stage: `PreviousKeyAtRisk` from KMS's view of the retired keys snapshots still need,
 /// with a Warning Event as a risk begins. Only while the preflight is on: the operator asks KMS only then.
 async fn retired_keys_in_kms(
@@ -349,24 +379,22 @@ async fn retired_keys_in_kms(
 
 /// The role handshake stage: the role Atlas may assume, with Atlas's encryption settings as read on the
 /// way (`None` when the role was authorized just now, see below), or the step that waits for the
-/// customer's trust policy or a fix of the spec.
+/// customer's trust policy or a fix of the spec. `begun` is the role awaiting authorization, if any
+/// (see [`decide::pending_authorization`]), and Atlas's settings if already read this pass.
 async fn role_in_use(
     pass: &Pass<'_>,
     access: &Access,
     target: &Target,
+    begun: (Option<(AwsIamRole, RoleArn)>, Option<EncryptionAtRest>),
     found: &mut Findings,
 ) -> Result<Result<(AwsIamRole, Option<EncryptionAtRest>), Step>> {
     let spec = &pass.pe.spec.aws_kms;
+    let (pending, settings) = begun;
     // A role this operator created and recorded, waiting for the customer's trust policy: try the
     // authorization first. While the trust is missing that one refused call is the whole pass (no
     // reads), and once it succeeds the roles need not be listed again. A role gone from Atlas is found
     // (or replaced) by the list below.
     let mut pre_authorized = None;
-    let pending = decide::pending_authorization(
-        spec.atlas_role_id.as_deref(),
-        target.role_arn.as_ref(),
-        pass.previous.role.as_ref(),
-    );
     if let Some((role, role_arn)) = pending {
         match pass.authorize(access, found, role, role_arn, &target.key).await {
             Ok(Some(role)) => pre_authorized = Some(role),
@@ -379,9 +407,10 @@ async fn role_in_use(
     // the key, so the key PATCH carries everything anyway: Atlas's settings, read before the trust wait
     // (where they also passed the legacy-keys guard before the role was created), are not read again.
     // A role the answer shows in use (authorized again after a crash) is read as usual.
-    let ear = match &pre_authorized {
-        Some(role) if !role.used_for_encryption_at_rest() => None,
-        _ => Some(pass.encryption_at_rest(access).await?),
+    let ear = match (&pre_authorized, settings) {
+        (Some(role), _) if !role.used_for_encryption_at_rest() => None,
+        (_, Some(settings)) => Some(settings),
+        (_, None) => Some(pass.encryption_at_rest(access).await?),
     };
     let current = ear.as_ref().and_then(|ear| ear.aws_kms.as_ref());
     if let Some(stop) = decide::role_switch_guard(spec, current) {
