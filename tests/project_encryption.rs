@@ -472,17 +472,30 @@ async fn bad_credentials_stall_with_what_to_fix() {
     env.finish().await;
 }
 
+/// A test ground with one Atlas project `project`, a KMS key and an Atlas role already authorized for it
+/// (the controller not started, the call log cleared): the key, the project and the role.
+async fn with_authorized_role(
+    name: &str,
+    project: &str,
+) -> (
+    OperatorEnv,
+    String,
+    atlas_encryption_operator::atlas::Group,
+    atlas_encryption_operator::atlas::AwsIamRole,
+) {
+    let env = OperatorEnv::start(name, &seed(&[(project, &[])])).await.unwrap();
+    let key = env.create_key(REGION).await.unwrap();
+    let (atlas, creds) = env.atlas();
+    let group = atlas.get_project_by_name(&creds, project).await.unwrap();
+    let role = env.authorized_atlas_role(&group.id, &key).await.unwrap();
+    env.sim().clear_calls();
+    (env, key, group, role)
+}
+
 /// An Atlas role that is already authorized is adopted by `atlasRoleId`, with no create or authorize.
 #[tokio::test]
 async fn an_existing_authorized_role_is_adopted_without_re_authorizing() {
-    let mut env = OperatorEnv::start("pe-adopt", &seed(&[("proj-adopt", &[])]))
-        .await
-        .unwrap();
-    let key = env.create_key(REGION).await.unwrap();
-    let (atlas, creds) = env.atlas();
-    let group = atlas.get_project_by_name(&creds, "proj-adopt").await.unwrap();
-    let role = env.authorized_atlas_role(&group.id, &key).await.unwrap();
-    env.sim().clear_calls();
+    let (mut env, key, _, role) = with_authorized_role("pe-adopt", "proj-adopt").await;
     env.start_controller().await.unwrap();
     env.apply_project(
         "adopt",
@@ -515,14 +528,7 @@ async fn an_existing_authorized_role_is_adopted_without_re_authorizing() {
 /// work its budget (a wave of new projects spent one call in twenty on it).
 #[tokio::test]
 async fn a_project_named_by_id_converges_without_a_name_lookup_and_is_named_at_its_resync() {
-    let mut env = OperatorEnv::start("pe-by-id", &seed(&[("proj-by-id", &[])]))
-        .await
-        .unwrap();
-    let key = env.create_key(REGION).await.unwrap();
-    let (atlas, creds) = env.atlas();
-    let group = atlas.get_project_by_name(&creds, "proj-by-id").await.unwrap();
-    let role = env.authorized_atlas_role(&group.id, &key).await.unwrap();
-    env.sim().clear_calls();
+    let (mut env, key, group, role) = with_authorized_role("pe-by-id", "proj-by-id").await;
     let resync = Duration::from_secs(3);
     env.start_controller_tuned(|_| {}, |c| c.resync_period = resync)
         .await
