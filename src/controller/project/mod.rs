@@ -439,7 +439,7 @@ async fn role_in_use(
     };
     match role {
         Some(role) => {
-            pass.memory.trust_in_place(&wake::gate_key(pass.pe));
+            pass.trust_in_place();
             Ok(Ok((role, ear)))
         }
         None => Ok(Err(awaiting_trust(pass, found))),
@@ -449,7 +449,7 @@ async fn role_in_use(
 /// Waiting for the trust policy, as `RoleAuthorized` is written this pass.
 fn awaiting_trust(pass: &Pass<'_>, found: &Findings) -> Step {
     let previous = crate::status::find(&pass.previous.conditions, reasons::ROLE_AUTHORIZED);
-    let waited = pass.memory.trust_awaited_for(&wake::gate_key(pass.pe));
+    let waited = pass.trust_awaited_for();
     decide::awaiting_trust(previous, found.role_authorized.as_ref(), waited)
 }
 

@@ -248,6 +248,16 @@ impl Pass<'_> {
         self.memory.role_in_force_known_now(&wake::gate_key(self.pe));
     }
 
+    /// How long this process has seen the project await its customer's trust policy.
+    pub fn trust_awaited_for(&self) -> std::time::Duration {
+        self.memory.trust_awaited_for(&wake::gate_key(self.pe))
+    }
+
+    /// Atlas can assume the role: a later wait for a trust policy starts its own clock.
+    pub fn trust_in_place(&self) {
+        self.memory.trust_in_place(&wake::gate_key(self.pe));
+    }
+
     /// The role Atlas's encryption settings use now (the role list's `featureUsages`); only read while
     /// encryption is on, since turning it on sends the role anyway.
     pub async fn role_in_force(&self, access: &Access, ear: &EncryptionAtRest) -> Result<Option<String>> {
