@@ -31,6 +31,13 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerWaitLabels {
+    kind: &'static str,
+    /// `change` or `routine` (see `controller::workers`).
+    lane: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {
     kind: &'static str,
     result: &'static str,
@@ -82,6 +89,7 @@ pub struct Metrics {
     registry: Registry,
     reconciles: Family<ReconcileLabels, Counter>,
     reconcile_duration: HistogramFamily<KindLabels>,
+    worker_wait: HistogramFamily<WorkerWaitLabels>,
     atlas_requests: Family<AtlasCallLabels, Counter>,
     atlas_request_duration: HistogramFamily<EndpointLabels>,
     atlas_retries: Family<RetryLabels, Counter>,
@@ -109,6 +117,11 @@ fn reconcile_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
 }
 
+fn wait_histogram() -> Histogram {
+    // 1 ms to about 30 s: most passes find a slot at once; a wave can queue thousands.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
 fn atlas_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.0, 12))
 }
@@ -134,6 +147,13 @@ impl Metrics {
             "reconcile_duration_seconds",
             "Time one reconcile took, by kind",
             reconcile_duration.clone(),
+        );
+        let worker_wait =
+            HistogramFamily::<WorkerWaitLabels>::new_with_constructor(wait_histogram as fn() -> _);
+        registry.register(
+            "worker_wait_seconds",
+            "Time a reconcile waited for a worker slot (--concurrency), by kind and lane",
+            worker_wait.clone(),
         );
         let atlas_requests = Family::<AtlasCallLabels, Counter>::default();
         registry.register(
@@ -221,6 +241,7 @@ impl Metrics {
             registry,
             reconciles,
             reconcile_duration,
+            worker_wait,
             atlas_requests,
             atlas_request_duration,
             atlas_retries,
@@ -246,6 +267,17 @@ impl Metrics {
         self.reconcile_duration
             .get_or_create(&KindLabels { kind })
             .observe(took.as_secs_f64());
+    }
+
+    /// A reconcile of `kind` waited `waited` for a worker slot in `lane`.
+    pub fn waited_for_worker(&self, kind: &'static str, lane: crate::atlas::Lane, waited: Duration) {
+        let lane = match lane {
+            crate::atlas::Lane::Change => "change",
+            crate::atlas::Lane::Routine | crate::atlas::Lane::Spare => "routine",
+        };
+        self.worker_wait
+            .get_or_create(&WorkerWaitLabels { kind, lane })
+            .observe(waited.as_secs_f64());
     }
 
     /// `reason` is `ok` or a preflight failure reason.
@@ -399,6 +431,11 @@ mod tests {
         metrics.on_rate_limits_read("unpublished");
         metrics.kms_preflight("KeyDisabled");
         metrics.set_leader(true);
+        metrics.waited_for_worker(
+            "ClusterEncryption",
+            crate::atlas::Lane::Spare,
+            Duration::from_millis(3),
+        );
         let text = metrics.encode(Timestamp::now());
         for line in [
             r#"atlas_encryption_operator_reconciles_total{kind="ProjectEncryption",result="success"} 1"#,
@@ -413,6 +450,7 @@ mod tests {
             r#"atlas_encryption_operator_atlas_retries_total{endpoint="/groups/{groupId}",reason="rate_limited"} 1"#,
             r#"atlas_encryption_operator_kms_preflight_total{result="KeyDisabled"} 1"#,
             r#"atlas_encryption_operator_leader 1"#,
+            r#"atlas_encryption_operator_worker_wait_seconds_count{kind="ClusterEncryption",lane="routine"} 1"#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 
 use super::wake;
+use super::workers::Workers;
 use crate::atlas::AtlasClient;
 use crate::control_plane::ControlPlaneWatch;
 use crate::crd::{ClusterEncryption, FIELD_MANAGER, ProjectEncryption};
@@ -51,13 +52,17 @@ impl Default for ControllerConfig {
 pub struct Reconciler<S> {
     pub ctx: Arc<Context>,
     pub state: S,
+    /// This kind's `--concurrency` worker slots.
+    pub workers: Workers,
 }
 
 impl<S: Default> Reconciler<S> {
     pub fn new(ctx: Arc<Context>) -> Arc<Self> {
+        let workers = Workers::new(usize::from(ctx.config.concurrency.max(1)));
         Arc::new(Reconciler {
             ctx,
             state: S::default(),
+            workers,
         })
     }
 }
@@ -222,6 +227,23 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Stores<K> {
 
     pub fn state(&self) -> Vec<Arc<K>> {
         self.0.iter().flat_map(Store::state).collect()
+    }
+
+    /// The object named `namespace`/`name`, as the cache holds it now.
+    pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<Arc<K>> {
+        let mut key = ObjectRef::<K>::new(name);
+        if let Some(namespace) = namespace {
+            key = key.within(namespace);
+        }
+        self.0.iter().find_map(|store| store.get(&key))
+    }
+
+    /// `object` as the cache holds it now: `None` once it is gone, or replaced by a new object of the
+    /// same name.
+    pub fn latest(&self, object: &K) -> Option<Arc<K>> {
+        let meta = object.meta();
+        self.get(meta.namespace.as_deref(), meta.name.as_deref()?)
+            .filter(|now| now.meta().uid == meta.uid)
     }
 
     /// Resolves once every store has its first full list.

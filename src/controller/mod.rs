@@ -1,6 +1,6 @@
 //! The two controllers and what they share. One concern a file: `context` (the shared clients, caches
 //! and settings), `run` (wiring), `events`, `error`, `finalizer`, `finish` (how a pass ends),
-//! `moments` (a per-object clock), `observing` (`managementPolicy: Observe`) and `wake` (when each object is looked at again); each kind's reconciler in `project/` and `cluster/`.
+//! `moments` (a per-object clock), `observing` (`managementPolicy: Observe`), `wake` (when each object is looked at again) and `workers` (who runs next); each kind's reconciler in `project/` and `cluster/`.
 
 pub mod cluster;
 mod context;
@@ -16,6 +16,7 @@ mod run;
 #[cfg(test)]
 mod testing;
 mod wake;
+mod workers;
 
 pub(crate) use context::clusters_of;
 pub use context::{Context, ControllerConfig, RESYNC_BUDGET_SHARE, Reconciler, Stores, resync_period};

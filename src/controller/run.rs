@@ -11,10 +11,11 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
+use super::workers::Workers;
 use super::{
     Context, ControllerConfig, Error, Reconciler, Result, Stores, cluster, clusters_of, object_key, project,
 };
-use crate::atlas::AtlasClient;
+use crate::atlas::{AtlasClient, Lane};
 use crate::crd::{ClusterEncryption, ProjectEncryption};
 use crate::kms::KmsPreflight;
 use crate::metrics::Metrics;
@@ -177,7 +178,9 @@ pub async fn run_observed(
     ));
     report_synced(ctx.clone(), observers.health.clone());
     let control_plane = watch_control_plane(&ctx);
-    let controller_config = kube::runtime::controller::Config::default().concurrency(config.concurrency);
+    // No bound here: kube-runtime would take the objects waiting for a slot in an arbitrary order.
+    // `--concurrency` bounds the passes in `workers`, in order and by lane.
+    let controller_config = kube::runtime::controller::Config::default().concurrency(0);
     let runs = controllers(
         &ctx,
         &scopes,
@@ -270,6 +273,16 @@ fn controllers(
 ) -> Vec<Run> {
     let project_reconciler = Reconciler::<project::Memory>::new(ctx.clone());
     let cluster_reconciler = Reconciler::<cluster::Memory>::new(ctx.clone());
+    // A stopping operator starts no pass that waits for a slot; the passes under way finish.
+    let workers = [
+        project_reconciler.workers.clone(),
+        cluster_reconciler.workers.clone(),
+    ];
+    let stopping = shutdown.clone();
+    tokio::spawn(async move {
+        stopping.await;
+        workers.iter().for_each(Workers::close);
+    });
     let mut runs: Vec<Run> = Vec::new();
     for (scope, (store, handle)) in scopes.iter().zip(project_watches.iter().cloned()) {
         // A change of Atlas's control-plane CIDRs offers every project a look; the wake gate lets
@@ -328,8 +341,10 @@ fn reconcile_project(
         .or_else(|| pe.spec.project_id.clone())
         .unwrap_or_default();
     let span = reconcile_span("ProjectEncryption", pe.as_ref(), &project_id);
+    let lane = project::worker_lane(&pe, &reconciler);
     let ctx = reconciler.ctx.clone();
-    measured("ProjectEncryption", ctx, project::reconcile(pe, reconciler)).instrument(span)
+    let latest = move || ctx.projects.latest(&pe);
+    in_turn("ProjectEncryption", reconciler, lane, latest, project::reconcile).instrument(span)
 }
 
 fn reconcile_cluster(
@@ -341,7 +356,9 @@ fn reconcile_cluster(
         .and_then(|pe| pe.status.as_ref().and_then(|s| s.project_id.clone()))
         .unwrap_or_default();
     let span = reconcile_span("ClusterEncryption", ce.as_ref(), &project_id);
-    measured("ClusterEncryption", ctx, cluster::reconcile(ce, reconciler)).instrument(span)
+    let lane = cluster::worker_lane(&ce, &reconciler);
+    let latest = move || ctx.clusters.latest(&ce);
+    in_turn("ClusterEncryption", reconciler, lane, latest, cluster::reconcile).instrument(span)
 }
 
 fn reconcile_span<K: Resource<DynamicType = ()>>(
@@ -362,14 +379,38 @@ fn reconcile_span<K: Resource<DynamicType = ()>>(
     )
 }
 
-async fn measured(
+/// A pass over an object in its turn. None when its wake gate says it has nothing to do yet (`lane` is
+/// then the rest of its wait); otherwise once a worker slot in its lane is free, over the object as the
+/// cache holds it then (the wait can outlast a newer version), timed and counted. The pass is boxed so
+/// that a pass waiting for its turn holds only its object, not the space of a whole pass.
+async fn in_turn<K, S, Pass>(
     kind: &'static str,
-    ctx: Arc<Context>,
-    reconcile: impl std::future::Future<Output = Result<Action>>,
-) -> Result<Action> {
+    reconciler: Arc<Reconciler<S>>,
+    lane: std::result::Result<Lane, std::time::Duration>,
+    latest: impl FnOnce() -> Option<Arc<K>>,
+    pass: impl FnOnce(Arc<K>, Arc<Reconciler<S>>) -> Pass,
+) -> Result<Action>
+where
+    Pass: std::future::Future<Output = Result<Action>>,
+{
+    let lane = match lane {
+        Ok(lane) => lane,
+        Err(wait) => return Ok(Action::requeue(wait)),
+    };
+    let asked = std::time::Instant::now();
+    let Some(_slot) = reconciler.workers.slot(lane).await else {
+        // The operator is stopping: the next leader looks at this object.
+        return Ok(Action::await_change());
+    };
+    let metrics = reconciler.ctx.metrics.clone();
+    metrics.waited_for_worker(kind, lane, asked.elapsed());
+    let Some(object) = latest() else {
+        // Deleted, or replaced, while it waited: the watch brings what is there now.
+        return Ok(Action::await_change());
+    };
     let started = std::time::Instant::now();
-    let result = reconcile.await;
-    ctx.metrics.reconciled(kind, result.is_ok(), started.elapsed());
+    let result = Box::pin(pass(object, reconciler)).await;
+    metrics.reconciled(kind, result.is_ok(), started.elapsed());
     result
 }
 

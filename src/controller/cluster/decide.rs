@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 
 use super::messages;
-use crate::atlas::{AtlasError, Cluster, EncryptionProvider, model::tier_number};
+use crate::atlas::{AtlasError, Cluster, EncryptionProvider, Lane, model::tier_number};
 use crate::controller::{CredentialsError, Result, Step, USER_ACTION_REQUEUE, credentials, patient_delay};
 use crate::crd::{ClusterEncryptionStatus, DeletionPolicy, ProjectEncryption};
 use crate::status::{self, DesiredCondition, Outcome, condition, reasons};
@@ -119,6 +119,18 @@ pub fn read_ahead_finding(name: &str, cluster: &Cluster) -> Option<Step> {
 /// fleet applied at once then costs one Kubernetes write per cluster less while its projects start.
 pub fn finalizer_needed(enabled: bool, project: Option<ProjectState>) -> bool {
     !enabled || project == Some(ProjectState::Ready)
+}
+
+/// The worker lane of a pass (see `controller::workers`), from the lane of its look: a pass that may
+/// write to Atlas goes first when a change asked for it; one that can only read ahead and say that its
+/// project is not Ready yet waits with the resyncs and the polls of updates under way, since it
+/// starts nothing in Atlas.
+pub fn worker_lane(look: Lane, enabled: bool, project: Option<ProjectState>) -> Lane {
+    if finalizer_needed(enabled, project) {
+        look
+    } else {
+        Lane::Routine
+    }
 }
 
 /// What the project lets this cluster do: `ProjectReady`, and the step that ends the pass when the

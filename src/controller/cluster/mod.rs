@@ -18,6 +18,7 @@ mod observe;
 mod record;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
@@ -79,6 +80,23 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Me
     .await;
     memory.gate.pass_ended(ce.as_ref(), fingerprint, &ended, next);
     ended
+}
+
+/// The worker lane of a pass over `ce` (see `controller::workers`), or how long it still waits: its
+/// wake gate answers first, so a pass with nothing to do takes no worker.
+pub fn worker_lane(
+    ce: &ClusterEncryption,
+    reconciler: &Reconciler<Memory>,
+) -> std::result::Result<Lane, Duration> {
+    let ctx = &reconciler.ctx;
+    if ce.meta().deletion_timestamp.is_some() {
+        return Ok(Lane::Change);
+    }
+    let project = find_project(ce, ctx);
+    let fingerprint = gate_fingerprint(ce, project.as_deref());
+    let look = reconciler.state.gate.look(ce, fingerprint, &ctx.failures)?;
+    let project = project.as_deref().map(project_state);
+    Ok(decide::worker_lane(lane_of(look), ce.spec.enabled, project))
 }
 
 /// The lane of a cluster's pass. Its follow-up looks only watch (an update under way, a blocker a

@@ -122,9 +122,6 @@ impl<'a> Pass<'a> {
 
 /// The referenced ProjectEncryption, from the reflector store (no API call).
 pub(crate) fn find_project(ce: &ClusterEncryption, ctx: &Context) -> Option<Arc<ProjectEncryption>> {
-    let namespace = ce.namespace();
     ctx.projects
-        .state()
-        .into_iter()
-        .find(|p| p.namespace() == namespace && p.name_any() == ce.spec.project_encryption_ref.name)
+        .get(ce.namespace().as_deref(), &ce.spec.project_encryption_ref.name)
 }

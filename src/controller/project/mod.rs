@@ -16,6 +16,7 @@ mod policy;
 mod record;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
@@ -27,7 +28,7 @@ use self::observe::{Access, Pass};
 use self::record::{Disabled, Findings};
 use super::wake::{self, Look};
 use super::{Context, Error, Reconciler, Result, Step, Written, observing};
-use crate::atlas::{AwsIamRole, EncryptionAtRest, EncryptionAtRestPatch};
+use crate::atlas::{AwsIamRole, EncryptionAtRest, EncryptionAtRestPatch, Lane};
 use crate::aws::{Region, RoleArn};
 use crate::control_plane::ControlPlaneWatch;
 use crate::crd::{PreviousKeyStatus, ProjectEncryption, ProjectEncryptionStatus};
@@ -72,6 +73,22 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<Me
     .await;
     gate.pass_ended(pe.as_ref(), fingerprint, &ended, next);
     ended
+}
+
+/// The worker lane of a pass over `pe` (see `controller::workers`), or how long it still waits: its
+/// wake gate answers first, so a pass with nothing to do takes no worker. A deletion, a change and a
+/// look the last pass scheduled (a trust policy awaited) go before resyncs.
+pub fn worker_lane(
+    pe: &ProjectEncryption,
+    reconciler: &Reconciler<Memory>,
+) -> std::result::Result<Lane, Duration> {
+    let ctx = &reconciler.ctx;
+    if pe.meta().deletion_timestamp.is_some() {
+        return Ok(Lane::Change);
+    }
+    let fingerprint = gate_fingerprint(pe, &ctx.control_plane);
+    let look = reconciler.state.gate.look(pe, fingerprint, &ctx.failures)?;
+    Ok(look.lane())
 }
 
 /// What a person can change to make the operator look again before the next resync: the spec (its

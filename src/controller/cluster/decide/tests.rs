@@ -6,7 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
 use super::*;
-use crate::atlas::{Cluster, EncryptionProvider};
+use crate::atlas::{Cluster, EncryptionProvider, Lane};
 use crate::controller::testing::{atlas_error, kind};
 use crate::crd::{ClusterEncryptionStatus, DeletionPolicy, ProjectEncryption, ProjectEncryptionStatus};
 use crate::status::{self, Outcome, reasons};
@@ -756,5 +756,24 @@ fn the_finalizer_waits_for_the_project_only_while_the_cluster_is_to_use_its_key(
     assert!(finalizer_needed(false, Some(NotReady)));
     for project in [None, Some(NotReady), Some(Stalled), Some(Disabling)] {
         assert!(!finalizer_needed(true, project), "{project:?}");
+    }
+}
+
+#[test]
+fn only_passes_that_may_start_atlas_work_keep_the_change_lane() {
+    use ProjectState::*;
+    // Turning on behind a Ready project, or turning off whatever the project: the look's own lane.
+    for (enabled, project) in [(true, Some(Ready)), (false, None), (false, Some(Disabling))] {
+        for look in [Lane::Change, Lane::Routine] {
+            assert_eq!(worker_lane(look, enabled, project), look, "{enabled} {project:?}");
+        }
+    }
+    // Waiting for the project: only a read ahead and a condition, so it waits with the resyncs.
+    for project in [None, Some(NotReady), Some(Stalled)] {
+        assert_eq!(
+            worker_lane(Lane::Change, true, project),
+            Lane::Routine,
+            "{project:?}"
+        );
     }
 }
