@@ -97,12 +97,22 @@ async fn install(env: &OperatorEnv, test: &str, set: &[&str], args: &[&str]) -> 
 }
 
 /// A ProjectEncryption through the whole handshake to Ready, a ClusterEncryption to Ready, the Events
-/// of both steps, then both deleted (the operator removes its finalizers).
+/// of both steps, then both deleted with `deletionPolicy: Disable` (the operator turns encryption off and
+/// removes its finalizers).
 async fn full_flow(env: &OperatorEnv, project: &str) -> Result<()> {
     env.encrypt_project("payments", project).await?;
+    // Disable on both, so the finalizers and the deletion's Atlas writes run under the chart's RBAC.
+    env.projects()
+        .patch(
+            "payments",
+            &Default::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"deletionPolicy": "Disable"}})),
+        )
+        .await?;
     env.apply_cluster(
         "orders",
-        json!({"projectEncryptionRef": {"name": "payments"}, "clusterName": "Cluster0"}),
+        json!({"projectEncryptionRef": {"name": "payments"}, "clusterName": "Cluster0",
+               "deletionPolicy": "Disable"}),
     )
     .await?;
     env.wait_cluster("orders", WAIT, "Ready", |ce: &ClusterEncryption| {
@@ -128,7 +138,7 @@ async fn full_flow(env: &OperatorEnv, project: &str) -> Result<()> {
         }
     }
 
-    // Deleting needs the operator's finalizer patch (deletionPolicy Retain: Atlas is left alone).
+    // Deleting needs the operator's finalizer patches and its Atlas writes (deletionPolicy Disable).
     let dp = DeleteParams::default();
     env.clusters().delete("orders", &dp).await?;
     wait_gone(&env.clusters(), "orders", WAIT).await?;

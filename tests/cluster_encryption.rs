@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use atlas_encryption_operator::crd::{ClusterEncryption, ProjectEncryption};
+use atlas_encryption_operator::crd::{ClusterEncryption, DeletionPolicy, ProjectEncryption};
 use atlas_sim::CallRecord;
 use common::operator::{
     API_PRIVATE_KEY, API_PUBLIC_KEY, OperatorEnv, REGION, cluster_converged, condition, seed, wait_gone,
@@ -200,7 +200,10 @@ async fn a_cluster_waits_for_its_project_then_is_encrypted_with_one_write() {
         project_ready_at.elapsed() < Duration::from_secs(10),
         "the project watch wakes the cluster"
     );
-    assert!(has_finalizer(&updating), "the finalizer before the write");
+    assert!(
+        !has_finalizer(&updating),
+        "deletionPolicy Retain owes Atlas nothing on deletion, so no finalizer even once written"
+    );
     let cluster_calls: Vec<String> = env
         .sim()
         .calls()
@@ -643,9 +646,13 @@ async fn deletion_retains_or_disables() {
         env.apply_cluster(object, s).await.unwrap();
     }
     for object in ["keep0", "drop0", "orphan0"] {
-        env.wait_cluster(object, WAIT, "Ready", |ce| cluster_converged(ce, "AWS"))
+        let ready = env
+            .wait_cluster(object, WAIT, "Ready", |ce| cluster_converged(ce, "AWS"))
             .await
             .unwrap();
+        // Only a deletion that owes Atlas a write waits for the operator.
+        let disable = ready.spec.deletion_policy == DeletionPolicy::Disable;
+        assert_eq!(has_finalizer(&ready), disable, "{object}");
     }
     let group = env.group_id("proj-del").await.unwrap();
     use atlas_encryption_operator::atlas::EncryptionProvider;

@@ -744,15 +744,12 @@ async fn deletion_policies_retain_and_disable() {
     env.start_controller().await.unwrap();
     env.encrypt_project("keep", "proj-keep").await.unwrap();
     env.encrypt_project("drop", "proj-drop").await.unwrap();
-    let finalizers = env
-        .projects()
-        .get("keep")
-        .await
-        .unwrap()
-        .metadata
-        .finalizers
-        .unwrap_or_default();
-    assert_eq!(finalizers, vec!["encryption.atlasops.dev/cleanup".to_string()]);
+    // Retain owes Atlas nothing on deletion: no finalizer, so deleting needs nothing from the operator.
+    let finalizers = |pe: &atlas_encryption_operator::crd::ProjectEncryption| {
+        pe.metadata.finalizers.clone().unwrap_or_default()
+    };
+    let keep = env.projects().get("keep").await.unwrap();
+    assert!(finalizers(&keep).is_empty(), "{:?}", finalizers(&keep));
     env.projects()
         .patch(
             "drop",
@@ -761,6 +758,12 @@ async fn deletion_policies_retain_and_disable() {
         )
         .await
         .unwrap();
+    // Switched to Disable: the finalizer comes with the next pass.
+    env.wait_project("drop", WAIT, "the finalizer", |pe| {
+        finalizers(pe) == ["encryption.atlasops.dev/cleanup"]
+    })
+    .await
+    .unwrap();
     let (atlas, creds) = env.atlas();
     let keep_group = atlas.get_project_by_name(&creds, "proj-keep").await.unwrap().id;
     let drop_group = atlas.get_project_by_name(&creds, "proj-drop").await.unwrap().id;

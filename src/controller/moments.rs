@@ -2,7 +2,7 @@
 //! one per-object clock the reconcilers' memories keep (a cluster's update begun, a project's role in
 //! force last seen). A restarted process starts with none.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,11 @@ impl Moments {
 
     pub fn forget(&self, key: &str) {
         self.lock().remove(key);
+    }
+
+    /// Forgets every key but those in `live`.
+    pub fn retain(&self, live: &HashSet<String>) {
+        self.lock().retain(|key, _| live.contains(key));
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Instant>> {

@@ -11,7 +11,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use super::workers::Workers;
+use super::wake::gate_key;
 use super::{
     Context, ControllerConfig, Error, Reconciler, Result, Stores, cluster, clusters_of, object_key, project,
 };
@@ -273,16 +273,11 @@ fn controllers(
 ) -> Vec<Run> {
     let project_reconciler = Reconciler::<project::Memory>::new(ctx.clone());
     let cluster_reconciler = Reconciler::<cluster::Memory>::new(ctx.clone());
-    // A stopping operator starts no pass that waits for a slot; the passes under way finish.
-    let workers = [
-        project_reconciler.workers.clone(),
-        cluster_reconciler.workers.clone(),
-    ];
-    let stopping = shutdown.clone();
-    tokio::spawn(async move {
-        stopping.await;
-        workers.iter().for_each(Workers::close);
-    });
+    tokio::spawn(housekeeping(
+        project_reconciler.clone(),
+        cluster_reconciler.clone(),
+        shutdown.clone(),
+    ));
     let mut runs: Vec<Run> = Vec::new();
     for (scope, (store, handle)) in scopes.iter().zip(project_watches.iter().cloned()) {
         // A change of Atlas's control-plane CIDRs offers every project a look; the wake gate lets
@@ -326,6 +321,46 @@ fn controllers(
         runs.push(Box::pin(run));
     }
     runs
+}
+
+/// How often the reconcilers forget the objects that are gone.
+const FORGET_THE_DEPARTED: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Until the operator stops: every minute, the reconcilers forget what they remembered of objects that
+/// are gone (an object without a finalizer, `deletionPolicy: Retain` or a cluster still waiting for its
+/// project, is deleted without a last pass that would forget it). Once it stops, no pass waiting for a
+/// worker starts; the passes under way finish.
+async fn housekeeping(
+    projects: Arc<Reconciler<project::Memory>>,
+    clusters: Arc<Reconciler<cluster::Memory>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = tokio::time::sleep(FORGET_THE_DEPARTED) => forget_the_departed(&projects, &clusters),
+        }
+    }
+    projects.workers.close();
+    clusters.workers.close();
+}
+
+fn forget_the_departed(projects: &Reconciler<project::Memory>, clusters: &Reconciler<cluster::Memory>) {
+    let ctx = &projects.ctx;
+    let (pes, ces) = (ctx.projects.state(), ctx.clusters.state());
+    projects
+        .state
+        .retain(&pes.iter().map(|o| gate_key(o.as_ref())).collect());
+    clusters
+        .state
+        .retain(&ces.iter().map(|o| gate_key(o.as_ref())).collect());
+    let pe_keys = pes.iter().map(|o| object_key(o.as_ref()));
+    ctx.failures.retain(
+        &pe_keys
+            .chain(ces.iter().map(|o| object_key(o.as_ref())))
+            .collect(),
+    );
 }
 
 /// One reconcile of a ProjectEncryption, in a span naming the object and its Atlas project (so every

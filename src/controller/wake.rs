@@ -1,6 +1,6 @@
 //! When each object is next due a look, and the one count of its failures in a row.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -101,6 +101,12 @@ impl WakeGate {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
+    /// Forgets every object but those whose gate key is in `live`.
+    pub fn retain(&self, live: &HashSet<String>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|key, _| live.contains(key));
+    }
+
     /// How long `object` still has to wait, its failures so far counted in `failures`; or, when it
     /// should be reconciled now, the lane its Atlas calls travel in.
     pub(crate) fn look<K: Resource<DynamicType = ()>>(
@@ -184,6 +190,12 @@ impl Failures {
     /// `key` succeeded: its count starts again.
     pub fn clear(&self, key: &str) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// Forgets the counts of every object but those whose [`object_key`] is in `live`.
+    pub fn retain(&self, live: &HashSet<String>) {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        counts.retain(|key, _| live.contains(key));
     }
 }
 
@@ -293,6 +305,17 @@ mod tests {
         let waits: Vec<u64> = (1..=12).map(|n| failure_backoff(n).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
         assert_eq!(failure_backoff(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn the_failures_of_objects_that_are_gone_are_forgotten() {
+        let failures = Failures::default();
+        for key in ["here", "gone"] {
+            failures.record(key);
+        }
+        failures.retain(&HashSet::from(["here".to_string()]));
+        assert_eq!(failures.backoff("here"), Duration::from_secs(1));
+        assert_eq!(failures.backoff("gone"), Duration::ZERO);
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub struct ClusterEncryptionSpec {
     pub enabled: bool,
 
     /// What happens in Atlas when this object is deleted: `Retain` (default) leaves the cluster encrypted,
-    /// `Disable` switches it to `NONE` first.
+    /// and the object carries no finalizer (deleting it needs nothing from the operator); `Disable`
+    /// switches it to `NONE` first, held by a finalizer from its first write.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }

@@ -99,8 +99,9 @@ pub struct ProjectEncryptionSpec {
     #[serde(default)]
     pub rotation: RotationSpec,
 
-    /// What happens in Atlas when this object is deleted: `Retain` (default) leaves encryption on,
-    /// `Disable` turns it off once no cluster of the project uses it.
+    /// What happens in Atlas when this object is deleted: `Retain` (default) leaves encryption on, and
+    /// the object carries no finalizer (deleting it needs nothing from the operator); `Disable` turns it
+    /// off once no cluster of the project uses it, held by a finalizer.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 

@@ -114,11 +114,19 @@ pub fn read_ahead_finding(name: &str, cluster: &Cluster) -> Option<Step> {
     }
 }
 
-/// Whether the finalizer must be in place before this pass: not while an enabled cluster waits for its
-/// project, since nothing reaches Atlas (no write, no cleanup owed) until the project is Ready, and a
-/// fleet applied at once then costs one Kubernetes write per cluster less while its projects start.
-pub fn finalizer_needed(enabled: bool, project: Option<ProjectState>) -> bool {
+/// Whether this pass may write to Atlas: a cluster turning off never waits for its project (clusters
+/// going to `NONE` is what lets a project disable); one turning on waits until the project is Ready.
+pub fn may_write(enabled: bool, project: Option<ProjectState>) -> bool {
     !enabled || project == Some(ProjectState::Ready)
+}
+
+/// Whether the finalizer must be in place before this pass: only when deleting the object would owe
+/// Atlas a write (`deletionPolicy: Disable`), and from the first pass that may write. `Retain` (the
+/// default) leaves Atlas as it is, so its objects carry none: deleting one needs nothing from the
+/// operator (it goes at once, even with the operator stopped), and a fleet costs two Kubernetes writes
+/// per cluster less, one of them on every cluster's way to its first Atlas write.
+pub fn finalizer_needed(policy: DeletionPolicy, enabled: bool, project: Option<ProjectState>) -> bool {
+    policy == DeletionPolicy::Disable && may_write(enabled, project)
 }
 
 /// The worker lane of a pass (see `controller::workers`), from the lane of its look: a pass that may
@@ -126,7 +134,7 @@ pub fn finalizer_needed(enabled: bool, project: Option<ProjectState>) -> bool {
 /// project is not Ready yet waits with the resyncs and the polls of updates under way, since it
 /// starts nothing in Atlas.
 pub fn worker_lane(look: Lane, enabled: bool, project: Option<ProjectState>) -> Lane {
-    if finalizer_needed(enabled, project) {
+    if may_write(enabled, project) {
         look
     } else {
         Lane::Routine

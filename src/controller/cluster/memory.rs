@@ -1,7 +1,7 @@
 //! What the cluster reconciler remembers between passes: its wake gate, when each cluster was last
 //! found converged, when each cluster's update began, and each cluster read ahead of its project.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,16 @@ impl Memory {
     }
 
     /// Whether this cluster was read ahead of its project's Ready, with what a person controls unchanged.
+    /// Forgets every object but those whose gate key is in `live`.
+    pub fn retain(&self, live: &HashSet<String>) {
+        self.gate.retain(live);
+        self.updates.retain(live);
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        verified.retain(|key, _| live.contains(key));
+        let mut read_ahead = self.read_ahead.lock().unwrap_or_else(|e| e.into_inner());
+        read_ahead.retain(|key, _| live.contains(key));
+    }
+
     pub fn was_read_ahead(&self, key: &str, owned: u64) -> bool {
         let read_ahead = self.read_ahead.lock().unwrap_or_else(|e| e.into_inner());
         read_ahead.get(key).is_some_and(|r| r.owned == owned)
@@ -121,6 +131,39 @@ impl Memory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_objects_still_there_are_remembered() {
+        let memory = Memory::default();
+        for key in ["here", "gone"] {
+            memory.remember_read_ahead(key, 1, None);
+            memory.mark_verified(key, 1);
+            memory.update_started(key);
+            memory.gate.finished(
+                key,
+                1,
+                Instant::now(),
+                Duration::from_secs(60),
+                crate::atlas::Lane::Routine,
+            );
+        }
+        memory.retain(&HashSet::from(["here".to_string()]));
+        assert!(memory.was_read_ahead("here", 1));
+        assert!(memory.verified_ago("here", 1).is_some());
+        assert!(!memory.was_read_ahead("gone", 1));
+        assert!(memory.verified_ago("gone", 1).is_none());
+        // A forgotten update or gate entry starts afresh: no time waited, a fresh look.
+        assert!(memory.updating_for("gone") < Duration::from_millis(50));
+        let now = Instant::now();
+        assert!(
+            memory.gate.wait("here", 1, now, Duration::ZERO).is_some(),
+            "still waits its turn"
+        );
+        assert!(
+            memory.gate.wait("gone", 1, now, Duration::ZERO).is_none(),
+            "forgotten"
+        );
+    }
 
     #[test]
     fn a_read_ahead_is_taken_once_fresh_and_for_the_same_spec() {

@@ -3,8 +3,9 @@
 //! status). The stages: finalizer → ProjectEncryption (from the reflector store) → credentials →
 //! cluster → plan → provider PATCH → UPDATING … IDLE → status.
 //!
-//! The project decides when a cluster may turn on: nothing is written to Atlas (and no finalizer put on
-//! the object) until the ProjectEncryption is Ready with a valid key, and the project's watch wakes
+//! The project decides when a cluster may turn on: nothing is written to Atlas until the
+//! ProjectEncryption is Ready with a valid key (and only then, with `deletionPolicy: Disable`, is the
+//! finalizer put on), and the project's watch wakes
 //! this controller when that happens. Meanwhile the cluster is read once, with budget to spare, so the
 //! PATCH can follow the project's Ready at once. Turning
 //! off (`enabled: false`, or deletion with `Disable`) never waits for the project, since clusters going
@@ -48,7 +49,8 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Me
     // One read of the project from the cache serves the whole pass, so the finalizer's decision and
     // the pass cannot see two different projects.
     let project = find_project(ce.as_ref(), ctx);
-    let ce = match decide::finalizer_needed(ce.spec.enabled, project.as_deref().map(project_state)) {
+    let state = project.as_deref().map(project_state);
+    let ce = match decide::finalizer_needed(ce.spec.deletion_policy, ce.spec.enabled, state) {
         true => match super::ensure_finalizer(&api, ce).await? {
             Some(ce) => ce,
             None => return Ok(Action::await_change()),

@@ -936,6 +936,18 @@ pub fn stalled_on_access_while_deleting(error: Error) -> Result<Step> {
     Ok(step)
 }
 
+/// Whether the finalizer must be in place before this pass: only when deleting the object would owe
+/// Atlas a write (see [`release_at_once`]). `Retain` (the default) leaves Atlas as it is, so its objects
+/// carry none: deleting one needs nothing from the operator (it goes at once, even with the operator
+/// stopped), and the first pass of a new project has one Kubernetes write less before its first Atlas
+/// call. A project switched to `Disable` gets it on the pass that follows, before any write.
+pub fn finalizer_needed(
+    spec: &crate::crd::ProjectEncryptionSpec,
+    previous: Option<&ProjectEncryptionStatus>,
+) -> bool {
+    !release_at_once(spec, previous)
+}
+
 /// Whether deletion can let go without turning encryption off: `Retain`, an observed object (which
 /// never writes to Atlas, not even on its way out), or nothing was ever on.
 pub fn release_at_once(

@@ -1,6 +1,7 @@
 //! What the project reconciler remembers between passes: its wake gate, when each project's role in
 //! force was last known from Atlas, and since when each has awaited its customer's trust policy.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::controller::Moments;
@@ -25,6 +26,13 @@ impl Memory {
         self.gate.forget(key);
         self.role_in_force_known.forget(key);
         self.trust_awaited.forget(key);
+    }
+
+    /// Forgets every object but those whose gate key is in `live`.
+    pub fn retain(&self, live: &HashSet<String>) {
+        self.gate.retain(live);
+        self.role_in_force_known.retain(live);
+        self.trust_awaited.retain(live);
     }
 
     /// How long the project has awaited its trust policy, the clock starting now on the first ask.

@@ -45,8 +45,12 @@ pub async fn reconcile(pe: Arc<ProjectEncryption>, reconciler: Arc<Reconciler<Me
         memory.forget(&wake::gate_key(pe.as_ref()));
         return cleanup(&pe, ctx, memory, &api, &namespace).await;
     }
-    let Some(pe) = super::ensure_finalizer(&api, pe).await? else {
-        return Ok(Action::await_change());
+    let pe = match decide::finalizer_needed(&pe.spec, pe.status.as_ref()) {
+        true => match super::ensure_finalizer(&api, pe).await? {
+            Some(pe) => pe,
+            None => return Ok(Action::await_change()),
+        },
+        false => pe,
     };
     let fingerprint = gate_fingerprint(pe.as_ref(), &ctx.control_plane);
     let look = match gate.look(pe.as_ref(), fingerprint, &ctx.failures) {

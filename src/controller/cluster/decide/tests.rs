@@ -751,12 +751,21 @@ fn a_read_ahead_tells_at_once_only_what_the_project_cannot_change() {
 #[test]
 fn the_finalizer_waits_for_the_project_only_while_the_cluster_is_to_use_its_key() {
     use ProjectState::*;
-    assert!(finalizer_needed(true, Some(Ready)));
-    assert!(finalizer_needed(false, None));
-    assert!(finalizer_needed(false, Some(NotReady)));
+    assert!(may_write(true, Some(Ready)));
+    assert!(may_write(false, None));
+    assert!(may_write(false, Some(NotReady)));
     for project in [None, Some(NotReady), Some(Stalled), Some(Disabling)] {
-        assert!(!finalizer_needed(true, project), "{project:?}");
+        assert!(!may_write(true, project), "{project:?}");
     }
+    // Only `Disable` owes Atlas a write on deletion, and only from the first pass that may write.
+    for (enabled, project) in [(true, Some(Ready)), (false, None), (false, Some(NotReady))] {
+        assert!(finalizer_needed(DeletionPolicy::Disable, enabled, project));
+        assert!(
+            !finalizer_needed(DeletionPolicy::Retain, enabled, project),
+            "Retain leaves Atlas as it is: {enabled} {project:?}"
+        );
+    }
+    assert!(!finalizer_needed(DeletionPolicy::Disable, true, Some(NotReady)));
 }
 
 #[test]

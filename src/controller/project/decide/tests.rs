@@ -1204,3 +1204,33 @@ fn an_observed_object_lets_go_at_once_whatever_its_deletion_policy() {
         "Disable turns encryption off when managing"
     );
 }
+
+#[test]
+fn only_a_deletion_that_owes_atlas_a_write_holds_a_finalizer() {
+    let spec = |policy: &str, enabled: bool| -> crate::crd::ProjectEncryptionSpec {
+        serde_json::from_value(serde_json::json!({
+            "projectId": "65f0c0ffee00000000000001", "credentialsRef": {"name": "c"},
+            "deletionPolicy": policy,
+            "awsKms": {"enabled": enabled, "customerMasterKeyId": "1234abcd-12ab-34cd-56ef-1234567890ab",
+                       "region": "us-east-1", "roleArn": "arn:aws:iam::123456789012:role/r"}
+        }))
+        .unwrap()
+    };
+    let was_on = ProjectEncryptionStatus {
+        project_id: Some("65f0c0ffee00000000000001".into()),
+        ..Default::default()
+    };
+    for previous in [None, Some(&was_on)] {
+        assert!(
+            !finalizer_needed(&spec("Retain", true), previous),
+            "Retain: {previous:?}"
+        );
+        assert!(
+            finalizer_needed(&spec("Disable", true), previous),
+            "Disable: {previous:?}"
+        );
+    }
+    // Turning off, never having turned on: nothing to undo yet.
+    assert!(!finalizer_needed(&spec("Disable", false), None));
+    assert!(finalizer_needed(&spec("Disable", false), Some(&was_on)));
+}
