@@ -238,12 +238,13 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Stores<K> {
         self.0.iter().find_map(|store| store.get(&key))
     }
 
-    /// `object` as the cache holds it now: `None` once it is gone, or replaced by a new object of the
-    /// same name.
-    pub fn latest(&self, object: &K) -> Option<Arc<K>> {
-        let meta = object.meta();
-        self.get(meta.namespace.as_deref(), meta.name.as_deref()?)
-            .filter(|now| now.meta().uid == meta.uid)
+    /// The object `key` names (`ObjectRef::from_obj`), as the cache holds it now: `None` once it is
+    /// gone, or replaced by a new object of the same name.
+    pub fn latest(&self, key: &ObjectRef<K>) -> Option<Arc<K>> {
+        self.0
+            .iter()
+            .find_map(|store| store.get(key))
+            .filter(|now| now.meta().uid == key.extra.uid)
     }
 
     /// Resolves once every store has its first full list.

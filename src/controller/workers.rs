@@ -5,9 +5,10 @@
 //! become due in a hash set and takes them out in the set's order, which is arbitrary: under a wave
 //! (300 objects applied at once) some objects waited four seconds for their first pass while others
 //! had three, and a cluster whose project had just turned Ready waited behind clusters that could only
-//! report that theirs was not. So the controllers run every due object at once, the wake gate answers
-//! the passes that have nothing to do without a slot, and the rest wait here: first come, first served
-//! within a lane, and a pass that can start Atlas's work goes before one that only watches or waits.
+//! report that theirs was not. So the controllers admit a few times more due objects than there are
+//! slots (see `run.rs`), the wake gate answers the passes that have nothing to do without a slot, and
+//! the rest wait here: first come, first served within a lane, and a pass that can start Atlas's work
+//! goes before one that only watches or waits.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -224,15 +225,21 @@ mod tests {
         assert_eq!(workers.waiting(), (0, 0));
     }
 
-    #[tokio::test]
-    async fn a_pass_that_stops_waiting_does_not_take_a_slot_with_it() {
+    /// One slot, held, and a pass waiting for it (its task answers whether it got one).
+    async fn one_slot_held_and_one_pass_waiting() -> (Workers, Slot, tokio::task::JoinHandle<bool>) {
         let workers = Workers::new(1);
         let held = workers.slot(Lane::Change).await.expect("a free slot");
-        let abandoned = tokio::spawn({
+        let waiting = tokio::spawn({
             let workers = workers.clone();
             async move { workers.slot(Lane::Change).await.is_some() }
         });
         settle().await;
+        (workers, held, waiting)
+    }
+
+    #[tokio::test]
+    async fn a_pass_that_stops_waiting_does_not_take_a_slot_with_it() {
+        let (workers, held, abandoned) = one_slot_held_and_one_pass_waiting().await;
         abandoned.abort();
         let _ = abandoned.await;
         drop(held);
@@ -245,13 +252,7 @@ mod tests {
 
     #[tokio::test]
     async fn closing_turns_away_waiting_and_later_passes() {
-        let workers = Workers::new(1);
-        let _held = workers.slot(Lane::Change).await.expect("a free slot");
-        let waiting = tokio::spawn({
-            let workers = workers.clone();
-            async move { workers.slot(Lane::Change).await.is_some() }
-        });
-        settle().await;
+        let (workers, _held, waiting) = one_slot_held_and_one_pass_waiting().await;
         workers.close();
         assert!(!waiting.await.unwrap());
         assert!(workers.slot(Lane::Change).await.is_none());
