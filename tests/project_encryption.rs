@@ -10,7 +10,7 @@ use common::operator::{
     CUSTOMER_ACCOUNT, Handshake, OperatorEnv, REGION, condition, look_twice, project_on_key, seed,
 };
 use common::snapshots::{self, Expect};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -492,22 +492,30 @@ async fn with_authorized_role(
     (env, key, group, role)
 }
 
+/// Applies ProjectEncryption `name` for the Atlas project `project` names (`projectName` or
+/// `projectId`) with the key and the authorized `role` (by `atlasRoleId`), and waits until it is Ready.
+async fn apply_with_role(
+    env: &OperatorEnv,
+    name: &str,
+    mut project: Value,
+    key: &str,
+    role: &atlas_encryption_operator::atlas::AwsIamRole,
+) -> atlas_encryption_operator::crd::ProjectEncryption {
+    project["credentialsRef"] = json!({"name": "atlas-credentials"});
+    project["awsKms"] = json!({"customerMasterKeyId": key, "region": REGION, "atlasRoleId": role.role_id});
+    env.apply_project(name, project).await.unwrap();
+    env.wait_project(name, WAIT, "Ready", |pe| ready(pe.status.as_ref()))
+        .await
+        .unwrap()
+}
+
 /// An Atlas role that is already authorized is adopted by `atlasRoleId`, with no create or authorize.
 #[tokio::test]
 async fn an_existing_authorized_role_is_adopted_without_re_authorizing() {
     let (mut env, key, _, role) = with_authorized_role("pe-adopt", "proj-adopt").await;
     env.start_controller().await.unwrap();
-    env.apply_project(
-        "adopt",
-        json!({"projectName": "proj-adopt", "credentialsRef": {"name": "atlas-credentials"},
-               "awsKms": {"customerMasterKeyId": key, "region": REGION, "atlasRoleId": role.role_id}}),
-    )
-    .await
-    .unwrap();
-    let pe = env
-        .wait_project("adopt", WAIT, "Ready", |pe| ready(pe.status.as_ref()))
-        .await
-        .unwrap();
+    let project = json!({"projectName": "proj-adopt"});
+    let pe = apply_with_role(&env, "adopt", project, &key, &role).await;
     assert_eq!(pe.status.unwrap().role.unwrap().role_id, role.role_id);
     assert_eq!(
         env.atlas_calls("POST", "/cloudProviderAccess"),
@@ -533,17 +541,7 @@ async fn a_project_named_by_id_converges_without_a_name_lookup_and_is_named_at_i
     env.start_controller_tuned(|_| {}, |c| c.resync_period = resync)
         .await
         .unwrap();
-    env.apply_project(
-        "by-id",
-        json!({"projectId": group.id, "credentialsRef": {"name": "atlas-credentials"},
-               "awsKms": {"customerMasterKeyId": key, "region": REGION, "atlasRoleId": role.role_id}}),
-    )
-    .await
-    .unwrap();
-    let pe = env
-        .wait_project("by-id", WAIT, "Ready", |pe| ready(pe.status.as_ref()))
-        .await
-        .unwrap();
+    let pe = apply_with_role(&env, "by-id", json!({"projectId": group.id}), &key, &role).await;
     let status = pe.status.unwrap();
     assert_eq!(status.project_id.as_deref(), Some(group.id.as_str()));
     assert_eq!(

@@ -235,16 +235,17 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Stores<K> {
         if let Some(namespace) = namespace {
             key = key.within(namespace);
         }
-        self.0.iter().find_map(|store| store.get(&key))
+        self.find(&key)
     }
 
     /// The object `key` names (`ObjectRef::from_obj`), as the cache holds it now: `None` once it is
     /// gone, or replaced by a new object of the same name.
     pub fn latest(&self, key: &ObjectRef<K>) -> Option<Arc<K>> {
-        self.0
-            .iter()
-            .find_map(|store| store.get(key))
-            .filter(|now| now.meta().uid == key.extra.uid)
+        self.find(key).filter(|now| now.meta().uid == key.extra.uid)
+    }
+
+    fn find(&self, key: &ObjectRef<K>) -> Option<Arc<K>> {
+        self.0.iter().find_map(|store| store.get(key))
     }
 
     /// Resolves once every store has its first full list.

@@ -441,8 +441,8 @@ fn reconcile_span<K: Resource<DynamicType = ()>>(
 /// A pass over an object in its turn. None when its wake gate says it has nothing to do yet (`lane` is
 /// then the rest of its wait); otherwise once a worker slot in its lane is free, over the object as the
 /// cache holds it then (the wait can outlast a newer version), timed and counted. While it waits it holds
-/// only the object's key: no copy of an object the cache has moved on from, no span, and (the pass is
-/// boxed) not the space of a whole pass.
+/// only the object's key (kube-runtime keeps its own reference for the error policy), no span, and (the
+/// pass is boxed) not the space of a whole pass.
 async fn in_turn<K, S, Pass>(
     kind: &'static str,
     reconciler: Arc<Reconciler<S>>,
