@@ -35,7 +35,11 @@ async fn one_replica_serves_health_metrics_and_structured_logs() {
     )
     .unwrap();
 
-    let (code, body) = operator.get(operator.health, "/healthz").await.unwrap();
+    let health = operator.health;
+    let (code, body) = operator
+        .first_answer(health, "/healthz", Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!((code, body.as_str()), (200, "ok"));
     let ready = operator.wait_ready(Duration::from_secs(30)).await.unwrap();
     assert!(ready.contains("caches synced"), "{ready}");

@@ -120,6 +120,28 @@ impl OperatorProcess {
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok()))
     }
 
+    /// The first answer to GET `path` on `address` once the process listens there: a refused connection
+    /// is retried until `timeout` (the binary binds its ports moments after it starts), any answer is
+    /// returned as it is.
+    pub async fn first_answer(
+        &mut self,
+        address: SocketAddr,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(u16, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check_running()?;
+            match self.get(address, path).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) if Instant::now() > deadline => {
+                    bail!("{} did not answer {path} within {timeout:?}: {e}", self.identity)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
