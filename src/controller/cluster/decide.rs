@@ -125,8 +125,20 @@ pub fn may_write(enabled: bool, project: Option<ProjectState>) -> bool {
 /// default) leaves Atlas as it is, so its objects carry none: deleting one needs nothing from the
 /// operator (it goes at once, even with the operator stopped), and a fleet costs two Kubernetes writes
 /// per cluster less, one of them on every cluster's way to its first Atlas write.
-pub fn finalizer_needed(policy: DeletionPolicy, enabled: bool, project: Option<ProjectState>) -> bool {
-    policy == DeletionPolicy::Disable && may_write(enabled, project)
+/// An observed project's clusters never write to Atlas, not even on their way out, so they owe none
+/// either (`observed`); one switched to `Manage` gets it in the pass that makes its first write.
+pub fn finalizer_needed(
+    policy: DeletionPolicy,
+    enabled: bool,
+    project: Option<ProjectState>,
+    observed: bool,
+) -> bool {
+    policy == DeletionPolicy::Disable && !observed && may_write(enabled, project)
+}
+
+/// Whether the project is under `managementPolicy: Observe`, so its clusters write nothing to Atlas.
+pub fn observed(project: Option<&ProjectEncryption>) -> bool {
+    project.is_some_and(|pe| pe.spec.management_policy == crate::crd::ManagementPolicy::Observe)
 }
 
 /// The worker lane of a pass (see `controller::workers`), from the lane of its look: a pass that may

@@ -50,7 +50,9 @@ pub async fn reconcile(ce: Arc<ClusterEncryption>, reconciler: Arc<Reconciler<Me
     // the pass cannot see two different projects.
     let project = find_project(ce.as_ref(), ctx);
     let state = project.as_deref().map(project_state);
-    let ce = match decide::finalizer_needed(ce.spec.deletion_policy, ce.spec.enabled, state) {
+    let observed = decide::observed(project.as_deref());
+    let policy = ce.spec.deletion_policy;
+    let ce = match decide::finalizer_needed(policy, ce.spec.enabled, state, observed) {
         true => match super::ensure_finalizer(&api, ce).await? {
             Some(ce) => ce,
             None => return Ok(Action::await_change()),
@@ -281,9 +283,7 @@ async fn cleanup(
     let never_reached_atlas = ce.status.as_ref().is_none_or(|s| s.project_id.is_none());
     let project = find_project(ce, ctx);
     // An observed project's clusters never write to Atlas, not even on their way out.
-    let observed = project
-        .as_ref()
-        .is_some_and(|pe| pe.spec.management_policy == ManagementPolicy::Observe);
+    let observed = decide::observed(project.as_deref());
     if ce.spec.deletion_policy == DeletionPolicy::Retain
         || observed
         || never_reached_atlas && project.is_none()

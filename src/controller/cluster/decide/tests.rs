@@ -759,13 +759,22 @@ fn the_finalizer_waits_for_the_project_only_while_the_cluster_is_to_use_its_key(
     }
     // Only `Disable` owes Atlas a write on deletion, and only from the first pass that may write.
     for (enabled, project) in [(true, Some(Ready)), (false, None), (false, Some(NotReady))] {
-        assert!(finalizer_needed(DeletionPolicy::Disable, enabled, project));
+        assert!(finalizer_needed(DeletionPolicy::Disable, enabled, project, false));
         assert!(
-            !finalizer_needed(DeletionPolicy::Retain, enabled, project),
+            !finalizer_needed(DeletionPolicy::Retain, enabled, project, false),
             "Retain leaves Atlas as it is: {enabled} {project:?}"
         );
+        assert!(
+            !finalizer_needed(DeletionPolicy::Disable, enabled, project, true),
+            "an observed project's clusters never write to Atlas: {enabled} {project:?}"
+        );
     }
-    assert!(!finalizer_needed(DeletionPolicy::Disable, true, Some(NotReady)));
+    assert!(!finalizer_needed(
+        DeletionPolicy::Disable,
+        true,
+        Some(NotReady),
+        false
+    ));
 }
 
 #[test]
